@@ -1,0 +1,29 @@
+# Tollgate's two everyday commands are `make dev` and `make test`; each installs what it needs.
+SHELL := bash
+.DEFAULT_GOAL := help
+
+.PHONY: help dev test lint fmt template-lint package clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+dev: ## run the API on 127.0.0.1:3000 with DynamoDB Local, print a token and curl examples
+	infra/scripts/dev.sh
+
+test: ## the whole suite against DynamoDB Local (started and stopped here)
+	infra/scripts/test.sh
+
+lint: ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	infra/scripts/lint-template.sh
+
+fmt: ## format the code
+	cargo fmt --all
+
+template-lint: ## cfn-lint and sam validate --lint only
+	infra/scripts/lint-template.sh
+
+clean: ## remove build output and local state
+	cargo clean
+	rm -rf .tollgate

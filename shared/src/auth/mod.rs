@@ -1,0 +1,4 @@
+//! Authentication: user JWTs from the identity provider and service keys.
+
+pub mod jwt;
+pub mod service_key;

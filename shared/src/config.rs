@@ -1,0 +1,142 @@
+//! Configuration, read once per cold start from the environment (the names in DESIGN.md).
+
+use std::time::Duration;
+
+use crate::auth::jwt::JwtConfig;
+
+/// Default table name when `TABLE_NAME` is unset (local development).
+pub const DEFAULT_TABLE_NAME: &str = "tollgate";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub table_name: String,
+    /// Local endpoint override (DynamoDB Local); `None` in AWS.
+    pub dynamodb_endpoint: Option<String>,
+    /// `None` when `JWT_ISSUER` is unset: user routes then answer 503 `auth_not_configured`.
+    pub jwt: Option<JwtConfig>,
+    /// Comma-separated hex SHA-256 digests of accepted service keys (`SERVICE_KEY_HASHES`).
+    pub service_key_hashes: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("{name} is not valid: {reason}")]
+    Invalid { name: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`, so tests need not touch the process environment.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let list = |name: &str| {
+            get(name)
+                .map(|v| {
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+        };
+
+        let jwt = match get("JWT_ISSUER") {
+            None => None,
+            Some(issuer) => {
+                let mut jwt = JwtConfig::new(issuer);
+                jwt.jwks_url = get("JWT_JWKS_URL").or(jwt.jwks_url);
+                jwt.inline_jwks = get("JWT_JWKS");
+                jwt.audience = list("JWT_AUDIENCE");
+                jwt.authorized_parties = list("JWT_AUTHORIZED_PARTIES");
+                if let Some(seconds) = get("JWT_LEEWAY_SECONDS") {
+                    let seconds = seconds.parse::<u64>().map_err(|_| ConfigError::Invalid {
+                        name: "JWT_LEEWAY_SECONDS",
+                        reason: "expected a whole number of seconds".into(),
+                    })?;
+                    jwt.leeway = Duration::from_secs(seconds);
+                }
+                Some(jwt)
+            }
+        };
+
+        Ok(Self {
+            table_name: get("TABLE_NAME").unwrap_or_else(|| DEFAULT_TABLE_NAME.to_owned()),
+            dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
+            jwt,
+            service_key_hashes: get("SERVICE_KEY_HASHES").unwrap_or_default(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_when_nothing_is_set() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.table_name, "tollgate");
+        assert_eq!(config.dynamodb_endpoint, None);
+        assert!(config.jwt.is_none());
+    }
+
+    #[test]
+    fn jwt_settings_are_read_and_lists_split() {
+        let config = config(&[
+            ("JWT_ISSUER", "https://clerk.example.com/"),
+            ("JWT_AUDIENCE", ""),
+            (
+                "JWT_AUTHORIZED_PARTIES",
+                " https://app.example.com , https://admin.example.com,",
+            ),
+            ("TABLE_NAME", "prod-table"),
+        ])
+        .unwrap();
+        let jwt = config.jwt.unwrap();
+        assert_eq!(jwt.issuer, "https://clerk.example.com/");
+        assert_eq!(
+            jwt.jwks_url.as_deref(),
+            Some("https://clerk.example.com/.well-known/jwks.json")
+        );
+        assert!(jwt.audience.is_empty());
+        assert_eq!(
+            jwt.authorized_parties,
+            vec!["https://app.example.com", "https://admin.example.com"]
+        );
+        assert_eq!(config.table_name, "prod-table");
+    }
+
+    #[test]
+    fn explicit_jwks_url_wins_and_bad_leeway_is_named() {
+        let config = config(&[
+            ("JWT_ISSUER", "https://t.auth0.com/"),
+            ("JWT_JWKS_URL", "http://127.0.0.1:9/jwks"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.jwt.unwrap().jwks_url.as_deref(),
+            Some("http://127.0.0.1:9/jwks")
+        );
+        let error = super::tests::config(&[("JWT_ISSUER", "x"), ("JWT_LEEWAY_SECONDS", "soon")])
+            .unwrap_err();
+        assert!(error.to_string().contains("JWT_LEEWAY_SECONDS"));
+    }
+}

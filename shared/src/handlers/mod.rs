@@ -1,0 +1,4 @@
+//! Route handlers: plain async functions over the shared state, called by the pipeline.
+
+pub mod me;
+pub mod permissions;

@@ -1,0 +1,16 @@
+//! Tollgate's shared library: everything the Lambda functions, the dev gateway and the tests share.
+//!
+//! A function binary builds an [`pipeline::AppState`] once per cold start and hands every request
+//! to [`pipeline::handle`]; the dev gateway and the tests call the same function.
+
+pub mod auth;
+pub mod config;
+pub mod handlers;
+pub mod http;
+pub mod lambda;
+pub mod pipeline;
+pub mod pricing;
+pub mod rbac;
+pub mod routes;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,318 @@
+//! The request pipeline every function, the dev gateway and the tests run:
+//! route → authenticate → load user → tenant → permission → handler → JSON.
+
+use std::sync::Arc;
+
+use http::{HeaderValue, Method, StatusCode, header};
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use tracing::Instrument;
+
+use crate::auth::jwt::{AuthError, Claims, JwtVerifier};
+use crate::auth::service_key::ServiceKeys;
+use crate::config::Config;
+use crate::handlers;
+use crate::http::ApiError;
+use crate::rbac::{self, Decision};
+use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch};
+use crate::store::{Store, StoreError, TenantId, UserRecord};
+
+/// Everything a request needs, built once per cold start and shared by warm invocations.
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    /// `None` when no issuer is configured: user routes answer 503 `auth_not_configured`.
+    pub verifier: Option<JwtVerifier>,
+    pub service_keys: ServiceKeys,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("JWT configuration is not valid: {0}")]
+    Jwks(#[from] crate::auth::jwt::JwksError),
+    #[error("SERVICE_KEY_HASHES is not valid: {0}")]
+    ServiceKeys(#[from] crate::auth::service_key::ServiceKeyConfigError),
+}
+
+impl AppState {
+    /// Reads the environment and builds clients. Does no network I/O, so a cold start never
+    /// waits on an unreachable dependency; a wrong setting fails here, at init, with its name.
+    pub async fn from_env() -> Result<Arc<Self>, StartupError> {
+        let config = Config::from_env()?;
+        let store = Store::connect(&config).await;
+        Self::new(config, store)
+    }
+
+    pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StartupError> {
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(3))
+            .build()
+            .unwrap_or_default();
+        let verifier = match &config.jwt {
+            Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http)?),
+            None => None,
+        };
+        let service_keys = ServiceKeys::from_hex_list(&config.service_key_hashes)?;
+        Ok(Arc::new(Self {
+            config,
+            store,
+            verifier,
+            service_keys,
+        }))
+    }
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+pub enum Principal {
+    /// A person signed in with the identity provider.
+    User(Box<Claims>),
+    /// A back-end service holding one of the configured service keys.
+    Service,
+}
+
+/// What a handler knows about its caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub claims: Claims,
+    /// The stored user; `None` only on `GET /api/me`, which creates it.
+    pub user: Option<UserRecord>,
+    /// The caller's organization, from their stored user record (never from the request).
+    pub tenant: Option<TenantId>,
+}
+
+/// Handles one request for `function` (or any function, for the dev gateway: `None`).
+pub async fn handle(
+    state: &AppState,
+    function: Option<Function>,
+    request: Request,
+) -> Response<Body> {
+    let request_id = request_id(&request);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        function = function.map(Function::name).unwrap_or("dev-gateway"),
+        method = %request.method(),
+        route = tracing::field::Empty,
+        organization_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    async move {
+        let mut response = match route_and_run(state, function, &request).await {
+            Ok(response) => response,
+            Err(error) => {
+                if error.status.is_server_error() {
+                    tracing::error!(code = error.code, "request failed");
+                } else {
+                    tracing::info!(code = error.code, "request refused");
+                }
+                error.into_response()
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&request_id) {
+            response.headers_mut().insert("x-request-id", value);
+        }
+        tracing::Span::current().record("status", response.status().as_u16());
+        tracing::info!("request done");
+        response
+    }
+    .instrument(span)
+    .await
+}
+
+async fn route_and_run(
+    state: &AppState,
+    function: Option<Function>,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let path = request.uri().path();
+    let found = match function {
+        Some(function) => routes::match_route(routes::routes_of(function), request.method(), path),
+        None => routes::match_route(routes::routes(), request.method(), path),
+    };
+    let (route, params) = match found {
+        RouteMatch::Found(route, params) => (route, params),
+        RouteMatch::MethodNotAllowed(allowed) => {
+            let allow = allowed
+                .iter()
+                .map(Method::as_str)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut response = ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                format!("{} is not allowed here; use {allow}.", request.method()),
+            )
+            .into_response();
+            if let Ok(value) = HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(header::ALLOW, value);
+            }
+            return Ok(response);
+        }
+        RouteMatch::NotFound => {
+            return Err(ApiError::not_found(
+                "route_not_found",
+                format!("There is no route {path}."),
+            ));
+        }
+    };
+    tracing::Span::current().record("route", route.path);
+
+    let principal = authenticate(state, request).await?;
+    let Principal::User(claims) = principal else {
+        return Err(ApiError::forbidden(
+            "user_token_required",
+            "This route needs a signed-in user's token, not a service key.",
+        ));
+    };
+    let claims = *claims;
+
+    let user = match route.operation {
+        // GET /api/me creates the user on first sign-in, so it loads the user itself.
+        Operation::GetMe => None,
+        _ => Some(load_user(&state.store, &claims.sub).await?),
+    };
+    let tenant = user.as_ref().and_then(UserRecord::tenant);
+    if let Some(tenant) = &tenant {
+        tracing::Span::current().record("organization_id", tenant.as_str());
+    }
+
+    if let Access::Permission(permission) = route.access {
+        let user = user.as_ref().ok_or_else(ApiError::internal)?;
+        let role = match (&tenant, user.role) {
+            (Some(_), Some(role)) => role,
+            _ => return Err(organization_required()),
+        };
+        if rbac::check(role, permission) != Decision::Allowed {
+            return Err(ApiError::forbidden(
+                "forbidden",
+                format!("Your role {role} does not have the permission {permission}."),
+            ));
+        }
+    }
+
+    let caller = Caller {
+        claims,
+        user,
+        tenant,
+    };
+    run(state, route.operation, &caller, request, &params).await
+}
+
+async fn run(
+    state: &AppState,
+    operation: Operation,
+    caller: &Caller,
+    request: &Request,
+    _params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    match operation {
+        Operation::GetMe => handlers::me::get_me(state, caller).await,
+        Operation::CheckPermissions => {
+            handlers::permissions::check(state, caller, request.body()).await
+        }
+    }
+}
+
+/// The 400 a tenant route answers to a user who has not finished onboarding.
+pub fn organization_required() -> ApiError {
+    ApiError::bad_request(
+        "organization_required",
+        "Please complete onboarding: create or join an organization first.",
+    )
+}
+
+/// Authenticates the `Authorization: Bearer` credential: a JWT (three dot-separated parts) is a
+/// user token, anything else is tried as a service key.
+pub async fn authenticate(state: &AppState, request: &Request) -> Result<Principal, ApiError> {
+    let header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(|value| value.to_str().map_err(|_| rejected(&AuthError::Malformed)))
+        .transpose()?;
+    let token = JwtVerifier::bearer_token(header).map_err(|e| rejected(&e))?;
+    if token.split('.').count() != 3 {
+        if !state.service_keys.is_empty() && state.service_keys.verify(token) {
+            return Ok(Principal::Service);
+        }
+        tracing::info!(reason = "malformed_or_unknown_key", "credential rejected");
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "The bearer credential is neither a valid token nor a known service key.",
+        ));
+    }
+    let verifier = state.verifier.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "auth_not_configured",
+            "Sign-in is not configured on this deployment (JWT_ISSUER is unset).",
+        )
+    })?;
+    match verifier.verify(token).await {
+        Ok(claims) => Ok(Principal::User(Box::new(claims))),
+        Err(AuthError::JwksUnavailable) => Err(ApiError::unavailable(
+            "identity_provider_unavailable",
+            "The identity provider's signing keys could not be fetched; try again shortly.",
+        )),
+        Err(error) => Err(rejected(&error)),
+    }
+}
+
+fn rejected(error: &AuthError) -> ApiError {
+    tracing::info!(reason = error.code(), "credential rejected");
+    let code = match error {
+        AuthError::MissingToken => "missing_token",
+        AuthError::Expired => "token_expired",
+        _ => "invalid_token",
+    };
+    ApiError::unauthorized(code, error.to_string())
+}
+
+async fn load_user(store: &Store, subject: &str) -> Result<UserRecord, ApiError> {
+    store.get_user(subject).await.map_err(store_error)?.ok_or_else(|| {
+        ApiError::forbidden(
+            "user_not_found",
+            "There is no Tollgate account for this sign-in yet: call GET /api/me once to create it.",
+        )
+    })
+}
+
+/// Maps a storage failure to the answer a caller gets; the detail goes to the log only.
+pub fn store_error(error: StoreError) -> ApiError {
+    match error {
+        StoreError::Unavailable { operation, detail } => {
+            tracing::error!(operation, %detail, "DynamoDB request failed");
+            ApiError::unavailable(
+                "store_unavailable",
+                "Storage is unavailable right now; nothing was changed. Try again shortly.",
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "store error");
+            ApiError::internal()
+        }
+    }
+}
+
+/// The id that ties log lines to a request: API Gateway's, else the Lambda invocation's,
+/// else the caller's `x-request-id`, else a new one.
+fn request_id(request: &Request) -> String {
+    if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref()
+        && let Some(id) = &context.request_id
+    {
+        return id.clone();
+    }
+    if let Some(context) = request.lambda_context_ref()
+        && !context.request_id.is_empty()
+    {
+        return context.request_id.clone();
+    }
+    request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}

@@ -1,0 +1,203 @@
+//! The route table: one list of every route, read by the function binaries, the dev gateway and
+//! the consistency tests against `template.yaml`.
+
+use http::Method;
+
+use crate::rbac::Permission;
+
+/// A deployed Lambda function; its name is the binary name and the `functions/<name>` crate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    UserLoad,
+    PermissionCheck,
+}
+
+impl Function {
+    pub const ALL: [Function; 2] = [Function::UserLoad, Function::PermissionCheck];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::UserLoad => "user-load",
+            Function::PermissionCheck => "permission-check",
+        }
+    }
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Any signed-in user; the handler decides what they see.
+    SignedIn,
+    /// A signed-in user of an organization whose role allows the permission.
+    Permission(Permission),
+}
+
+/// What a route does; the pipeline dispatches on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    GetMe,
+    CheckPermissions,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub method: Method,
+    /// API Gateway path template, e.g. `/api/users/{id}`.
+    pub path: &'static str,
+    pub function: Function,
+    pub access: Access,
+    pub operation: Operation,
+}
+
+/// Every route of the API.
+pub fn routes() -> &'static [Route] {
+    static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
+        vec![
+            Route {
+                method: Method::GET,
+                path: "/api/me",
+                function: Function::UserLoad,
+                access: Access::SignedIn,
+                operation: Operation::GetMe,
+            },
+            Route {
+                method: Method::POST,
+                path: "/api/permissions/check",
+                function: Function::PermissionCheck,
+                access: Access::SignedIn,
+                operation: Operation::CheckPermissions,
+            },
+        ]
+    });
+    &ROUTES
+}
+
+/// The routes one function serves.
+pub fn routes_of(function: Function) -> impl Iterator<Item = &'static Route> {
+    routes()
+        .iter()
+        .filter(move |route| route.function == function)
+}
+
+/// Path parameters captured by a template match, in template order.
+pub type PathParams = Vec<(&'static str, String)>;
+
+/// The outcome of looking a request up in a set of routes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RouteMatch<'a> {
+    Found(&'a Route, PathParams),
+    /// The path exists but not for this method (405 with `Allow`).
+    MethodNotAllowed(Vec<Method>),
+    NotFound,
+}
+
+/// Finds the route for `method` and `path` among `candidates`.
+pub fn match_route<'a>(
+    candidates: impl IntoIterator<Item = &'a Route>,
+    method: &Method,
+    path: &str,
+) -> RouteMatch<'a> {
+    let mut allowed = Vec::new();
+    for route in candidates {
+        if let Some(params) = match_template(route.path, path) {
+            if route.method == *method {
+                return RouteMatch::Found(route, params);
+            }
+            allowed.push(route.method.clone());
+        }
+    }
+    if allowed.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        RouteMatch::MethodNotAllowed(allowed)
+    }
+}
+
+/// Matches a concrete path against a template; `{name}` captures one non-empty segment.
+/// A trailing slash is tolerated, as API Gateway does not add or strip one itself.
+fn match_template(template: &'static str, path: &str) -> Option<PathParams> {
+    let path = path
+        .strip_suffix('/')
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let mut template_segments = template.split('/');
+    let mut path_segments = path.split('/');
+    let mut params = Vec::new();
+    loop {
+        match (template_segments.next(), path_segments.next()) {
+            (None, None) => return Some(params),
+            (Some(expected), Some(actual)) => {
+                if let Some(name) = expected.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                    if actual.is_empty() {
+                        return None;
+                    }
+                    params.push((name, actual.to_owned()));
+                } else if expected != actual {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_unique_and_under_api() {
+        let mut seen = std::collections::HashSet::new();
+        for route in routes() {
+            assert!(route.path.starts_with("/api/"), "{}", route.path);
+            assert!(
+                seen.insert((route.method.clone(), route.path)),
+                "duplicate {route:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_function_serves_at_least_one_route() {
+        for function in Function::ALL {
+            assert!(routes_of(function).next().is_some(), "{function:?}");
+        }
+    }
+
+    #[test]
+    fn templates_capture_segments() {
+        assert_eq!(
+            match_template("/api/users/{id}", "/api/users/u1"),
+            Some(vec![("id", "u1".to_owned())])
+        );
+        assert_eq!(match_template("/api/users/{id}", "/api/users/"), None);
+        assert_eq!(match_template("/api/users/{id}", "/api/users/u1/x"), None);
+        assert_eq!(match_template("/api/me", "/api/me/"), Some(vec![]));
+        assert_eq!(match_template("/api/me", "/api/mee"), None);
+    }
+
+    #[test]
+    fn matching_distinguishes_not_found_and_wrong_method() {
+        let all = routes();
+        assert!(
+            matches!(match_route(all, &Method::GET, "/api/me"), RouteMatch::Found(r, _) if r.operation == Operation::GetMe)
+        );
+        assert_eq!(
+            match_route(all, &Method::DELETE, "/api/me"),
+            RouteMatch::MethodNotAllowed(vec![Method::GET])
+        );
+        assert_eq!(
+            match_route(all, &Method::GET, "/api/nothing"),
+            RouteMatch::NotFound
+        );
+        // A function only answers its own routes.
+        assert_eq!(
+            match_route(
+                routes_of(Function::PermissionCheck),
+                &Method::GET,
+                "/api/me"
+            ),
+            RouteMatch::NotFound
+        );
+    }
+}

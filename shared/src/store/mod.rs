@@ -1,0 +1,549 @@
+//! DynamoDB single-table repository.
+//!
+//! Every tenant-owned item lives under `PK = ORG#<orgId>` and every tenant-owned read or write takes
+//! a [`TenantId`], which only this module can make (from a stored user or a new organization): a
+//! query without tenant scope does not compile outside it. Look-ups that arrive without a tenant
+//! (the user by identity subject) are their own small items.
+
+pub mod schema;
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem, Update};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::pricing::Plan;
+use crate::rbac::Role;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// DynamoDB could not be reached or refused the request (throttling, outage, permissions).
+    #[error("DynamoDB {operation} failed: {detail}")]
+    Unavailable {
+        operation: &'static str,
+        detail: String,
+    },
+    /// An item in the table does not have the shape this code writes.
+    #[error("stored item is malformed: {0}")]
+    Corrupt(String),
+    /// A request could not be built (a bug, not bad input).
+    #[error("DynamoDB request could not be built: {0}")]
+    Build(String),
+    #[error("the user already belongs to an organization")]
+    AlreadyInOrganization,
+    #[error("no user record exists for this identity")]
+    UserMissing,
+}
+
+impl StoreError {
+    pub(crate) fn build(error: impl std::fmt::Display) -> Self {
+        Self::Build(error.to_string())
+    }
+}
+
+pub(crate) fn sdk_error<E, R>(operation: &'static str, error: SdkError<E, R>) -> StoreError
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    StoreError::Unavailable {
+        operation,
+        detail: DisplayErrorContext(&error).to_string(),
+    }
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+/// An organization id that came from a trusted place: the caller's stored user record or the
+/// organization this code just created. Never built from a request body, path or query.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantId(String);
+
+impl TenantId {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Primary keys by item type. Tenant-owned keys require a [`TenantId`].
+pub mod keys {
+    use super::TenantId;
+
+    pub fn user(subject: &str) -> (String, String) {
+        (format!("USER#{subject}"), "PROFILE".to_owned())
+    }
+
+    pub fn organization(tenant: &TenantId) -> (String, String) {
+        (format!("ORG#{}", tenant.0), "ORG".to_owned())
+    }
+
+    pub fn member(tenant: &TenantId, user_id: &str) -> (String, String) {
+        (format!("ORG#{}", tenant.0), format!("MEMBER#{user_id}"))
+    }
+}
+
+/// A user as stored, keyed by the identity provider's `sub`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRecord {
+    pub id: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl UserRecord {
+    /// The tenant this user acts in, if they belong to an organization.
+    pub fn tenant(&self) -> Option<TenantId> {
+        self.organization_id.clone().map(TenantId)
+    }
+}
+
+/// The subscription state of an organization's plan as Tollgate last recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanStatus {
+    None,
+    Trialing,
+    Active,
+    PastDue,
+    Unpaid,
+    Incomplete,
+    IncompleteExpired,
+    Canceled,
+    Paused,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationRecord {
+    pub id: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plan: Option<Plan>,
+    pub plan_status: PlanStatus,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberRecord {
+    user_id: String,
+    subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    role: Role,
+    joined_at: String,
+}
+
+/// The stored form: keys, an entity tag (for reading the table by eye), and the record.
+#[derive(Serialize, Deserialize)]
+struct Stored<T> {
+    #[serde(rename = "PK")]
+    pk: String,
+    #[serde(rename = "SK")]
+    sk: String,
+    entity: String,
+    #[serde(flatten)]
+    record: T,
+}
+
+fn to_item<T: Serialize>(
+    entity: &str,
+    (pk, sk): (String, String),
+    record: &T,
+) -> Result<Item, StoreError> {
+    serde_dynamo::to_item(Stored {
+        pk,
+        sk,
+        entity: entity.to_owned(),
+        record,
+    })
+    .map_err(|e| StoreError::Build(e.to_string()))
+}
+
+fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
+    serde_dynamo::from_item::<_, Stored<T>>(item)
+        .map(|stored| stored.record)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn key_map((pk, sk): (String, String)) -> Item {
+    HashMap::from([
+        (
+            schema::TABLE.partition_key.to_owned(),
+            AttributeValue::S(pk),
+        ),
+        (schema::TABLE.sort_key.to_owned(), AttributeValue::S(sk)),
+    ])
+}
+
+pub fn now_rfc3339() -> String {
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
+}
+
+fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What the identity provider told us about a user signing in for the first time.
+#[derive(Debug, Clone)]
+pub struct NewUser {
+    pub subject: String,
+    pub email: Option<String>,
+    pub name: Option<String>,
+}
+
+/// The repository: one DynamoDB client and the table name.
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    table: String,
+}
+
+impl Store {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Builds the DynamoDB client from configuration. No network I/O happens here: credentials and
+    /// endpoints resolve lazily on the first request, so a cold start never waits on the network.
+    pub async fn connect(config: &Config) -> Self {
+        Self::new(
+            dynamodb_client(config.dynamodb_endpoint.as_deref()).await,
+            &config.table_name,
+        )
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn table_name(&self) -> &str {
+        &self.table
+    }
+
+    /// The user signed in as `subject`, read strongly consistent: a role change or removal must
+    /// take effect on the very next request.
+    pub async fn get_user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::user(subject))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// Returns the user for `new.subject`, creating it on first sign-in. The create is a
+    /// conditional put, so concurrent first sign-ins create exactly one record; the `bool` says
+    /// whether this call created it.
+    pub async fn get_or_create_user(&self, new: NewUser) -> Result<(UserRecord, bool), StoreError> {
+        if let Some(existing) = self.get_user(&new.subject).await? {
+            return Ok((existing, false));
+        }
+        let now = now_rfc3339();
+        let record = UserRecord {
+            id: new_id("usr"),
+            subject: new.subject.clone(),
+            email: new.email,
+            name: new.name,
+            organization_id: None,
+            role: None,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(to_item("USER", keys::user(&record.subject), &record)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok((record, true)),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                // Another request created it between our read and our write: theirs stands.
+                let existing = self
+                    .get_user(&new.subject)
+                    .await?
+                    .ok_or(StoreError::UserMissing)?;
+                Ok((existing, false))
+            }
+            Err(error) => Err(sdk_error("PutItem", error)),
+        }
+    }
+
+    pub async fn get_organization(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Option<OrganizationRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::organization(tenant))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// Creates an organization with `owner` as its OWNER in one transaction: the organization,
+    /// the owner's membership, and the owner's user record pointing at it. Fails with
+    /// [`StoreError::AlreadyInOrganization`] when the user already belongs to one.
+    pub async fn create_organization(
+        &self,
+        owner: &UserRecord,
+        name: &str,
+        billing_email: Option<String>,
+    ) -> Result<(TenantId, OrganizationRecord), StoreError> {
+        let tenant = TenantId(new_id("org"));
+        let now = now_rfc3339();
+        let organization = OrganizationRecord {
+            id: tenant.0.clone(),
+            name: name.to_owned(),
+            billing_email,
+            plan: None,
+            plan_status: PlanStatus::None,
+            created_at: now.clone(),
+            updated_at: now.clone(),
+        };
+        let member = MemberRecord {
+            user_id: owner.id.clone(),
+            subject: owner.subject.clone(),
+            email: owner.email.clone(),
+            name: owner.name.clone(),
+            role: Role::Owner,
+            joined_at: now.clone(),
+        };
+        let put = |item: Item| {
+            Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(PK)")
+                .build()
+                .map_err(StoreError::build)
+        };
+        let join = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::user(&owner.subject))))
+            .update_expression("SET organizationId = :org, #role = :role, updatedAt = :now")
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(organizationId)")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":org", AttributeValue::S(tenant.0.clone()))
+            .expression_attribute_values(
+                ":role",
+                AttributeValue::S(Role::Owner.as_str().to_owned()),
+            )
+            .expression_attribute_values(":now", AttributeValue::S(now))
+            .build()
+            .map_err(StoreError::build)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put(to_item(
+                        "ORG",
+                        keys::organization(&tenant),
+                        &organization,
+                    )?)?)
+                    .build(),
+            )
+            .transact_items(
+                TransactWriteItem::builder()
+                    .put(put(to_item(
+                        "MEMBER",
+                        keys::member(&tenant, &owner.id),
+                        &member,
+                    )?)?)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().update(join).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok((tenant, organization)),
+            Err(error) => {
+                use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+                let joined_elsewhere = matches!(
+                    error.as_service_error(),
+                    Some(TransactWriteItemsError::TransactionCanceledException(cancelled))
+                        if cancelled
+                            .cancellation_reasons()
+                            .get(2)
+                            .and_then(|r| r.code())
+                            .is_some_and(|code| code == "ConditionalCheckFailed")
+                );
+                if joined_elsewhere {
+                    Err(StoreError::AlreadyInOrganization)
+                } else {
+                    Err(sdk_error("TransactWriteItems", error))
+                }
+            }
+        }
+    }
+
+    /// Records the plan an organization is on (written by billing; used here by tests and tools).
+    pub async fn set_organization_plan(
+        &self,
+        tenant: &TenantId,
+        plan: Option<Plan>,
+        status: PlanStatus,
+    ) -> Result<(), StoreError> {
+        let status_value: AttributeValue =
+            serde_dynamo::to_attribute_value(status).map_err(StoreError::build)?;
+        // Absent attributes, never NULL ones: conditions test `attribute_not_exists`.
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::organization(tenant))))
+            .condition_expression("attribute_exists(PK)")
+            .expression_attribute_names("#plan", "plan");
+        update = match plan {
+            Some(plan) => update
+                .update_expression("SET #plan = :plan, planStatus = :status, updatedAt = :now")
+                .expression_attribute_values(":plan", AttributeValue::S(plan.as_str().to_owned())),
+            None => {
+                update.update_expression("SET planStatus = :status, updatedAt = :now REMOVE #plan")
+            }
+        };
+        update
+            .expression_attribute_values(":status", status_value)
+            .expression_attribute_values(":now", AttributeValue::S(now_rfc3339()))
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateItem", e))?;
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for AWS, or for DynamoDB Local when `endpoint` is set (with placeholder
+/// credentials and region unless the environment gives real ones).
+pub async fn dynamodb_client(endpoint: Option<&str>) -> Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "local",
+                "local",
+                None,
+                None,
+                "dynamodb-local",
+            ));
+        }
+        if std::env::var_os("AWS_REGION").is_none()
+            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        {
+            loader = loader.region(aws_config::Region::new("us-east-1"));
+        }
+    }
+    Client::new(&loader.load().await)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_through_items_with_keys_and_entity() {
+        let user = UserRecord {
+            id: "usr_1".into(),
+            subject: "auth0|abc".into(),
+            email: Some("a@example.com".into()),
+            name: None,
+            organization_id: Some("org_1".into()),
+            role: Some(Role::Admin),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            updated_at: "2026-01-01T00:00:00Z".into(),
+        };
+        let item = to_item("USER", keys::user(&user.subject), &user).unwrap();
+        assert_eq!(item["PK"], AttributeValue::S("USER#auth0|abc".into()));
+        assert_eq!(item["SK"], AttributeValue::S("PROFILE".into()));
+        assert_eq!(item["entity"], AttributeValue::S("USER".into()));
+        assert_eq!(item["role"], AttributeValue::S("ADMIN".into()));
+        assert_eq!(item["organizationId"], AttributeValue::S("org_1".into()));
+        assert_eq!(from_item::<UserRecord>(item).unwrap(), user);
+    }
+
+    #[test]
+    fn absent_optionals_are_absent_attributes_not_nulls() {
+        // `attribute_not_exists(organizationId)` guards joining an organization.
+        let user = UserRecord {
+            id: "usr_1".into(),
+            subject: "s".into(),
+            email: None,
+            name: None,
+            organization_id: None,
+            role: None,
+            created_at: "t".into(),
+            updated_at: "t".into(),
+        };
+        let item = to_item("USER", keys::user("s"), &user).unwrap();
+        for absent in ["email", "name", "organizationId", "role"] {
+            assert!(
+                !item.contains_key(absent),
+                "{absent} stored as {:?}",
+                item[absent]
+            );
+        }
+        assert_eq!(from_item::<UserRecord>(item).unwrap(), user);
+    }
+
+    #[test]
+    fn malformed_items_are_reported_not_panicked() {
+        let mut item = key_map(keys::user("x"));
+        item.insert("entity".into(), AttributeValue::S("USER".into()));
+        item.insert("role".into(), AttributeValue::S("EMPEROR".into()));
+        assert!(matches!(
+            from_item::<UserRecord>(item),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+
+    #[test]
+    fn tenant_keys_are_scoped_by_type() {
+        let tenant = TenantId("org_9".into());
+        assert_eq!(
+            keys::organization(&tenant),
+            ("ORG#org_9".into(), "ORG".into())
+        );
+        assert_eq!(
+            keys::member(&tenant, "usr_1"),
+            ("ORG#org_9".into(), "MEMBER#usr_1".into())
+        );
+    }
+}

@@ -1,0 +1,234 @@
+//! Test harness for whole flows: a dev gateway on 127.0.0.1 (the same router `tollgate-dev serve`
+//! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use serde_json::Value;
+use tollgate::auth::jwt::JwtConfig;
+use tollgate::config::Config;
+use tollgate::pipeline::AppState;
+use tollgate::store::{Store, UserRecord, schema};
+use tollgate_dev::issuer::LocalIssuer;
+
+/// The issuer the test app trusts.
+pub const TEST_ISSUER: &str = "https://issuer.tollgate.test/";
+
+/// DynamoDB Local's endpoint, started by `make test` (infra/scripts/test.sh).
+pub fn dynamodb_endpoint() -> String {
+    match std::env::var("DYNAMODB_ENDPOINT") {
+        Ok(endpoint) if !endpoint.is_empty() => endpoint,
+        _ => panic!(
+            "DYNAMODB_ENDPOINT is not set: these tests need DynamoDB Local; run them with `make test`"
+        ),
+    }
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub issuer: LocalIssuer,
+    pub store: Store,
+    pub http: reqwest::Client,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub struct Reply {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl TestApp {
+    /// A gateway over its own new table, so tests run in parallel without sharing state.
+    pub async fn start() -> TestApp {
+        Self::start_with(|_| {}).await
+    }
+
+    /// As [`TestApp::start`], with a chance to change the configuration first.
+    pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let issuer = LocalIssuer::generate().expect("test issuer key");
+        let table = format!("test-{}", uuid::Uuid::new_v4().simple());
+        let mut jwt = JwtConfig::new(TEST_ISSUER);
+        jwt.inline_jwks = Some(issuer.jwks().to_string());
+        // Nothing listens here: an unknown kid must be refused without reaching any network.
+        jwt.jwks_url = Some("http://127.0.0.1:9/jwks.json".to_owned());
+        let mut config = Config::from_lookup(|_| None).expect("empty config");
+        config.table_name = table.clone();
+        config.dynamodb_endpoint = Some(dynamodb_endpoint());
+        config.jwt = Some(jwt);
+        let table_client = tollgate::store::dynamodb_client(Some(&dynamodb_endpoint())).await;
+        schema::create_table(&table_client, &table)
+            .await
+            .expect("create test table");
+        adjust(&mut config);
+        let store = Store::connect(&config).await;
+        let state = AppState::new(config, store.clone()).expect("app state");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base_url = format!("http://{}", listener.local_addr().expect("addr"));
+        let router = tollgate_dev::server::router(state, None);
+        let server = tokio::spawn(async move {
+            let _ = tollgate_dev::server::serve(listener, router).await;
+        });
+        TestApp {
+            base_url,
+            issuer,
+            store,
+            http: reqwest::Client::new(),
+            server,
+        }
+    }
+
+    /// A valid token from the trusted test issuer.
+    pub fn token(&self, sub: &str, email: Option<&str>, name: Option<&str>) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.sign(serde_json::json!({
+            "sub": sub, "iss": TEST_ISSUER, "iat": now, "nbf": now, "exp": now + 600,
+            "email": email, "name": name,
+        }))
+    }
+
+    /// Signs arbitrary claims with the trusted key (for expired, wrong-issuer ... tokens).
+    pub fn sign(&self, claims: Value) -> String {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some(self.issuer.kid().to_owned());
+        let key = self.issuer_key();
+        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
+    }
+
+    fn issuer_key(&self) -> jsonwebtoken::EncodingKey {
+        self.issuer.encoding_key()
+    }
+
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<String>,
+    ) -> Reply {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base_url));
+        if let Some(authorization) = authorization {
+            request = request.header("authorization", authorization);
+        }
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body);
+        }
+        let response = request.send().await.expect("request reaches the gateway");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"))
+        };
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Reply {
+        self.request(
+            reqwest::Method::GET,
+            path,
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(
+            reqwest::Method::POST,
+            path,
+            Some(&format!("Bearer {token}")),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    /// Signs in `sub` (creating the user) and makes them OWNER of a new organization.
+    pub async fn owner_with_organization(&self, sub: &str) -> (String, UserRecord) {
+        let token = self.token(
+            sub,
+            Some(&format!("{sub}@example.com")),
+            Some("Owner Person"),
+        );
+        let me = self.get("/api/me", &token).await;
+        assert!(me.status == 200 || me.status == 201, "{}", me.body);
+        let user = self
+            .store
+            .get_user(sub)
+            .await
+            .expect("read")
+            .expect("user exists");
+        self.store
+            .create_organization(&user, &format!("Org of {sub}"), None)
+            .await
+            .expect("create organization");
+        let user = self
+            .store
+            .get_user(sub)
+            .await
+            .expect("read")
+            .expect("user exists");
+        (token, user)
+    }
+
+    /// Sets a user's role directly in the table (fixture for role matrices).
+    pub async fn set_role(&self, sub: &str, role: &str) {
+        let (pk, sk) = tollgate::store::keys::user(sub);
+        self.store
+            .client()
+            .update_item()
+            .table_name(self.store.table_name())
+            .key("PK", AttributeValue::S(pk))
+            .key("SK", AttributeValue::S(sk))
+            .update_expression("SET #r = :r")
+            .expression_attribute_names("#r", "role")
+            .expression_attribute_values(":r", AttributeValue::S(role.to_owned()))
+            .send()
+            .await
+            .expect("set role");
+    }
+
+    /// Every item in the test's table (tests use small tables).
+    pub async fn all_items(&self) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        let output = self
+            .store
+            .client()
+            .scan()
+            .table_name(self.store.table_name())
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("scan");
+        output.items.unwrap_or_default()
+    }
+}
+
+/// Asserts the error envelope: exactly `error` and a non-empty `message`.
+pub fn assert_error(reply: &Reply, status: u16, code: &str) {
+    assert_eq!(reply.status, status, "body: {}", reply.body);
+    assert_eq!(reply.body["error"], code, "body: {}", reply.body);
+    let message = reply.body["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "message missing: {}", reply.body);
+    assert_eq!(
+        reply.body.as_object().map(|o| o.len()),
+        Some(2),
+        "extra fields: {}",
+        reply.body
+    );
+}

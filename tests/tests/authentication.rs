@@ -1,0 +1,188 @@
+//! Every credential rejection through the real pipeline: 401 with the envelope, nothing written.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::json;
+use tollgate_tests::{TEST_ISSUER, TestApp, assert_error};
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn assert_rejected(app: &TestApp, authorization: Option<&str>, code: &str) {
+    for (method, path, body) in [
+        (reqwest::Method::GET, "/api/me", None),
+        (
+            reqwest::Method::POST,
+            "/api/permissions/check",
+            Some(r#"{"permissions":["org:read"]}"#.to_owned()),
+        ),
+    ] {
+        let reply = app.request(method, path, authorization, body).await;
+        assert_error(&reply, 401, code);
+    }
+    assert!(
+        app.all_items().await.is_empty(),
+        "a rejected request wrote to the table"
+    );
+}
+
+fn bearer(token: &str) -> String {
+    format!("Bearer {token}")
+}
+
+#[tokio::test]
+async fn missing_and_malformed_headers() {
+    let app = TestApp::start().await;
+    assert_rejected(&app, None, "missing_token").await;
+    assert_rejected(&app, Some(""), "missing_token").await;
+    assert_rejected(&app, Some("Basic dXNlcjpwYXNz"), "invalid_token").await;
+    assert_rejected(&app, Some("Bearer"), "invalid_token").await;
+    assert_rejected(&app, Some("Bearer not-a-jwt"), "invalid_token").await;
+    assert_rejected(&app, Some("Bearer a.b.c"), "invalid_token").await;
+}
+
+#[tokio::test]
+async fn alg_none_is_rejected() {
+    let app = TestApp::start().await;
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+    let claims = URL_SAFE_NO_PAD
+        .encode(json!({"sub": "mallory", "iss": TEST_ISSUER, "exp": now() + 600}).to_string());
+    assert_rejected(
+        &app,
+        Some(&bearer(&format!("{header}.{claims}."))),
+        "invalid_token",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn hs256_signed_with_the_public_key_is_rejected() {
+    let app = TestApp::start().await;
+    let jwks = app.issuer.jwks();
+    let public = jwks["keys"][0].to_string();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(app.issuer.kid().to_owned());
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "mallory", "iss": TEST_ISSUER, "exp": now() + 600}),
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+    )
+    .unwrap();
+    assert_rejected(&app, Some(&bearer(&token)), "invalid_token").await;
+}
+
+#[tokio::test]
+async fn expired_and_not_yet_valid_beyond_the_leeway() {
+    let app = TestApp::start().await;
+    let expired = app.sign(json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() - 61 - 5}));
+    assert_rejected(&app, Some(&bearer(&expired)), "token_expired").await;
+    let early =
+        app.sign(json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() + 600, "nbf": now() + 120}));
+    assert_rejected(&app, Some(&bearer(&early)), "invalid_token").await;
+    // Within the 60 s leeway both are accepted (clock skew between issuer and Lambda).
+    let skewed =
+        app.sign(json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() - 30, "nbf": now() + 30}));
+    assert_eq!(app.get("/api/me", &skewed).await.status, 201);
+}
+
+#[tokio::test]
+async fn wrong_issuer_audience_and_authorized_party() {
+    let app = TestApp::start_with(|config| {
+        let jwt = config.jwt.as_mut().unwrap();
+        jwt.audience = vec!["https://api.tollgate.test".into()];
+        jwt.authorized_parties = vec!["https://app.tollgate.test".into()];
+    })
+    .await;
+    let good = json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() + 600,
+        "aud": ["https://api.tollgate.test", "other"], "azp": "https://app.tollgate.test"});
+    let with = |key: &str, value: serde_json::Value| {
+        let mut claims = good.clone();
+        claims[key] = value;
+        app.sign(claims)
+    };
+    assert_rejected(
+        &app,
+        Some(&bearer(&with("iss", json!("https://evil.test/")))),
+        "invalid_token",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        Some(&bearer(&with("aud", json!("https://other.test")))),
+        "invalid_token",
+    )
+    .await;
+    assert_rejected(
+        &app,
+        Some(&bearer(&with("azp", json!("https://evil.test")))),
+        "invalid_token",
+    )
+    .await;
+    let mut no_azp = good.clone();
+    no_azp.as_object_mut().unwrap().remove("azp");
+    assert_rejected(&app, Some(&bearer(&app.sign(no_azp))), "invalid_token").await;
+    assert_eq!(app.get("/api/me", &app.sign(good)).await.status, 201);
+}
+
+#[tokio::test]
+async fn unknown_kid_and_tampering() {
+    let app = TestApp::start().await;
+    let stranger = tollgate_dev::issuer::LocalIssuer::generate().unwrap();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(stranger.kid().to_owned());
+    let foreign = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() + 600}),
+        &stranger.encoding_key(),
+    )
+    .unwrap();
+    // The JWKS URL is a closed port: the refetch fails and the unknown key is still refused.
+    let reply = app.get("/api/me", &foreign).await;
+    assert_error(&reply, 401, "invalid_token");
+    assert!(app.all_items().await.is_empty());
+
+    // Same kid as the trusted key, signed by another key: the signature check fails.
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(app.issuer.kid().to_owned());
+    let forged = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "u", "iss": TEST_ISSUER, "exp": now() + 600}),
+        &stranger.encoding_key(),
+    )
+    .unwrap();
+    assert_rejected(&app, Some(&bearer(&forged)), "invalid_token").await;
+
+    let valid = app.token("victim", None, None);
+    let parts: Vec<&str> = valid.split('.').collect();
+    let evil_claims = URL_SAFE_NO_PAD
+        .encode(json!({"sub": "admin", "iss": TEST_ISSUER, "exp": now() + 600}).to_string());
+    let tampered_claims = format!("{}.{}.{}", parts[0], evil_claims, parts[2]);
+    assert_rejected(&app, Some(&bearer(&tampered_claims)), "invalid_token").await;
+
+    let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+    signature[0] ^= 0x01;
+    let tampered_signature = format!(
+        "{}.{}.{}",
+        parts[0],
+        parts[1],
+        URL_SAFE_NO_PAD.encode(signature)
+    );
+    assert_rejected(&app, Some(&bearer(&tampered_signature)), "invalid_token").await;
+}
+
+#[tokio::test]
+async fn service_keys_are_not_user_tokens() {
+    let key = "tgsk_test_0123456789abcdef";
+    let app = TestApp::start_with(|config| {
+        config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(key);
+    })
+    .await;
+    // A valid service key on a user route: authenticated, but the wrong kind of principal.
+    let reply = app.get("/api/me", key).await;
+    assert_error(&reply, 403, "user_token_required");
+    // A wrong service key is a failed authentication.
+    let reply = app.get("/api/me", "tgsk_test_wrong").await;
+    assert_error(&reply, 401, "invalid_token");
+    assert!(app.all_items().await.is_empty());
+}
