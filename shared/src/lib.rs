@@ -4,7 +4,9 @@
 //! to [`pipeline::handle`]; the dev gateway and the tests call the same function.
 
 pub mod auth;
+pub mod billing;
 pub mod config;
+pub mod crypto;
 pub mod handlers;
 pub mod http;
 pub mod lambda;
@@ -13,4 +15,6 @@ pub mod pricing;
 pub mod rbac;
 pub mod routes;
 pub mod store;
+pub mod team;
 pub mod telemetry;
+pub mod usage;

@@ -206,13 +206,22 @@ async fn run(
     operation: Operation,
     caller: &Caller,
     request: &Request,
-    _params: &PathParams,
+    params: &PathParams,
 ) -> Result<Response<Body>, ApiError> {
+    use handlers::{me, organizations, permissions, team};
+    let body = request.body();
     match operation {
-        Operation::GetMe => handlers::me::get_me(state, caller).await,
-        Operation::CheckPermissions => {
-            handlers::permissions::check(state, caller, request.body()).await
-        }
+        Operation::GetMe => me::get_me(state, caller).await,
+        Operation::CheckPermissions => permissions::check(state, caller, body).await,
+        Operation::CreateOrganization => organizations::create(state, caller, body).await,
+        Operation::GetOrganization => organizations::get(state, caller).await,
+        Operation::UpdateOrganization => organizations::update(state, caller, body).await,
+        Operation::DeleteOrganization => organizations::delete(state, caller).await,
+        Operation::ListTeam => team::list(state, caller, request).await,
+        Operation::InviteMember => team::invite(state, caller, body).await,
+        Operation::ChangeRole => team::change_role(state, caller, body, params).await,
+        Operation::RemoveMember => team::remove(state, caller, params).await,
+        Operation::RevokeInvitation => team::revoke(state, caller, params).await,
     }
 }
 

@@ -10,15 +10,24 @@ use crate::rbac::Permission;
 pub enum Function {
     UserLoad,
     PermissionCheck,
+    Organizations,
+    Team,
 }
 
 impl Function {
-    pub const ALL: [Function; 2] = [Function::UserLoad, Function::PermissionCheck];
+    pub const ALL: [Function; 4] = [
+        Function::UserLoad,
+        Function::PermissionCheck,
+        Function::Organizations,
+        Function::Team,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Function::UserLoad => "user-load",
             Function::PermissionCheck => "permission-check",
+            Function::Organizations => "organizations",
+            Function::Team => "team",
         }
     }
 }
@@ -37,6 +46,15 @@ pub enum Access {
 pub enum Operation {
     GetMe,
     CheckPermissions,
+    CreateOrganization,
+    GetOrganization,
+    UpdateOrganization,
+    DeleteOrganization,
+    ListTeam,
+    InviteMember,
+    ChangeRole,
+    RemoveMember,
+    RevokeInvitation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,22 +69,84 @@ pub struct Route {
 
 /// Every route of the API.
 pub fn routes() -> &'static [Route] {
+    use Access::{Permission as Needs, SignedIn};
+    use Function::*;
+    use Operation::*;
+    use Permission::*;
     static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
+        let route = |method: Method, path, function, access, operation| Route {
+            method,
+            path,
+            function,
+            access,
+            operation,
+        };
         vec![
-            Route {
-                method: Method::GET,
-                path: "/api/me",
-                function: Function::UserLoad,
-                access: Access::SignedIn,
-                operation: Operation::GetMe,
-            },
-            Route {
-                method: Method::POST,
-                path: "/api/permissions/check",
-                function: Function::PermissionCheck,
-                access: Access::SignedIn,
-                operation: Operation::CheckPermissions,
-            },
+            route(Method::GET, "/api/me", UserLoad, SignedIn, GetMe),
+            route(
+                Method::POST,
+                "/api/permissions/check",
+                PermissionCheck,
+                SignedIn,
+                CheckPermissions,
+            ),
+            route(
+                Method::POST,
+                "/api/organizations",
+                Organizations,
+                SignedIn,
+                CreateOrganization,
+            ),
+            route(
+                Method::GET,
+                "/api/organization",
+                Organizations,
+                Needs(OrgRead),
+                GetOrganization,
+            ),
+            route(
+                Method::PATCH,
+                "/api/organization",
+                Organizations,
+                Needs(OrgUpdate),
+                UpdateOrganization,
+            ),
+            route(
+                Method::DELETE,
+                "/api/organization",
+                Organizations,
+                Needs(OrgDelete),
+                DeleteOrganization,
+            ),
+            route(Method::GET, "/api/users", Team, Needs(UsersRead), ListTeam),
+            route(
+                Method::POST,
+                "/api/users",
+                Team,
+                Needs(UsersCreate),
+                InviteMember,
+            ),
+            route(
+                Method::PATCH,
+                "/api/users/{id}",
+                Team,
+                Needs(UsersUpdate),
+                ChangeRole,
+            ),
+            route(
+                Method::DELETE,
+                "/api/users/{id}",
+                Team,
+                Needs(UsersDelete),
+                RemoveMember,
+            ),
+            route(
+                Method::DELETE,
+                "/api/users/invitations/{id}",
+                Team,
+                Needs(UsersDelete),
+                RevokeInvitation,
+            ),
         ]
     });
     &ROUTES

@@ -187,6 +187,61 @@ impl TestApp {
         (token, user)
     }
 
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> Reply {
+        self.request(
+            reqwest::Method::PATCH,
+            path,
+            Some(&format!("Bearer {token}")),
+            Some(body.to_string()),
+        )
+        .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Reply {
+        self.request(
+            reqwest::Method::DELETE,
+            path,
+            Some(&format!("Bearer {token}")),
+            None,
+        )
+        .await
+    }
+
+    /// An owner whose organization is on `plan` with `status` (seats come from the plan).
+    pub async fn organization_on_plan(
+        &self,
+        sub: &str,
+        plan: tollgate::pricing::Plan,
+        status: tollgate::store::PlanStatus,
+    ) -> (String, UserRecord) {
+        let (token, user) = self.owner_with_organization(sub).await;
+        let tenant = user.tenant().expect("tenant");
+        self.store
+            .set_organization_plan(&tenant, Some(plan), status)
+            .await
+            .expect("set plan");
+        (token, user)
+    }
+
+    /// Invites `sub`'s email as `role` with `inviter_token`, then signs `sub` in so they join.
+    /// Returns the member's token and user id.
+    pub async fn add_member(&self, inviter_token: &str, sub: &str, role: &str) -> (String, String) {
+        let email = format!("{}@example.com", sub.replace(['|', ':'], "-"));
+        let invited = self
+            .post(
+                "/api/users",
+                inviter_token,
+                serde_json::json!({"email": email, "role": role}),
+            )
+            .await;
+        assert_eq!(invited.status, 201, "invite {sub}: {}", invited.body);
+        let token = self.token(sub, Some(&email), Some(&format!("Member {sub}")));
+        let me = self.get("/api/me", &token).await;
+        assert_eq!(me.body["user"]["role"], role, "{sub} joined: {}", me.body);
+        let id = me.body["user"]["id"].as_str().expect("id").to_owned();
+        (token, id)
+    }
+
     /// Sets a user's role directly in the table (fixture for role matrices).
     pub async fn set_role(&self, sub: &str, role: &str) {
         let (pk, sk) = tollgate::store::keys::user(sub);
@@ -231,4 +286,14 @@ pub fn assert_error(reply: &Reply, status: u16, code: &str) {
         "extra fields: {}",
         reply.body
     );
+}
+
+/// The tenant of the stored user `sub` (test fixture access).
+pub async fn tenant_of(app: &TestApp, sub: &str) -> tollgate::store::TenantId {
+    app.store
+        .get_user(sub)
+        .await
+        .expect("read user")
+        .and_then(|u| u.tenant())
+        .expect("user in an organization")
 }

@@ -37,6 +37,18 @@ enum Command {
     },
     /// Create the DynamoDB table (TABLE_NAME at DYNAMODB_ENDPOINT) if it does not exist.
     CreateTable,
+    /// Put an organization on a plan in the local table, as a Stripe subscription would
+    /// (for trying seats and entitlements locally without Stripe).
+    SetPlan {
+        #[arg(long)]
+        organization: String,
+        /// STARTER, PROFESSIONAL or BUSINESS; omit to remove the plan.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Plan status (active, trialing, past_due, canceled, ...).
+        #[arg(long, default_value = "active")]
+        status: String,
+    },
     /// Print a token from the local issuer (used when JWT_ISSUER is unset).
     Token {
         #[arg(long)]
@@ -76,6 +88,34 @@ async fn run(cli: Cli) -> Result<(), String> {
                 "table {} {}",
                 store.table_name(),
                 if created { "created" } else { "already exists" }
+            );
+            Ok(())
+        }
+        Command::SetPlan {
+            organization,
+            plan,
+            status,
+        } => {
+            let plan = plan
+                .map(|p| p.parse::<tollgate::pricing::Plan>())
+                .transpose()
+                .map_err(|e| e.to_string())?;
+            let status: tollgate::store::PlanStatus =
+                serde_json::from_value(serde_json::Value::String(status.clone()))
+                    .map_err(|_| format!("unknown plan status {status:?}"))?;
+            let store = Store::connect(&config).await;
+            let tenant = store
+                .dev_tenant(&organization)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("no organization {organization} in table {}", store.table_name()))?;
+            store
+                .set_organization_plan(&tenant, plan, status)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "organization {organization} is now on {} ({status:?})",
+                plan.map(|p| p.as_str()).unwrap_or("no plan")
             );
             Ok(())
         }

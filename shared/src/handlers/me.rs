@@ -10,6 +10,7 @@ use crate::pipeline::{AppState, Caller, store_error};
 use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use crate::rbac::{self, Role};
 use crate::store::{NewUser, OrganizationRecord, PlanStatus, UserRecord};
+use crate::team::normalize_email;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -55,6 +56,7 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
     if created {
         tracing::info!(user_id = %user.id, "user created on first sign-in");
     }
+    let user = join_pending_invitation(state, caller, user).await?;
     let organization = match user.tenant() {
         Some(tenant) => {
             tracing::Span::current().record("organization_id", tenant.as_str());
@@ -72,6 +74,32 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
         StatusCode::OK
     };
     Ok(json_response(status, &me_response(user, organization)))
+}
+
+/// A user outside any organization whose token carries a verified email joins the oldest
+/// organization that invited that address, with the invited role.
+async fn join_pending_invitation(
+    state: &AppState,
+    caller: &Caller,
+    user: UserRecord,
+) -> Result<UserRecord, ApiError> {
+    if user.organization_id.is_some() || caller.claims.email_verified == Some(false) {
+        return Ok(user);
+    }
+    let Some(email) = caller
+        .claims
+        .email
+        .as_deref()
+        .and_then(|e| normalize_email(e).ok())
+    else {
+        return Ok(user);
+    };
+    let joined = state
+        .store
+        .accept_invitation(&user, &email)
+        .await
+        .map_err(store_error)?;
+    Ok(joined.unwrap_or(user))
 }
 
 fn me_response(user: UserRecord, organization: Option<OrganizationRecord>) -> MeResponse {
@@ -96,7 +124,8 @@ fn me_response(user: UserRecord, organization: Option<OrganizationRecord>) -> Me
             email: user.email,
             name: user.name,
             role,
-            organization_id: user.organization_id,
+            // A deleted organization is gone for its former members too.
+            organization_id: role.and(user.organization_id),
         },
     }
 }

@@ -1,4 +1,6 @@
 //! Route handlers: plain async functions over the shared state, called by the pipeline.
 
 pub mod me;
+pub mod organizations;
 pub mod permissions;
+pub mod team;

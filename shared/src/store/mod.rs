@@ -6,6 +6,9 @@
 //! (the user by identity subject) are their own small items.
 
 pub mod schema;
+mod team;
+
+pub use team::{InvitationRecord, MemberRecord, TeamEntry, TeamPage};
 
 use std::collections::HashMap;
 
@@ -36,6 +39,18 @@ pub enum StoreError {
     AlreadyInOrganization,
     #[error("no user record exists for this identity")]
     UserMissing,
+    #[error("the organization has no free seat")]
+    SeatLimitReached,
+    #[error("that email already has a pending invitation")]
+    AlreadyInvited,
+    #[error("the item does not exist in this organization")]
+    NotFound,
+    #[error("the item changed concurrently")]
+    ConcurrentUpdate,
+    #[error("the organization must keep at least one owner")]
+    LastOwner,
+    #[error("the organization has a live subscription")]
+    SubscriptionActive,
 }
 
 impl StoreError {
@@ -55,12 +70,12 @@ where
     }
 }
 
-type Item = HashMap<String, AttributeValue>;
+pub(crate) type Item = HashMap<String, AttributeValue>;
 
 /// An organization id that came from a trusted place: the caller's stored user record or the
 /// organization this code just created. Never built from a request body, path or query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct TenantId(String);
+pub struct TenantId(pub(crate) String);
 
 impl TenantId {
     pub fn as_str(&self) -> &str {
@@ -82,6 +97,27 @@ pub mod keys {
 
     pub fn member(tenant: &TenantId, user_id: &str) -> (String, String) {
         (format!("ORG#{}", tenant.0), format!("MEMBER#{user_id}"))
+    }
+
+    pub fn invitation(tenant: &TenantId, invitation_id: &str) -> (String, String) {
+        (
+            format!("ORG#{}", tenant.0),
+            format!("INVITE#{invitation_id}"),
+        )
+    }
+
+    /// The look-up of pending invitations by email, one per inviting organization: an
+    /// organization cannot invite the same address twice, and `/api/me` finds them with one query.
+    pub fn invitee(email: &str, tenant: &TenantId) -> (String, String) {
+        (invitee_partition(email), format!("ORG#{}", tenant.0))
+    }
+
+    pub fn invitee_partition(email: &str) -> String {
+        format!("INVITEE#{email}")
+    }
+
+    pub fn tenant_partition(tenant: &TenantId) -> String {
+        format!("ORG#{}", tenant.0)
     }
 }
 
@@ -135,21 +171,22 @@ pub struct OrganizationRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan: Option<Plan>,
     pub plan_status: PlanStatus,
+    /// Members, pending invitations, and their sum (the seat counter invitations are checked
+    /// against in the same conditional write that takes a seat).
+    #[serde(default)]
+    pub member_count: u64,
+    #[serde(default)]
+    pub invitation_count: u64,
+    #[serde(default)]
+    pub seats_used: u64,
+    /// Kept in step with role changes so "at least one OWNER" is a condition on one item.
+    #[serde(default)]
+    pub owner_count: u64,
+    /// Set when the organization was deleted; its items then carry `ttl` and expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deleted_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct MemberRecord {
-    user_id: String,
-    subject: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    email: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    name: Option<String>,
-    role: Role,
-    joined_at: String,
 }
 
 /// The stored form: keys, an entity tag (for reading the table by eye), and the record.
@@ -164,7 +201,7 @@ struct Stored<T> {
     record: T,
 }
 
-fn to_item<T: Serialize>(
+pub(crate) fn to_item<T: Serialize>(
     entity: &str,
     (pk, sk): (String, String),
     record: &T,
@@ -178,13 +215,13 @@ fn to_item<T: Serialize>(
     .map_err(|e| StoreError::Build(e.to_string()))
 }
 
-fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
+pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item::<_, Stored<T>>(item)
         .map(|stored| stored.record)
         .map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn key_map((pk, sk): (String, String)) -> Item {
+pub(crate) fn key_map((pk, sk): (String, String)) -> Item {
     HashMap::from([
         (
             schema::TABLE.partition_key.to_owned(),
@@ -200,7 +237,7 @@ pub fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_owned())
 }
 
-fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
@@ -316,7 +353,9 @@ impl Store {
             .send()
             .await
             .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        let organization: Option<OrganizationRecord> = output.item.map(from_item).transpose()?;
+        // A deleted organization is kept only for its retention period; to callers it is gone.
+        Ok(organization.filter(|o| o.deleted_at.is_none()))
     }
 
     /// Creates an organization with `owner` as its OWNER in one transaction: the organization,
@@ -336,6 +375,11 @@ impl Store {
             billing_email,
             plan: None,
             plan_status: PlanStatus::None,
+            member_count: 1,
+            invitation_count: 0,
+            seats_used: 1,
+            owner_count: 1,
+            deleted_at: None,
             created_at: now.clone(),
             updated_at: now.clone(),
         };
@@ -413,6 +457,14 @@ impl Store {
                 }
             }
         }
+    }
+
+    /// The tenant of an existing organization id, for operator tooling (`tollgate-dev set-plan`)
+    /// that names an organization explicitly. Request handlers never call this: their tenant
+    /// comes from the caller's user record.
+    pub async fn dev_tenant(&self, organization_id: &str) -> Result<Option<TenantId>, StoreError> {
+        let tenant = TenantId(organization_id.to_owned());
+        Ok(self.get_organization(&tenant).await?.map(|_| tenant))
     }
 
     /// Records the plan an organization is on (written by billing; used here by tests and tools).

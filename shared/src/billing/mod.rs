@@ -1,0 +1,4 @@
+//! Stripe billing: webhook signatures and the subscription state machine.
+
+pub mod signature;
+pub mod state;

@@ -1,0 +1,216 @@
+//! The organizations function: onboarding (`POST /api/organizations`) and the caller's
+//! organization (`GET/PATCH/DELETE /api/organization`).
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+
+use crate::http::{ApiError, json_response, parse_json_body};
+use crate::pipeline::{AppState, Caller, organization_required, store_error};
+use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
+use crate::store::{OrganizationRecord, PlanStatus, StoreError, TenantId};
+use crate::team::{normalize_email, normalize_organization_name, seat_limit};
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrganizationView {
+    id: String,
+    name: String,
+    billing_email: Option<String>,
+    plan: Option<Plan>,
+    plan_status: PlanStatus,
+    limits: Option<&'static PlanLimits>,
+    features: Option<&'static PlanFeatures>,
+    member_count: u64,
+    pending_invitations: u64,
+    seat_limit: u64,
+    created_at: String,
+}
+
+impl From<OrganizationRecord> for OrganizationView {
+    fn from(o: OrganizationRecord) -> Self {
+        let plan = o.plan.map(pricing::definition);
+        Self {
+            seat_limit: seat_limit(o.plan),
+            id: o.id,
+            name: o.name,
+            billing_email: o.billing_email,
+            plan: o.plan,
+            plan_status: o.plan_status,
+            limits: plan.map(|p| &p.limits),
+            features: plan.map(|p| &p.features),
+            member_count: o.member_count,
+            pending_invitations: o.invitation_count,
+            created_at: o.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateRequest {
+    name: String,
+    billing_email: Option<String>,
+}
+
+/// `billingEmail: null` clears it; leaving it out keeps it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct UpdateRequest {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    billing_email: Option<serde_json::Value>,
+}
+
+/// Keeps an explicit `null` as `Some(Value::Null)`; only an absent field is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
+}
+
+fn valid_name(raw: &str) -> Result<String, ApiError> {
+    normalize_organization_name(raw)
+        .map_err(|message| ApiError::bad_request("invalid_name", message))
+}
+
+fn valid_billing_email(raw: &str) -> Result<String, ApiError> {
+    normalize_email(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_billing_email",
+            "`billingEmail` must be an email address such as billing@example.com.",
+        )
+    })
+}
+
+/// The caller's tenant: tenant routes only run for members (the pipeline checked it).
+pub(crate) fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
+    caller.tenant.as_ref().ok_or_else(organization_required)
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+) -> Result<Response<Body>, ApiError> {
+    let request: CreateRequest = parse_json_body(body)?;
+    let name = valid_name(&request.name)?;
+    let billing_email = request
+        .billing_email
+        .as_deref()
+        .map(valid_billing_email)
+        .transpose()?;
+    let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
+    if user.organization_id.is_some() {
+        return Err(already_member());
+    }
+    match state
+        .store
+        .create_organization(user, &name, billing_email)
+        .await
+    {
+        Ok((tenant, organization)) => {
+            tracing::Span::current().record("organization_id", tenant.as_str());
+            tracing::info!(user_id = %user.id, "organization created");
+            Ok(json_response(
+                StatusCode::CREATED,
+                &OrganizationView::from(organization),
+            ))
+        }
+        Err(StoreError::AlreadyInOrganization) => Err(already_member()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+fn already_member() -> ApiError {
+    ApiError::conflict(
+        "already_in_organization",
+        "You already belong to an organization; leave it before creating another.",
+    )
+}
+
+pub async fn get(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let organization = state
+        .store
+        .get_organization(tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &OrganizationView::from(organization),
+    ))
+}
+
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let request: UpdateRequest = parse_json_body(body)?;
+    let name = request.name.as_deref().map(valid_name).transpose()?;
+    let billing_email = match &request.billing_email {
+        None => None,
+        Some(serde_json::Value::Null) => Some(None),
+        Some(serde_json::Value::String(email)) => Some(Some(valid_billing_email(email)?)),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_billing_email",
+                "`billingEmail` must be a string or null.",
+            ));
+        }
+    };
+    if name.is_none() && billing_email.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "Send `name` and/or `billingEmail` to change.",
+        ));
+    }
+    let billing_email = billing_email.as_ref().map(|e| e.as_deref());
+    match state
+        .store
+        .update_organization(tenant, name.as_deref(), billing_email)
+        .await
+    {
+        Ok(organization) => Ok(json_response(
+            StatusCode::OK,
+            &OrganizationView::from(organization),
+        )),
+        Err(StoreError::NotFound) => Err(organization_required()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Deleted<'a> {
+    id: &'a str,
+    deleted: bool,
+    retained_until: String,
+}
+
+pub async fn delete(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    match state.store.delete_organization(tenant).await {
+        Ok(retained_until) => Ok(json_response(
+            StatusCode::OK,
+            &Deleted {
+                id: tenant.as_str(),
+                deleted: true,
+                retained_until,
+            },
+        )),
+        Err(StoreError::SubscriptionActive) => Err(ApiError::conflict(
+            "subscription_active",
+            "The organization has a live subscription; cancel it in the billing portal before deleting the organization.",
+        )),
+        Err(StoreError::NotFound) => Err(organization_required()),
+        Err(StoreError::ConcurrentUpdate) => Err(ApiError::conflict(
+            "concurrent_update",
+            "The organization changed while it was being deleted; try again.",
+        )),
+        Err(error) => Err(store_error(error)),
+    }
+}

@@ -1,0 +1,379 @@
+//! The team function: members and invitations of the caller's organization.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::{Deserialize, Serialize};
+
+use super::organizations::tenant_of;
+use crate::http::{ApiError, json_response, parse_json_body};
+use crate::pipeline::{AppState, Caller, organization_required, store_error};
+use crate::rbac::Role;
+use crate::routes::PathParams;
+use crate::store::{InvitationRecord, MemberRecord, StoreError, TeamEntry};
+use crate::team::{self, Actor, GuardError, normalize_email, seat_limit};
+
+const DEFAULT_PAGE_SIZE: i32 = 50;
+const MAX_PAGE_SIZE: i32 = 100;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MemberView {
+    id: String,
+    email: Option<String>,
+    name: Option<String>,
+    role: Role,
+    joined_at: String,
+}
+
+impl From<MemberRecord> for MemberView {
+    fn from(m: MemberRecord) -> Self {
+        Self {
+            id: m.user_id,
+            email: m.email,
+            name: m.name,
+            role: m.role,
+            joined_at: m.joined_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvitationView {
+    id: String,
+    email: String,
+    role: Role,
+    invited_by: String,
+    invited_at: String,
+}
+
+impl From<InvitationRecord> for InvitationView {
+    fn from(i: InvitationRecord) -> Self {
+        Self {
+            id: i.id,
+            email: i.email,
+            role: i.role,
+            invited_by: i.invited_by,
+            invited_at: i.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TeamResponse {
+    members: Vec<MemberView>,
+    invitations: Vec<InvitationView>,
+    next_cursor: Option<String>,
+}
+
+pub async fn list(
+    state: &AppState,
+    caller: &Caller,
+    request: &Request,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let query = request.query_string_parameters_ref();
+    let limit = match query.and_then(|q| q.first("limit")) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(raw) => raw
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("`limit` must be a whole number from 1 to {MAX_PAGE_SIZE}."),
+                )
+            })?,
+    };
+    let cursor = query
+        .and_then(|q| q.first("cursor"))
+        .filter(|c| !c.is_empty());
+    let page = match state.store.list_team(tenant, cursor, limit).await {
+        Ok(page) => page,
+        Err(StoreError::NotFound) => {
+            return Err(ApiError::bad_request(
+                "invalid_cursor",
+                "`cursor` is not one this API returned; start again without it.",
+            ));
+        }
+        Err(error) => return Err(store_error(error)),
+    };
+    let mut response = TeamResponse {
+        members: Vec::new(),
+        invitations: Vec::new(),
+        next_cursor: page.next_cursor,
+    };
+    for entry in page.entries {
+        match entry {
+            TeamEntry::Member(member) => response.members.push(member.into()),
+            TeamEntry::Invitation(invitation) => response.invitations.push(invitation.into()),
+        }
+    }
+    Ok(json_response(StatusCode::OK, &response))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct InviteRequest {
+    email: String,
+    role: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RoleRequest {
+    role: String,
+}
+
+fn parse_role(raw: &str) -> Result<Role, ApiError> {
+    raw.parse::<Role>().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_role",
+            format!("Unknown role \"{raw}\"; use one of OWNER, ADMIN, MANAGER, OPERATOR, VIEWER."),
+        )
+    })
+}
+
+/// The caller as an actor in their organization.
+fn actor(caller: &Caller) -> Result<Actor<'_>, ApiError> {
+    let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
+    let role = user.role.ok_or_else(organization_required)?;
+    Ok(Actor {
+        user_id: &user.id,
+        role,
+    })
+}
+
+fn guard_error(error: GuardError) -> ApiError {
+    if error.is_conflict() {
+        ApiError::conflict(error.code(), error.to_string())
+    } else {
+        ApiError::forbidden(error.code(), error.to_string())
+    }
+}
+
+fn path_id(params: &PathParams) -> Result<&str, ApiError> {
+    params
+        .iter()
+        .find(|(name, _)| *name == "id")
+        .map(|(_, value)| value.as_str())
+        .ok_or_else(ApiError::internal)
+}
+
+pub async fn invite(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let request: InviteRequest = parse_json_body(body)?;
+    let email = normalize_email(&request.email)
+        .map_err(|message| ApiError::bad_request("invalid_email", message))?;
+    let role = parse_role(&request.role)?;
+    let actor = actor(caller)?;
+    team::check_invite(actor, role).map_err(guard_error)?;
+
+    let organization = state
+        .store
+        .get_organization(tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)?;
+    let members = state.store.all_members(tenant).await.map_err(store_error)?;
+    if members.iter().any(|m| {
+        m.email
+            .as_deref()
+            .is_some_and(|e| e.eq_ignore_ascii_case(&email))
+    }) {
+        return Err(ApiError::conflict(
+            "already_member",
+            format!("{email} is already a member of this organization."),
+        ));
+    }
+    let limit = seat_limit(organization.plan);
+    match state
+        .store
+        .invite(tenant, actor.user_id, &email, role, limit)
+        .await
+    {
+        Ok(invitation) => {
+            tracing::info!(invitation_id = %invitation.id, role = %role, "invitation created");
+            Ok(json_response(
+                StatusCode::CREATED,
+                &InvitationView::from(invitation),
+            ))
+        }
+        Err(StoreError::SeatLimitReached) => Err(ApiError::conflict(
+            "seat_limit_reached",
+            format!(
+                "Your plan allows {limit} seat{} (members plus pending invitations); upgrade the plan or revoke an invitation first.",
+                if limit == 1 { "" } else { "s" }
+            ),
+        )),
+        Err(StoreError::AlreadyInvited) => Err(ApiError::conflict(
+            "already_invited",
+            format!("{email} already has a pending invitation."),
+        )),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+fn concurrent() -> ApiError {
+    ApiError::conflict(
+        "concurrent_update",
+        "The team changed at the same moment; reload and try again.",
+    )
+}
+
+fn member_not_found() -> ApiError {
+    ApiError::not_found(
+        "member_not_found",
+        "There is no such member in your organization.",
+    )
+}
+
+async fn target_member(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<MemberRecord, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let id = path_id(params)?;
+    state
+        .store
+        .get_member(tenant, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(member_not_found)
+}
+
+async fn owner_count(state: &AppState, caller: &Caller) -> Result<u64, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let organization = state
+        .store
+        .get_organization(tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)?;
+    Ok(organization.owner_count)
+}
+
+pub async fn change_role(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let request: RoleRequest = parse_json_body(body)?;
+    let new_role = parse_role(&request.role)?;
+    let member = target_member(state, caller, params).await?;
+    let actor = actor(caller)?;
+    let owners = owner_count(state, caller).await?;
+    team::check_role_change(
+        actor,
+        Actor {
+            user_id: &member.user_id,
+            role: member.role,
+        },
+        new_role,
+        owners,
+    )
+    .map_err(guard_error)?;
+    match state
+        .store
+        .change_role(
+            tenant_of(caller)?,
+            (actor.user_id, actor.role),
+            &member,
+            new_role,
+        )
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(member_id = %member.user_id, from = %member.role, to = %new_role, "role changed");
+            let mut updated = member;
+            updated.role = new_role;
+            Ok(json_response(StatusCode::OK, &MemberView::from(updated)))
+        }
+        Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Removed<'a> {
+    id: &'a str,
+    removed: bool,
+}
+
+pub async fn remove(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let member = target_member(state, caller, params).await?;
+    let actor = actor(caller)?;
+    let owners = owner_count(state, caller).await?;
+    team::check_removal(
+        actor,
+        Actor {
+            user_id: &member.user_id,
+            role: member.role,
+        },
+        owners,
+    )
+    .map_err(guard_error)?;
+    match state
+        .store
+        .remove_member(tenant_of(caller)?, (actor.user_id, actor.role), &member)
+        .await
+    {
+        Ok(()) => {
+            tracing::info!(member_id = %member.user_id, "member removed");
+            Ok(json_response(
+                StatusCode::OK,
+                &Removed {
+                    id: &member.user_id,
+                    removed: true,
+                },
+            ))
+        }
+        Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Revoked<'a> {
+    id: &'a str,
+    revoked: bool,
+}
+
+pub async fn revoke(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let id = path_id(params)?;
+    match state.store.revoke_invitation(tenant, id).await {
+        Ok(()) => {
+            tracing::info!(invitation_id = %id, "invitation revoked");
+            Ok(json_response(
+                StatusCode::OK,
+                &Revoked { id, revoked: true },
+            ))
+        }
+        Err(StoreError::NotFound) => Err(ApiError::not_found(
+            "invitation_not_found",
+            "There is no such pending invitation in your organization.",
+        )),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}

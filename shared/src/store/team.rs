@@ -1,0 +1,829 @@
+//! Members and invitations. Every change that touches seats, owners or membership writes the
+//! organization's counters in the same transaction, with the rule as a condition, so concurrent
+//! requests cannot break it (two admins demoting the last two owners: one of them fails).
+
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, ConditionCheck, Delete, Put, TransactWriteItem, Update,
+};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Item, OrganizationRecord, PlanStatus, Store, StoreError, TenantId, UserRecord, from_item,
+    key_map, keys, new_id, now_rfc3339, sdk_error, to_item,
+};
+use crate::rbac::Role;
+
+/// How long a deleted organization's items are kept before DynamoDB's TTL removes them.
+pub const DELETED_ORGANIZATION_RETENTION_DAYS: i64 = 30;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRecord {
+    pub user_id: String,
+    pub subject: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub role: Role,
+    pub joined_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InvitationRecord {
+    pub id: String,
+    pub email: String,
+    pub role: Role,
+    pub invited_by: String,
+    pub created_at: String,
+}
+
+/// The invitation look-up item under `INVITEE#<email>`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InviteeRecord {
+    organization_id: String,
+    invitation_id: String,
+    role: Role,
+    created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TeamEntry {
+    Member(MemberRecord),
+    Invitation(InvitationRecord),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamPage {
+    pub entries: Vec<TeamEntry>,
+    /// Opaque: pass back as `cursor` for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const LIVE_PLAN_STATUSES: [PlanStatus; 5] = [
+    PlanStatus::Trialing,
+    PlanStatus::Active,
+    PlanStatus::PastDue,
+    PlanStatus::Unpaid,
+    PlanStatus::Paused,
+];
+
+/// Whether a subscription in this state still bills (or may bill) the customer.
+pub fn is_live(status: PlanStatus) -> bool {
+    LIVE_PLAN_STATUSES.contains(&status)
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+/// The cancellation reason codes of a cancelled transaction, in item order.
+fn cancellation_codes(
+    error: &SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> Option<Vec<String>> {
+    match error.as_service_error() {
+        Some(TransactWriteItemsError::TransactionCanceledException(cancelled)) => Some(
+            cancelled
+                .cancellation_reasons()
+                .iter()
+                .map(|r| r.code().unwrap_or("None").to_owned())
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// What went wrong in a transaction: the first failed condition by position, a conflict with a
+/// concurrent transaction, or an outage.
+enum TransactionFailure {
+    Condition(usize),
+    Conflict,
+    Other(StoreError),
+}
+
+fn classify(error: SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> TransactionFailure {
+    match cancellation_codes(&error) {
+        Some(codes) => {
+            if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
+                TransactionFailure::Condition(index)
+            } else if codes.iter().any(|c| c == "TransactionConflict") {
+                TransactionFailure::Conflict
+            } else {
+                TransactionFailure::Other(sdk_error("TransactWriteItems", error))
+            }
+        }
+        None => TransactionFailure::Other(sdk_error("TransactWriteItems", error)),
+    }
+}
+
+impl Store {
+    fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression(condition)
+            .build()
+            .map_err(StoreError::build)?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn delete(
+        &self,
+        key: (String, String),
+        condition: &str,
+        names: Vec<(&str, &str)>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut delete = Delete::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_map(key)))
+            .condition_expression(condition);
+        for (name, value) in names {
+            delete = delete.expression_attribute_names(name, value);
+        }
+        for (name, value) in values {
+            delete = delete.expression_attribute_values(name, value);
+        }
+        Ok(TransactWriteItem::builder()
+            .delete(delete.build().map_err(StoreError::build)?)
+            .build())
+    }
+
+    fn update(
+        &self,
+        key: (String, String),
+        expression: &str,
+        condition: &str,
+        names: Vec<(&str, &str)>,
+        values: Vec<(&str, AttributeValue)>,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_map(key)))
+            .update_expression(expression)
+            .condition_expression(condition);
+        for (name, value) in names {
+            update = update.expression_attribute_names(name, value);
+        }
+        for (name, value) in values {
+            update = update.expression_attribute_values(name, value);
+        }
+        Ok(TransactWriteItem::builder()
+            .update(update.build().map_err(StoreError::build)?)
+            .build())
+    }
+
+    /// The acting member still holds `role`: a decision made on a role read earlier in the request
+    /// does not outlive a concurrent demotion of the actor.
+    fn actor_still(
+        &self,
+        tenant: &TenantId,
+        actor_user_id: &str,
+        role: Role,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let check = ConditionCheck::builder()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::member(tenant, actor_user_id))))
+            .condition_expression("#role = :actor_role")
+            .expression_attribute_names("#role", "role")
+            .expression_attribute_values(":actor_role", s(role.as_str()))
+            .build()
+            .map_err(StoreError::build)?;
+        Ok(TransactWriteItem::builder().condition_check(check).build())
+    }
+
+    async fn transact(
+        &self,
+        items: Vec<TransactWriteItem>,
+    ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>
+    {
+        self.client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+            .map(|_| ())
+    }
+
+    /// The member `user_id` of `tenant`, if there is one.
+    pub async fn get_member(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> Result<Option<MemberRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::member(tenant, user_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
+    pub async fn get_invitation(
+        &self,
+        tenant: &TenantId,
+        invitation_id: &str,
+    ) -> Result<Option<InvitationRecord>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::invitation(tenant, invitation_id))))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
+    /// One page of the team: pending invitations first, then members (key order).
+    pub async fn list_team(
+        &self,
+        tenant: &TenantId,
+        cursor: Option<&str>,
+        limit: i32,
+    ) -> Result<TeamPage, StoreError> {
+        let start = match cursor {
+            Some(cursor) => Some(decode_cursor(cursor).ok_or(StoreError::NotFound)?),
+            None => None,
+        };
+        let mut query = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
+            .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
+            .expression_attribute_values(":from", s("INVITE#"))
+            // '$' sorts right after '#': every MEMBER# key, and not the ORG item.
+            .expression_attribute_values(":to", s("MEMBER$"))
+            .consistent_read(true)
+            .limit(limit);
+        if let Some(sort_key) = start {
+            query = query
+                .set_exclusive_start_key(Some(key_map((keys::tenant_partition(tenant), sort_key))));
+        }
+        let output = query.send().await.map_err(|e| sdk_error("Query", e))?;
+        let mut entries = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let sort_key = match item.get("SK") {
+                Some(AttributeValue::S(sk)) => sk.clone(),
+                _ => return Err(StoreError::Corrupt("team item without SK".into())),
+            };
+            if sort_key.starts_with("MEMBER#") {
+                entries.push(TeamEntry::Member(from_item(item)?));
+            } else {
+                entries.push(TeamEntry::Invitation(from_item(item)?));
+            }
+        }
+        let next_cursor = output
+            .last_evaluated_key
+            .and_then(|key| match key.get("SK") {
+                Some(AttributeValue::S(sk)) => Some(encode_cursor(sk)),
+                _ => None,
+            });
+        Ok(TeamPage {
+            entries,
+            next_cursor,
+        })
+    }
+
+    /// Every member of `tenant` (all pages).
+    pub async fn all_members(&self, tenant: &TenantId) -> Result<Vec<MemberRecord>, StoreError> {
+        let mut members = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :member)")
+                .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
+                .expression_attribute_values(":member", s("MEMBER#"))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in output.items.unwrap_or_default() {
+                members.push(from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(members),
+            }
+        }
+    }
+
+    /// Invites `email` as `role`, taking a seat: fails with [`StoreError::SeatLimitReached`] when
+    /// members plus pending invitations already fill `seat_limit`, [`StoreError::AlreadyInvited`]
+    /// when the address has a pending invitation here.
+    pub async fn invite(
+        &self,
+        tenant: &TenantId,
+        invited_by: &str,
+        email: &str,
+        role: Role,
+        seat_limit: u64,
+    ) -> Result<InvitationRecord, StoreError> {
+        let invitation = InvitationRecord {
+            id: new_id("inv"),
+            email: email.to_owned(),
+            role,
+            invited_by: invited_by.to_owned(),
+            created_at: now_rfc3339(),
+        };
+        let invitee = InviteeRecord {
+            organization_id: tenant.0.clone(),
+            invitation_id: invitation.id.clone(),
+            role,
+            created_at: invitation.created_at.clone(),
+        };
+        let items = vec![
+            self.update(
+                keys::organization(tenant),
+                "SET seatsUsed = seatsUsed + :one, invitationCount = invitationCount + :one",
+                "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND seatsUsed < :limit",
+                vec![],
+                vec![(":one", n(1)), (":limit", n(seat_limit))],
+            )?,
+            self.put(
+                to_item(
+                    "INVITE",
+                    keys::invitation(tenant, &invitation.id),
+                    &invitation,
+                )?,
+                "attribute_not_exists(PK)",
+            )?,
+            self.put(
+                to_item("INVITEE", keys::invitee(email, tenant), &invitee)?,
+                "attribute_not_exists(PK)",
+            )?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(invitation),
+            Err(TransactionFailure::Condition(0)) => Err(StoreError::SeatLimitReached),
+            Err(TransactionFailure::Condition(_)) => Err(StoreError::AlreadyInvited),
+            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
+    /// Withdraws a pending invitation and frees its seat.
+    pub async fn revoke_invitation(
+        &self,
+        tenant: &TenantId,
+        invitation_id: &str,
+    ) -> Result<(), StoreError> {
+        let invitation = self
+            .get_invitation(tenant, invitation_id)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let items = vec![
+            self.delete(
+                keys::invitation(tenant, invitation_id),
+                "attribute_exists(PK)",
+                vec![],
+                vec![],
+            )?,
+            self.delete(
+                keys::invitee(&invitation.email, tenant),
+                "attribute_exists(PK)",
+                vec![],
+                vec![],
+            )?,
+            self.update(
+                keys::organization(tenant),
+                "SET seatsUsed = seatsUsed - :one, invitationCount = invitationCount - :one",
+                "attribute_exists(PK)",
+                vec![],
+                vec![(":one", n(1))],
+            )?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::Condition(_)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
+    /// Joins `user` (who belongs to no organization) to the oldest organization that invited
+    /// `email`. Returns the updated user, or `None` when there is no invitation to accept.
+    pub async fn accept_invitation(
+        &self,
+        user: &UserRecord,
+        email: &str,
+    ) -> Result<Option<UserRecord>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(keys::invitee_partition(email)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Query", e))?;
+        let mut invitations: Vec<InviteeRecord> = output
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(from_item)
+            .collect::<Result<_, _>>()?;
+        invitations.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+
+        for invitation in invitations {
+            let tenant = TenantId(invitation.organization_id.clone());
+            let now = now_rfc3339();
+            let member = MemberRecord {
+                user_id: user.id.clone(),
+                subject: user.subject.clone(),
+                email: user.email.clone(),
+                name: user.name.clone(),
+                role: invitation.role,
+                joined_at: now.clone(),
+            };
+            let owners = u64::from(invitation.role == Role::Owner);
+            let items = vec![
+                self.delete(keys::invitee(email, &tenant), "attribute_exists(PK)", vec![], vec![])?,
+                self.delete(keys::invitation(&tenant, &invitation.invitation_id), "attribute_exists(PK)", vec![], vec![])?,
+                self.put(to_item("MEMBER", keys::member(&tenant, &user.id), &member)?, "attribute_not_exists(PK)")?,
+                self.update(
+                    keys::user(&user.subject),
+                    "SET organizationId = :org, #role = :role, updatedAt = :now",
+                    "attribute_exists(PK) AND attribute_not_exists(organizationId)",
+                    vec![("#role", "role")],
+                    vec![(":org", s(&tenant.0)), (":role", s(invitation.role.as_str())), (":now", s(&now))],
+                )?,
+                // Seats stay taken: the invitation's seat becomes the member's.
+                self.update(
+                    keys::organization(&tenant),
+                    "SET memberCount = memberCount + :one, invitationCount = invitationCount - :one, ownerCount = ownerCount + :owners",
+                    "attribute_exists(PK) AND attribute_not_exists(deletedAt)",
+                    vec![],
+                    vec![(":one", n(1)), (":owners", n(owners))],
+                )?,
+            ];
+            match self.transact(items).await.map_err(classify) {
+                Ok(()) => {
+                    tracing::info!(organization_id = %tenant.0, user_id = %user.id, role = %invitation.role, "invitation accepted");
+                    let mut joined = user.clone();
+                    joined.organization_id = Some(tenant.0);
+                    joined.role = Some(invitation.role);
+                    joined.updated_at = now;
+                    return Ok(Some(joined));
+                }
+                // This invitation was revoked or its organization deleted meanwhile: try the next.
+                Err(TransactionFailure::Condition(index)) if index != 3 => continue,
+                Err(TransactionFailure::Condition(_)) => return Ok(None),
+                Err(TransactionFailure::Conflict) => return Err(StoreError::ConcurrentUpdate),
+                Err(TransactionFailure::Other(error)) => return Err(error),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Changes `member`'s role (as read before) to `new_role`. The organization's owner count moves
+    /// with it; demoting an owner requires another owner to remain, checked in the transaction.
+    pub async fn change_role(
+        &self,
+        tenant: &TenantId,
+        actor: (&str, Role),
+        member: &MemberRecord,
+        new_role: Role,
+    ) -> Result<(), StoreError> {
+        let was_owner = member.role == Role::Owner;
+        let becomes_owner = new_role == Role::Owner;
+        let now = now_rfc3339();
+        let (org_expression, org_condition) = match (was_owner, becomes_owner) {
+            (true, false) => (
+                "SET ownerCount = ownerCount - :one",
+                "attribute_not_exists(deletedAt) AND ownerCount > :one",
+            ),
+            (false, true) => (
+                "SET ownerCount = ownerCount + :one",
+                "attribute_not_exists(deletedAt) AND attribute_exists(PK)",
+            ),
+            _ => (
+                "SET updatedAt = updatedAt",
+                "attribute_not_exists(deletedAt) AND attribute_exists(PK)",
+            ),
+        };
+        let org_values = if was_owner != becomes_owner {
+            vec![(":one", n(1))]
+        } else {
+            vec![]
+        };
+        let items = vec![
+            self.update(
+                keys::member(tenant, &member.user_id),
+                "SET #role = :new",
+                "#role = :old",
+                vec![("#role", "role")],
+                vec![
+                    (":new", s(new_role.as_str())),
+                    (":old", s(member.role.as_str())),
+                ],
+            )?,
+            self.update(
+                keys::user(&member.subject),
+                "SET #role = :new, updatedAt = :now",
+                "organizationId = :org",
+                vec![("#role", "role")],
+                vec![
+                    (":new", s(new_role.as_str())),
+                    (":org", s(&tenant.0)),
+                    (":now", s(now)),
+                ],
+            )?,
+            self.update(
+                keys::organization(tenant),
+                org_expression,
+                org_condition,
+                vec![],
+                org_values,
+            )?,
+            self.actor_still(tenant, actor.0, actor.1)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::Condition(2)) if was_owner => Err(StoreError::LastOwner),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
+    /// Removes `member` (as read before) from the organization: they lose access on their next
+    /// request (their user record no longer names it). An owner leaves only if another remains.
+    pub async fn remove_member(
+        &self,
+        tenant: &TenantId,
+        actor: (&str, Role),
+        member: &MemberRecord,
+    ) -> Result<(), StoreError> {
+        let was_owner = member.role == Role::Owner;
+        let org_condition = if was_owner {
+            "attribute_exists(PK) AND ownerCount > :one"
+        } else {
+            "attribute_exists(PK)"
+        };
+        let items = vec![
+            self.delete(
+                keys::member(tenant, &member.user_id),
+                "#role = :role",
+                vec![("#role", "role")],
+                vec![(":role", s(member.role.as_str()))],
+            )?,
+            self.update(
+                keys::user(&member.subject),
+                "REMOVE organizationId, #role SET updatedAt = :now",
+                "organizationId = :org",
+                vec![("#role", "role")],
+                vec![(":org", s(&tenant.0)), (":now", s(now_rfc3339()))],
+            )?,
+            self.update(
+                keys::organization(tenant),
+                "SET memberCount = memberCount - :one, seatsUsed = seatsUsed - :one, ownerCount = ownerCount - :owners",
+                org_condition,
+                vec![],
+                vec![(":one", n(1)), (":owners", n(u64::from(was_owner)))],
+            )?,
+            self.actor_still(tenant, actor.0, actor.1)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(()),
+            Err(TransactionFailure::Condition(2)) if was_owner => Err(StoreError::LastOwner),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
+    /// Sets a new name and/or billing email (`Some(None)` clears it); returns the organization.
+    pub async fn update_organization(
+        &self,
+        tenant: &TenantId,
+        name: Option<&str>,
+        billing_email: Option<Option<&str>>,
+    ) -> Result<OrganizationRecord, StoreError> {
+        let mut set = vec!["updatedAt = :now"];
+        let mut remove = Vec::new();
+        let mut update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::organization(tenant))))
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(deletedAt)")
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if let Some(name) = name {
+            set.push("#name = :name");
+            update = update
+                .expression_attribute_names("#name", "name")
+                .expression_attribute_values(":name", s(name));
+        }
+        match billing_email {
+            Some(Some(email)) => {
+                set.push("billingEmail = :email");
+                update = update.expression_attribute_values(":email", s(email));
+            }
+            Some(None) => remove.push("billingEmail"),
+            None => {}
+        }
+        let mut expression = format!("SET {}", set.join(", "));
+        if !remove.is_empty() {
+            expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
+        }
+        let output = update.update_expression(expression).send().await;
+        match output {
+            Ok(output) => from_item(output.attributes.unwrap_or_default()),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                Err(StoreError::NotFound)
+            }
+            Err(error) => Err(sdk_error("UpdateItem", error)),
+        }
+    }
+
+    /// Deletes an organization: refused while its subscription is live; otherwise it is marked
+    /// deleted (to callers it is gone at once), every member is detached, pending invitations are
+    /// withdrawn, and its items get a `ttl` so DynamoDB removes them after the retention period.
+    pub async fn delete_organization(&self, tenant: &TenantId) -> Result<String, StoreError> {
+        let organization = self
+            .get_organization(tenant)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        if is_live(organization.plan_status) {
+            return Err(StoreError::SubscriptionActive);
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let expires = now + time::Duration::days(DELETED_ORGANIZATION_RETENTION_DAYS);
+        let retained_until = expires
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let status =
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(organization.plan_status)
+                .map_err(StoreError::build)?;
+        let marked = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::organization(tenant))))
+            .update_expression("SET deletedAt = :now, #ttl = :ttl, updatedAt = :now")
+            // The plan status we checked is still the stored one (no subscription started since).
+            .condition_expression(
+                "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND planStatus = :status",
+            )
+            .expression_attribute_names("#ttl", super::schema::TABLE.ttl_attribute)
+            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(
+                ":ttl",
+                AttributeValue::N(expires.unix_timestamp().to_string()),
+            )
+            .expression_attribute_values(":status", status)
+            .send()
+            .await;
+        match marked {
+            Ok(_) => {}
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                return Err(StoreError::ConcurrentUpdate);
+            }
+            Err(error) => return Err(sdk_error("UpdateItem", error)),
+        }
+        tracing::info!(organization_id = %tenant.0, %retained_until, "organization deleted");
+        self.detach_and_expire(tenant, expires.unix_timestamp())
+            .await?;
+        Ok(retained_until)
+    }
+
+    /// After deletion: members lose their organization, invitations are withdrawn, and every item
+    /// of the partition expires at `ttl`. Idempotent, so a retry finishes an interrupted run.
+    async fn detach_and_expire(&self, tenant: &TenantId, ttl: i64) -> Result<(), StoreError> {
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in output.items.unwrap_or_default() {
+                let sort_key = match item.get("SK") {
+                    Some(AttributeValue::S(sk)) => sk.clone(),
+                    _ => continue,
+                };
+                if sort_key.starts_with("MEMBER#") {
+                    let member: MemberRecord = from_item(item)?;
+                    let detached = self
+                        .client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key_map(keys::user(&member.subject))))
+                        .update_expression("REMOVE organizationId, #role")
+                        .condition_expression("organizationId = :org")
+                        .expression_attribute_names("#role", "role")
+                        .expression_attribute_values(":org", s(&tenant.0))
+                        .send()
+                        .await;
+                    match detached {
+                        Ok(_) => {}
+                        // Already detached (a retry), or since joined elsewhere: leave it.
+                        Err(e)
+                            if e.as_service_error()
+                                .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
+                        Err(e) => return Err(sdk_error("UpdateItem", e)),
+                    }
+                } else if sort_key.starts_with("INVITE#") {
+                    let invitation: InvitationRecord = from_item(item)?;
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key_map(keys::invitee(&invitation.email, tenant))))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DeleteItem", e))?;
+                }
+                if sort_key != "ORG" {
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key_map((keys::tenant_partition(tenant), sort_key))))
+                        .update_expression("SET #ttl = :ttl")
+                        .expression_attribute_names("#ttl", super::schema::TABLE.ttl_attribute)
+                        .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("UpdateItem", e))?;
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(()),
+            }
+        }
+    }
+}
+
+fn encode_cursor(sort_key: &str) -> String {
+    URL_SAFE_NO_PAD.encode(sort_key.as_bytes())
+}
+
+/// Cursors carry only a sort key: the partition always comes from the caller's tenant, so a cursor
+/// from another organization cannot reach into it.
+fn decode_cursor(cursor: &str) -> Option<String> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
+    let sort_key = String::from_utf8(bytes).ok()?;
+    (sort_key.starts_with("INVITE#") || sort_key.starts_with("MEMBER#")).then_some(sort_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_foreign_keys() {
+        let cursor = encode_cursor("MEMBER#usr_1");
+        assert_eq!(decode_cursor(&cursor).as_deref(), Some("MEMBER#usr_1"));
+        assert_eq!(decode_cursor(&encode_cursor("ORG")), None);
+        assert_eq!(decode_cursor(&encode_cursor("USAGE#x")), None);
+        assert_eq!(decode_cursor("not base64!"), None);
+    }
+
+    #[test]
+    fn live_statuses_block_deletion() {
+        assert!(is_live(PlanStatus::Active));
+        assert!(is_live(PlanStatus::PastDue));
+        assert!(!is_live(PlanStatus::None));
+        assert!(!is_live(PlanStatus::Canceled));
+        assert!(!is_live(PlanStatus::IncompleteExpired));
+    }
+}

@@ -1,0 +1,315 @@
+//! Team guard rails, as pure decisions: who may invite, change a role or remove a member.
+//!
+//! The store enforces the one rule that depends on concurrent state (at least one OWNER remains)
+//! again inside its transaction, with a condition on the organization's owner count; these
+//! functions decide everything that depends only on the two people involved.
+
+use crate::pricing::{self, Plan};
+use crate::rbac::Role;
+
+/// Why a team change is refused. Each maps to a 403 or 409 with its own code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum GuardError {
+    #[error("You cannot change your own role or remove yourself; ask another owner or admin.")]
+    SelfChange,
+    #[error("Only an OWNER can grant, change or remove the OWNER role.")]
+    OwnerOnly,
+    #[error("An organization must keep at least one OWNER; make someone else OWNER first.")]
+    LastOwner,
+    #[error("The member already has that role.")]
+    Unchanged,
+}
+
+impl GuardError {
+    pub fn code(self) -> &'static str {
+        match self {
+            GuardError::SelfChange => "cannot_change_self",
+            GuardError::OwnerOnly => "owner_required",
+            GuardError::LastOwner => "last_owner",
+            GuardError::Unchanged => "role_unchanged",
+        }
+    }
+
+    /// 403 for rules about who may act, 409 for rules about the organization's state.
+    pub fn is_conflict(self) -> bool {
+        matches!(self, GuardError::LastOwner | GuardError::Unchanged)
+    }
+}
+
+/// Someone in the organization: their user id and role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Actor<'a> {
+    pub user_id: &'a str,
+    pub role: Role,
+}
+
+/// May `actor` invite someone as `role`? Only an OWNER invites an OWNER.
+pub fn check_invite(actor: Actor<'_>, role: Role) -> Result<(), GuardError> {
+    if role == Role::Owner && actor.role != Role::Owner {
+        return Err(GuardError::OwnerOnly);
+    }
+    Ok(())
+}
+
+/// May `actor` change `target` from its current role to `new_role`, given `owner_count` owners?
+pub fn check_role_change(
+    actor: Actor<'_>,
+    target: Actor<'_>,
+    new_role: Role,
+    owner_count: u64,
+) -> Result<(), GuardError> {
+    if actor.user_id == target.user_id {
+        return Err(GuardError::SelfChange);
+    }
+    let touches_owner = target.role == Role::Owner || new_role == Role::Owner;
+    if touches_owner && actor.role != Role::Owner {
+        return Err(GuardError::OwnerOnly);
+    }
+    if target.role == new_role {
+        return Err(GuardError::Unchanged);
+    }
+    if target.role == Role::Owner && owner_count <= 1 {
+        return Err(GuardError::LastOwner);
+    }
+    Ok(())
+}
+
+/// May `actor` remove `target` from the organization, given `owner_count` owners?
+pub fn check_removal(
+    actor: Actor<'_>,
+    target: Actor<'_>,
+    owner_count: u64,
+) -> Result<(), GuardError> {
+    if actor.user_id == target.user_id {
+        return Err(GuardError::SelfChange);
+    }
+    if target.role == Role::Owner && actor.role != Role::Owner {
+        return Err(GuardError::OwnerOnly);
+    }
+    if target.role == Role::Owner && owner_count <= 1 {
+        return Err(GuardError::LastOwner);
+    }
+    Ok(())
+}
+
+/// Seats an organization may fill with members plus pending invitations: the plan's
+/// `maxTeamMembers`, or one (the owner) without a plan.
+pub fn seat_limit(plan: Option<Plan>) -> u64 {
+    plan.map(|plan| u64::from(pricing::definition(plan).limits.max_team_members))
+        .unwrap_or(1)
+}
+
+/// Organization names: trimmed, inner whitespace runs collapsed, 2 to 100 characters, no control
+/// characters.
+pub fn normalize_organization_name(raw: &str) -> Result<String, &'static str> {
+    let name = raw.split_whitespace().collect::<Vec<_>>().join(" ");
+    let length = name.chars().count();
+    if length < 2 {
+        return Err("The organization name must have at least 2 characters.");
+    }
+    if length > 100 {
+        return Err("The organization name may have at most 100 characters.");
+    }
+    if name.chars().any(char::is_control) {
+        return Err("The organization name may not contain control characters.");
+    }
+    Ok(name)
+}
+
+/// Email addresses as stored and matched: trimmed and lower-cased; a plain shape check
+/// (one `@`, non-empty local part, a dot in the domain, no spaces, at most 254 characters).
+pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
+    let email = raw.trim().to_lowercase();
+    let valid = email.len() <= 254
+        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && match email.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && !domain.contains('@')
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+            }
+            None => false,
+        };
+    if valid {
+        Ok(email)
+    } else {
+        Err("`email` must be an email address such as name@example.com.")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn actor(user_id: &str, role: Role) -> Actor<'_> {
+        Actor { user_id, role }
+    }
+
+    #[test]
+    fn only_owners_invite_owners() {
+        for role in Role::ALL {
+            assert_eq!(check_invite(actor("a", Role::Owner), role), Ok(()));
+            let by_admin = check_invite(actor("a", Role::Admin), role);
+            if role == Role::Owner {
+                assert_eq!(by_admin, Err(GuardError::OwnerOnly));
+            } else {
+                assert_eq!(by_admin, Ok(()));
+            }
+        }
+    }
+
+    #[test]
+    fn nobody_changes_their_own_role_or_removes_themselves() {
+        for role in Role::ALL {
+            for new_role in Role::ALL {
+                assert_eq!(
+                    check_role_change(actor("a", role), actor("a", role), new_role, 5),
+                    Err(GuardError::SelfChange)
+                );
+            }
+            assert_eq!(
+                check_removal(actor("a", role), actor("a", role), 5),
+                Err(GuardError::SelfChange)
+            );
+        }
+    }
+
+    #[test]
+    fn admins_cannot_touch_owners_or_grant_owner() {
+        let admin = actor("admin", Role::Admin);
+        assert_eq!(
+            check_role_change(admin, actor("o", Role::Owner), Role::Admin, 3),
+            Err(GuardError::OwnerOnly)
+        );
+        assert_eq!(
+            check_role_change(admin, actor("v", Role::Viewer), Role::Owner, 3),
+            Err(GuardError::OwnerOnly)
+        );
+        assert_eq!(
+            check_removal(admin, actor("o", Role::Owner), 3),
+            Err(GuardError::OwnerOnly)
+        );
+        assert_eq!(
+            check_role_change(admin, actor("v", Role::Viewer), Role::Manager, 1),
+            Ok(())
+        );
+        assert_eq!(check_removal(admin, actor("v", Role::Viewer), 1), Ok(()));
+    }
+
+    #[test]
+    fn the_last_owner_stays() {
+        let owner = actor("o1", Role::Owner);
+        let other_owner = actor("o2", Role::Owner);
+        assert_eq!(
+            check_role_change(owner, other_owner, Role::Admin, 1),
+            Err(GuardError::LastOwner)
+        );
+        assert_eq!(
+            check_removal(owner, other_owner, 1),
+            Err(GuardError::LastOwner)
+        );
+        assert_eq!(
+            check_role_change(owner, other_owner, Role::Admin, 2),
+            Ok(())
+        );
+        assert_eq!(check_removal(owner, other_owner, 2), Ok(()));
+        assert_eq!(
+            check_role_change(owner, actor("m", Role::Manager), Role::Manager, 2),
+            Err(GuardError::Unchanged)
+        );
+    }
+
+    /// The decision table over every actor role × target role × new role, for two owner counts.
+    #[test]
+    fn role_change_table_is_exhaustive() {
+        for actor_role in Role::ALL {
+            for target_role in Role::ALL {
+                for new_role in Role::ALL {
+                    for owners in [1u64, 2] {
+                        let got = check_role_change(
+                            actor("a", actor_role),
+                            actor("t", target_role),
+                            new_role,
+                            owners,
+                        );
+                        let expected = if (target_role == Role::Owner || new_role == Role::Owner)
+                            && actor_role != Role::Owner
+                        {
+                            Err(GuardError::OwnerOnly)
+                        } else if target_role == new_role {
+                            Err(GuardError::Unchanged)
+                        } else if target_role == Role::Owner && owners == 1 {
+                            Err(GuardError::LastOwner)
+                        } else {
+                            Ok(())
+                        };
+                        assert_eq!(
+                            got, expected,
+                            "{actor_role} changes {target_role}→{new_role} with {owners} owners"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn seat_limits_follow_the_plan() {
+        assert_eq!(seat_limit(None), 1);
+        assert_eq!(seat_limit(Some(Plan::Starter)), 1);
+        assert_eq!(seat_limit(Some(Plan::Professional)), 5);
+        assert_eq!(seat_limit(Some(Plan::Business)), 999);
+    }
+
+    #[test]
+    fn organization_names_are_trimmed_and_bounded() {
+        assert_eq!(
+            normalize_organization_name("  Acme   Calls  "),
+            Ok("Acme Calls".to_owned())
+        );
+        assert_eq!(
+            normalize_organization_name("Ташкент Колл"),
+            Ok("Ташкент Колл".to_owned())
+        );
+        assert!(normalize_organization_name(" a ").is_err());
+        assert!(normalize_organization_name("").is_err());
+        assert!(normalize_organization_name(&"x".repeat(101)).is_err());
+        assert!(normalize_organization_name(&"я".repeat(100)).is_ok());
+        assert!(normalize_organization_name("ab\u{7}c").is_err());
+    }
+
+    #[test]
+    fn emails_are_normalized_and_checked() {
+        assert_eq!(
+            normalize_email("  Bob@Example.COM "),
+            Ok("bob@example.com".to_owned())
+        );
+        for bad in [
+            "",
+            "bob",
+            "bob@",
+            "@example.com",
+            "bob@example",
+            "bob@@example.com",
+            "b ob@example.com",
+            "bob@.com",
+            "bob@example.",
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_decision_ever_allows_removing_the_last_owner(actor_role in 0usize..5, new_role in 0usize..5) {
+            let actor_role = Role::ALL[actor_role];
+            let new_role = Role::ALL[new_role];
+            let target = actor("t", Role::Owner);
+            prop_assert!(check_role_change(actor("a", actor_role), target, new_role, 1).is_err());
+            prop_assert!(check_removal(actor("a", actor_role), target, 1).is_err());
+        }
+    }
+}
