@@ -108,7 +108,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .dev_tenant(&organization)
                 .await
                 .map_err(|e| e.to_string())?
-                .ok_or_else(|| format!("no organization {organization} in table {}", store.table_name()))?;
+                .ok_or_else(|| {
+                    format!(
+                        "no organization {organization} in table {}",
+                        store.table_name()
+                    )
+                })?;
             store
                 .set_organization_plan(&tenant, plan, status)
                 .await
