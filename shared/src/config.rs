@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::jwt::JwtConfig;
+use crate::billing::prices::PriceTable;
 
 /// Default table name when `TABLE_NAME` is unset (local development).
 pub const DEFAULT_TABLE_NAME: &str = "tollgate";
@@ -16,7 +17,19 @@ pub struct Config {
     pub jwt: Option<JwtConfig>,
     /// Comma-separated hex SHA-256 digests of accepted service keys (`SERVICE_KEY_HASHES`).
     pub service_key_hashes: String,
+    /// `None`: checkout and portal answer 503 `billing_not_configured`.
+    pub stripe_secret_key: Option<String>,
+    /// Comma-separated webhook signing secrets (several during a rotation).
+    pub stripe_webhook_secrets: String,
+    pub stripe_api_base: String,
+    /// Base of checkout success/cancel and portal return URLs (the frontend).
+    pub app_url: String,
+    pub prices: PriceTable,
 }
+
+/// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
+pub const DEFAULT_STRIPE_API_BASE: &str = "https://api.stripe.com";
+pub const DEFAULT_APP_URL: &str = "http://localhost:5173";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
@@ -73,6 +86,14 @@ impl Config {
             dynamodb_endpoint: get("DYNAMODB_ENDPOINT"),
             jwt,
             service_key_hashes: get("SERVICE_KEY_HASHES").unwrap_or_default(),
+            stripe_secret_key: get("STRIPE_SECRET_KEY"),
+            stripe_webhook_secrets: get("STRIPE_WEBHOOK_SECRET").unwrap_or_default(),
+            stripe_api_base: get("STRIPE_API_BASE")
+                .unwrap_or_else(|| DEFAULT_STRIPE_API_BASE.to_owned()),
+            app_url: get("APP_URL")
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .unwrap_or_else(|| DEFAULT_APP_URL.to_owned()),
+            prices: PriceTable::from_lookup(get),
         })
     }
 }

@@ -10,6 +10,8 @@ use tracing::Instrument;
 
 use crate::auth::jwt::{AuthError, Claims, JwtVerifier};
 use crate::auth::service_key::ServiceKeys;
+use crate::billing::signature::WebhookSecrets;
+use crate::billing::stripe_api::{StripeApi, StripeError};
 use crate::config::Config;
 use crate::handlers;
 use crate::http::ApiError;
@@ -24,6 +26,9 @@ pub struct AppState {
     /// `None` when no issuer is configured: user routes answer 503 `auth_not_configured`.
     pub verifier: Option<JwtVerifier>,
     pub service_keys: ServiceKeys,
+    /// `None` without `STRIPE_SECRET_KEY`: checkout and portal answer 503 `billing_not_configured`.
+    pub stripe: Option<StripeApi>,
+    pub webhook_secrets: WebhookSecrets,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +39,8 @@ pub enum StartupError {
     Jwks(#[from] crate::auth::jwt::JwksError),
     #[error("SERVICE_KEY_HASHES is not valid: {0}")]
     ServiceKeys(#[from] crate::auth::service_key::ServiceKeyConfigError),
+    #[error("Stripe configuration is not valid: {0}")]
+    Stripe(#[from] StripeError),
 }
 
 impl AppState {
@@ -55,11 +62,18 @@ impl AppState {
             None => None,
         };
         let service_keys = ServiceKeys::from_hex_list(&config.service_key_hashes)?;
+        let stripe = match &config.stripe_secret_key {
+            Some(key) => Some(StripeApi::new(key, &config.stripe_api_base)?),
+            None => None,
+        };
+        let webhook_secrets = WebhookSecrets::parse(&config.stripe_webhook_secrets);
         Ok(Arc::new(Self {
             config,
             store,
             verifier,
             service_keys,
+            stripe,
+            webhook_secrets,
         }))
     }
 }
@@ -160,6 +174,11 @@ async fn route_and_run(
     };
     tracing::Span::current().record("route", route.path);
 
+    // Stripe authenticates by signature, checked by the webhook handler on the raw body.
+    if route.access == Access::Stripe {
+        return handlers::webhook::receive(state, request).await;
+    }
+
     let principal = authenticate(state, request).await?;
     let Principal::User(claims) = principal else {
         return Err(ApiError::forbidden(
@@ -208,7 +227,7 @@ async fn run(
     request: &Request,
     params: &PathParams,
 ) -> Result<Response<Body>, ApiError> {
-    use handlers::{me, organizations, permissions, team};
+    use handlers::{billing, me, organizations, permissions, team};
     let body = request.body();
     match operation {
         Operation::GetMe => me::get_me(state, caller).await,
@@ -222,6 +241,12 @@ async fn run(
         Operation::ChangeRole => team::change_role(state, caller, body, params).await,
         Operation::RemoveMember => team::remove(state, caller, params).await,
         Operation::RevokeInvitation => team::revoke(state, caller, params).await,
+        Operation::Checkout => billing::checkout(state, caller, body).await,
+        Operation::BillingPortal => billing::portal(state, caller).await,
+        Operation::GetSubscription => billing::subscription(state, caller).await,
+        Operation::ListInvoices => billing::invoices(state, caller, request).await,
+        // Dispatched before authentication, in `route_and_run`.
+        Operation::StripeWebhook => Err(ApiError::internal()),
     }
 }
 

@@ -12,14 +12,22 @@ pub enum Function {
     PermissionCheck,
     Organizations,
     Team,
+    Checkout,
+    BillingPortal,
+    Billing,
+    StripeWebhook,
 }
 
 impl Function {
-    pub const ALL: [Function; 4] = [
+    pub const ALL: [Function; 8] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
         Function::Team,
+        Function::Checkout,
+        Function::BillingPortal,
+        Function::Billing,
+        Function::StripeWebhook,
     ];
 
     pub fn name(self) -> &'static str {
@@ -28,6 +36,10 @@ impl Function {
             Function::PermissionCheck => "permission-check",
             Function::Organizations => "organizations",
             Function::Team => "team",
+            Function::Checkout => "checkout",
+            Function::BillingPortal => "billing-portal",
+            Function::Billing => "billing",
+            Function::StripeWebhook => "stripe-webhook",
         }
     }
 }
@@ -39,6 +51,8 @@ pub enum Access {
     SignedIn,
     /// A signed-in user of an organization whose role allows the permission.
     Permission(Permission),
+    /// Stripe, authenticated by the `Stripe-Signature` of the raw body; no user token.
+    Stripe,
 }
 
 /// What a route does; the pipeline dispatches on it.
@@ -55,6 +69,11 @@ pub enum Operation {
     ChangeRole,
     RemoveMember,
     RevokeInvitation,
+    Checkout,
+    BillingPortal,
+    GetSubscription,
+    ListInvoices,
+    StripeWebhook,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,7 +88,7 @@ pub struct Route {
 
 /// Every route of the API.
 pub fn routes() -> &'static [Route] {
-    use Access::{Permission as Needs, SignedIn};
+    use Access::{Permission as Needs, SignedIn, Stripe};
     use Function::*;
     use Operation::*;
     use Permission::*;
@@ -146,6 +165,41 @@ pub fn routes() -> &'static [Route] {
                 Team,
                 Needs(UsersDelete),
                 RevokeInvitation,
+            ),
+            route(
+                Method::POST,
+                "/api/billing/checkout",
+                Function::Checkout,
+                Needs(BillingUpdate),
+                Operation::Checkout,
+            ),
+            route(
+                Method::POST,
+                "/api/billing/portal",
+                Function::BillingPortal,
+                Needs(BillingUpdate),
+                Operation::BillingPortal,
+            ),
+            route(
+                Method::GET,
+                "/api/billing/subscription",
+                Billing,
+                Needs(BillingRead),
+                GetSubscription,
+            ),
+            route(
+                Method::GET,
+                "/api/billing/invoices",
+                Billing,
+                Needs(BillingRead),
+                ListInvoices,
+            ),
+            route(
+                Method::POST,
+                "/api/webhooks/stripe",
+                Function::StripeWebhook,
+                Stripe,
+                Operation::StripeWebhook,
             ),
         ]
     });

@@ -1,6 +1,8 @@
 //! Test harness for whole flows: a dev gateway on 127.0.0.1 (the same router `tollgate-dev serve`
 //! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
 
+pub mod stripe_standin;
+
 use aws_sdk_dynamodb::types::AttributeValue;
 use serde_json::Value;
 use tollgate::auth::jwt::JwtConfig;
@@ -81,6 +83,44 @@ impl TestApp {
             store,
             http: reqwest::Client::new(),
             server,
+        }
+    }
+
+    /// A gateway whose Stripe is `standin`, with `webhook_secret` as the signing secret.
+    pub async fn start_billing(
+        standin: &stripe_standin::StripeStandIn,
+        webhook_secret: &str,
+    ) -> TestApp {
+        let base = standin.base_url.clone();
+        let secret = webhook_secret.to_owned();
+        Self::start_with(move |config| {
+            config.stripe_secret_key = Some("sk_test_tollgate_standin".to_owned());
+            config.stripe_api_base = base;
+            config.stripe_webhook_secrets = secret;
+            config.app_url = "https://app.tollgate.test".to_owned();
+        })
+        .await
+    }
+
+    /// Delivers a raw webhook body with `signature` to `POST /api/webhooks/stripe`.
+    pub async fn deliver(&self, body: &str, signature: Option<&str>) -> Reply {
+        let mut request = self
+            .http
+            .post(format!("{}/api/webhooks/stripe", self.base_url))
+            .header("content-type", "application/json")
+            .body(body.to_owned());
+        if let Some(signature) = signature {
+            request = request.header("stripe-signature", signature);
+        }
+        let response = request.send().await.expect("request reaches the gateway");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().await.expect("body");
+        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+        Reply {
+            status,
+            headers,
+            body,
         }
     }
 

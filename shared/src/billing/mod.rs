@@ -1,4 +1,6 @@
 //! Stripe billing: webhook signatures and the subscription state machine.
 
+pub mod prices;
 pub mod signature;
 pub mod state;
+pub mod stripe_api;

@@ -1,6 +1,8 @@
 //! Route handlers: plain async functions over the shared state, called by the pipeline.
 
+pub mod billing;
 pub mod me;
 pub mod organizations;
 pub mod permissions;
 pub mod team;
+pub mod webhook;

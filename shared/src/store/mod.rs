@@ -5,10 +5,12 @@
 //! query without tenant scope does not compile outside it. Look-ups that arrive without a tenant
 //! (the user by identity subject) are their own small items.
 
+mod billing;
 pub mod schema;
 mod team;
 
-pub use team::{InvitationRecord, MemberRecord, TeamEntry, TeamPage};
+pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
+pub use team::{InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
 
 use std::collections::HashMap;
 
@@ -182,6 +184,15 @@ pub struct OrganizationRecord {
     /// Kept in step with role changes so "at least one OWNER" is a condition on one item.
     #[serde(default)]
     pub owner_count: u64,
+    /// The organization's one Stripe customer, created at its first checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe_customer_id: Option<String>,
+    /// What Stripe's webhooks have told us about the subscription (see `billing::state`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub billing: Option<crate::billing::state::BillingState>,
+    /// Bumped on every billing write: webhook commits are conditional on the version they read.
+    #[serde(default)]
+    pub billing_version: u64,
     /// Set when the organization was deleted; its items then carry `ttl` and expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
@@ -379,6 +390,9 @@ impl Store {
             invitation_count: 0,
             seats_used: 1,
             owner_count: 1,
+            stripe_customer_id: None,
+            billing: None,
+            billing_version: 0,
             deleted_at: None,
             created_at: now.clone(),
             updated_at: now.clone(),

@@ -105,13 +105,15 @@ fn cancellation_codes(
 
 /// What went wrong in a transaction: the first failed condition by position, a conflict with a
 /// concurrent transaction, or an outage.
-enum TransactionFailure {
+pub(super) enum TransactionFailure {
     Condition(usize),
     Conflict,
     Other(StoreError),
 }
 
-fn classify(error: SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> TransactionFailure {
+pub(super) fn classify(
+    error: SdkError<TransactWriteItemsError, impl std::fmt::Debug>,
+) -> TransactionFailure {
     match cancellation_codes(&error) {
         Some(codes) => {
             if let Some(index) = codes.iter().position(|c| c == "ConditionalCheckFailed") {
@@ -127,7 +129,7 @@ fn classify(error: SdkError<TransactWriteItemsError, impl std::fmt::Debug>) -> T
 }
 
 impl Store {
-    fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem, StoreError> {
+    pub(super) fn put(&self, item: Item, condition: &str) -> Result<TransactWriteItem, StoreError> {
         let put = Put::builder()
             .table_name(&self.table)
             .set_item(Some(item))
@@ -159,7 +161,7 @@ impl Store {
             .build())
     }
 
-    fn update(
+    pub(super) fn update(
         &self,
         key: (String, String),
         expression: &str,
@@ -202,7 +204,7 @@ impl Store {
         Ok(TransactWriteItem::builder().condition_check(check).build())
     }
 
-    async fn transact(
+    pub(super) async fn transact(
         &self,
         items: Vec<TransactWriteItem>,
     ) -> Result<(), SdkError<TransactWriteItemsError, aws_sdk_dynamodb::config::http::HttpResponse>>

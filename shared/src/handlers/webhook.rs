@@ -1,0 +1,413 @@
+//! The stripe-webhook function: `POST /api/webhooks/stripe`, authenticated by `Stripe-Signature`.
+//!
+//! Each event takes effect exactly once (its marker and its state change commit in one
+//! transaction), in any arrival order (the state machine in `billing::state` orders events by
+//! their own timestamps), and is never acknowledged without being processed: a payload that does
+//! not fit the pinned API types is fetched again through the API, and any transient failure answers
+//! 5xx so Stripe retries.
+
+use http::StatusCode;
+use lambda_http::{Body, Request, Response};
+use serde::{Deserialize, Serialize};
+
+use super::billing::stripe_error;
+use crate::billing::signature::{self, DEFAULT_TOLERANCE, SignatureError};
+use crate::billing::state::{
+    self, InvoiceOutcome, InvoiceSignal, SubscriptionSnapshot, Transition,
+};
+use crate::billing::stripe_api::{
+    CheckoutFacts, InvoiceFacts, StripeApi, SubscriptionFacts, parse_checkout_session,
+    parse_invoice, parse_subscription,
+};
+use crate::http::{ApiError, body_bytes, json_response};
+use crate::pipeline::{AppState, store_error};
+use crate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
+
+/// Stripe's events are far smaller; anything larger is not from Stripe.
+pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
+/// Concurrent events for one organization retry their read-compute-write this often.
+const COMMIT_ATTEMPTS: usize = 6;
+
+#[derive(Debug, Deserialize)]
+struct EventEnvelope {
+    id: String,
+    #[serde(rename = "type")]
+    event_type: String,
+    created: i64,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: serde_json::Value,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Received<'a> {
+    received: bool,
+    event_id: &'a str,
+    outcome: &'a str,
+}
+
+fn ok(event_id: &str, outcome: &str) -> Response<Body> {
+    json_response(
+        StatusCode::OK,
+        &Received {
+            received: true,
+            event_id,
+            outcome,
+        },
+    )
+}
+
+pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Body>, ApiError> {
+    let payload = body_bytes(request.body());
+    if payload.len() > MAX_WEBHOOK_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "The webhook payload is too large.",
+        ));
+    }
+    let header = request
+        .headers()
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok());
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    match signature::verify(
+        &state.webhook_secrets,
+        header,
+        payload,
+        now,
+        DEFAULT_TOLERANCE,
+    ) {
+        Ok(_) => {}
+        Err(SignatureError::NoSecretsConfigured) => {
+            return Err(ApiError::unavailable(
+                "webhook_not_configured",
+                "STRIPE_WEBHOOK_SECRET is unset: this deployment cannot verify Stripe's webhooks.",
+            ));
+        }
+        Err(error) => {
+            tracing::warn!(reason = %error, "webhook signature rejected");
+            return Err(ApiError::bad_request(
+                "invalid_signature",
+                error.to_string(),
+            ));
+        }
+    }
+    let event: EventEnvelope = serde_json::from_slice(payload).map_err(|error| {
+        ApiError::bad_request(
+            "invalid_payload",
+            format!("The event is not a Stripe event object: {error}."),
+        )
+    })?;
+    tracing::info!(event_id = %event.id, event_type = %event.event_type, "webhook received");
+    if state
+        .store
+        .event_processed(&event.id)
+        .await
+        .map_err(store_error)?
+    {
+        return Ok(ok(&event.id, "duplicate"));
+    }
+
+    let mut skip_invoice = false;
+    for _ in 0..COMMIT_ATTEMPTS {
+        let Some(mut commit) = plan(state, &event).await? else {
+            return Ok(ok(&event.id, "ignored"));
+        };
+        if skip_invoice {
+            commit.invoice = None;
+        }
+        match state
+            .store
+            .commit_webhook(&commit)
+            .await
+            .map_err(store_error)?
+        {
+            WebhookOutcome::Committed => {
+                if let (Some(tenant), Some((billing, _))) = (&commit.tenant, &commit.billing) {
+                    tracing::info!(
+                        event_id = %event.id,
+                        event_type = %event.event_type,
+                        organization_id = %tenant.as_str(),
+                        status = ?billing.status,
+                        plan = ?billing.plan,
+                        subscription_id = %billing.subscription_id,
+                        "billing state changed"
+                    );
+                    if billing.unknown_price() {
+                        tracing::warn!(price_id = ?billing.price_id, "subscription price is not one of the configured STRIPE_PRICE_* ids");
+                    }
+                }
+                return Ok(ok(&event.id, "processed"));
+            }
+            WebhookOutcome::Duplicate => return Ok(ok(&event.id, "duplicate")),
+            WebhookOutcome::InvoiceNewer => skip_invoice = true,
+            WebhookOutcome::BillingChanged => {}
+        }
+    }
+    Err(ApiError::unavailable(
+        "busy",
+        "The organization's billing changed concurrently; Stripe will retry.",
+    ))
+}
+
+fn api(state: &AppState) -> Result<&StripeApi, ApiError> {
+    state.stripe.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "billing_not_configured",
+            "STRIPE_SECRET_KEY is unset: the event cannot be completed through Stripe's API; Stripe will retry.",
+        )
+    })
+}
+
+/// The payload's object in the pinned API version: parsed as sent, or fetched again by id when it
+/// does not fit (an endpoint on another API version). Never acknowledged unparsed.
+async fn subscription_facts(
+    state: &AppState,
+    object: &serde_json::Value,
+) -> Result<SubscriptionFacts, ApiError> {
+    match parse_subscription(object) {
+        Ok(facts) => Ok(facts),
+        Err(error) => {
+            tracing::warn!(%error, "subscription payload does not fit the pinned API version; fetching it");
+            api(state)?
+                .retrieve_subscription(object_id(object)?)
+                .await
+                .map_err(stripe_error)
+        }
+    }
+}
+
+async fn invoice_facts(
+    state: &AppState,
+    object: &serde_json::Value,
+) -> Result<InvoiceFacts, ApiError> {
+    match parse_invoice(object) {
+        Ok(facts) => Ok(facts),
+        Err(error) => {
+            tracing::warn!(%error, "invoice payload does not fit the pinned API version; fetching it");
+            api(state)?
+                .retrieve_invoice(object_id(object)?)
+                .await
+                .map_err(stripe_error)
+        }
+    }
+}
+
+async fn checkout_facts(
+    state: &AppState,
+    object: &serde_json::Value,
+) -> Result<CheckoutFacts, ApiError> {
+    match parse_checkout_session(object) {
+        Ok(facts) => Ok(facts),
+        Err(error) => {
+            tracing::warn!(%error, "checkout session payload does not fit the pinned API version; fetching it");
+            api(state)?
+                .retrieve_checkout_session(object_id(object)?)
+                .await
+                .map_err(stripe_error)
+        }
+    }
+}
+
+fn object_id(object: &serde_json::Value) -> Result<&str, ApiError> {
+    object
+        .get("id")
+        .and_then(|id| id.as_str())
+        .ok_or_else(|| ApiError::bad_request("invalid_payload", "The event's object has no id."))
+}
+
+async fn tenant_of_customer(
+    state: &AppState,
+    customer_id: &str,
+) -> Result<Option<TenantId>, ApiError> {
+    let tenant = state
+        .store
+        .organization_of_customer(customer_id)
+        .await
+        .map_err(store_error)?;
+    if tenant.is_none() {
+        tracing::warn!(
+            customer_id,
+            "event for a Stripe customer no organization owns; ignored"
+        );
+    }
+    Ok(tenant)
+}
+
+fn snapshot(
+    event: &EventEnvelope,
+    facts: SubscriptionFacts,
+    deleted: bool,
+) -> Option<SubscriptionSnapshot> {
+    let status = state::map_status(&facts.status)?;
+    Some(SubscriptionSnapshot {
+        event_id: event.id.clone(),
+        observed_at: event.created,
+        subscription_id: facts.id,
+        customer_id: facts.customer_id,
+        status,
+        price_id: facts.price_id,
+        cancel_at_period_end: facts.cancel_at_period_end,
+        current_period_start: facts.current_period_start,
+        current_period_end: facts.current_period_end,
+        amount_cents: facts.amount_cents,
+        currency: facts.currency,
+        deleted,
+    })
+}
+
+/// An invoice's status rank, so a later lifecycle step wins at the same second.
+fn invoice_rank(status: Option<&str>) -> u8 {
+    match status {
+        Some("draft") => 0,
+        Some("open") => 1,
+        Some("uncollectible") => 2,
+        Some("void") => 3,
+        Some("paid") => 4,
+        _ => 0,
+    }
+}
+
+fn invoice_record(event: &EventEnvelope, facts: &InvoiceFacts) -> InvoiceRecord {
+    InvoiceRecord {
+        id: facts.id.clone(),
+        number: facts.number.clone(),
+        amount_due: facts.amount_due,
+        amount_paid: facts.amount_paid,
+        currency: facts.currency.clone(),
+        status: facts.status.clone(),
+        hosted_invoice_url: facts.hosted_invoice_url.clone(),
+        invoice_pdf: facts.invoice_pdf.clone(),
+        period_start: facts.period_start,
+        period_end: facts.period_end,
+        paid_at: facts.paid_at,
+        created: facts.created,
+        subscription_id: facts.subscription_id.clone(),
+        event_order: format!(
+            "{:012}:{}:{}",
+            event.created,
+            invoice_rank(facts.status.as_deref()),
+            event.id
+        ),
+    }
+}
+
+/// Works out what `event` changes, reading the current billing state. `None`: nothing to do.
+async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookCommit>, ApiError> {
+    let object = &event.data.object;
+    let prices = &state.config.prices;
+    let lookup = |price: &str| prices.plan_of(price);
+    let (tenant, subscription, invoice) = match event.event_type.as_str() {
+        "checkout.session.completed" => {
+            let facts = checkout_facts(state, object).await?;
+            let (Some(customer), Some(subscription_id)) =
+                (facts.customer_id, facts.subscription_id)
+            else {
+                return Ok(None);
+            };
+            let Some(tenant) = tenant_of_customer(state, &customer).await? else {
+                return Ok(None);
+            };
+            // The session carries no subscription state: read it, in the pinned version.
+            let subscription = api(state)?
+                .retrieve_subscription(&subscription_id)
+                .await
+                .map_err(stripe_error)?;
+            (tenant, snapshot(event, subscription, false), None)
+        }
+        "customer.subscription.created"
+        | "customer.subscription.updated"
+        | "customer.subscription.deleted" => {
+            let facts = subscription_facts(state, object).await?;
+            let Some(tenant) = tenant_of_customer(state, &facts.customer_id).await? else {
+                return Ok(None);
+            };
+            let deleted = event.event_type == "customer.subscription.deleted";
+            (tenant, snapshot(event, facts, deleted), None)
+        }
+        "invoice.paid"
+        | "invoice.payment_succeeded"
+        | "invoice.payment_failed"
+        | "invoice.created"
+        | "invoice.finalized"
+        | "invoice.updated"
+        | "invoice.voided" => {
+            let facts = invoice_facts(state, object).await?;
+            let Some(tenant) = tenant_of_customer(state, &facts.customer_id).await? else {
+                return Ok(None);
+            };
+            let record = invoice_record(event, &facts);
+            let outcome = match event.event_type.as_str() {
+                "invoice.payment_failed" => Some(InvoiceOutcome::PaymentFailed),
+                "invoice.paid" | "invoice.payment_succeeded" => {
+                    Some(InvoiceOutcome::PaymentSucceeded)
+                }
+                _ => None,
+            };
+            let signal = match (outcome, &facts.subscription_id) {
+                (Some(outcome), Some(subscription_id)) => Some(InvoiceSignal {
+                    event_id: event.id.clone(),
+                    created: event.created,
+                    subscription_id: subscription_id.clone(),
+                    customer_id: facts.customer_id.clone(),
+                    outcome,
+                }),
+                _ => None,
+            };
+            let organization = state
+                .store
+                .get_organization(&tenant)
+                .await
+                .map_err(store_error)?;
+            let Some(organization) = organization else {
+                return Ok(None);
+            };
+            let billing = match signal {
+                Some(signal) => {
+                    match state::apply_invoice(organization.billing.as_ref(), &signal) {
+                        Transition::Apply(next) => Some((next, organization.billing_version)),
+                        Transition::Ignore(_) => None,
+                    }
+                }
+                None => None,
+            };
+            return Ok(Some(WebhookCommit {
+                event_id: event.id.clone(),
+                event_type: event.event_type.clone(),
+                tenant: Some(tenant),
+                billing,
+                invoice: Some(record),
+            }));
+        }
+        _ => return Ok(None),
+    };
+    let Some(snapshot) = subscription else {
+        tracing::warn!(event_id = %event.id, "subscription status not understood; ignored");
+        return Ok(None);
+    };
+    let organization = state
+        .store
+        .get_organization(&tenant)
+        .await
+        .map_err(store_error)?;
+    let Some(organization) = organization else {
+        return Ok(None);
+    };
+    let billing = match state::apply(organization.billing.as_ref(), &snapshot, &lookup) {
+        Transition::Apply(next) => Some((next, organization.billing_version)),
+        // Older or repeated news: record the event as processed, change nothing.
+        Transition::Ignore(_) => None,
+    };
+    Ok(Some(WebhookCommit {
+        event_id: event.id.clone(),
+        event_type: event.event_type.clone(),
+        tenant: Some(tenant),
+        billing,
+        invoice,
+    }))
+}

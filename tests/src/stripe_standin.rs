@@ -1,0 +1,539 @@
+//! A local stand-in for Stripe's HTTP API, for tests: an axum server on 127.0.0.1 that answers
+//! the calls Tollgate makes with Stripe's own example objects (`../shared/stripe/fixtures3.json`),
+//! their ids and fields set from the request, and records every request for assertions.
+//!
+//! Served (anything else answers Stripe's 404):
+//! - `POST /v1/customers` → a customer `cus_test_N` with the posted name, email and metadata;
+//! - `POST /v1/checkout/sessions` → an open session `cs_test_N`, url
+//!   `https://checkout.stripe.com/c/pay/cs_test_N`, with the posted mode, customer,
+//!   client_reference_id, URLs and metadata (later served by `GET`);
+//! - `POST /v1/billing_portal/sessions` → `bps_test_N`, url
+//!   `https://billing.stripe.com/p/session/test_N`;
+//! - `POST /v1/invoiceitems` → `ii_test_N` with the posted customer, invoice, amount, currency,
+//!   description and metadata;
+//! - `GET /v1/subscriptions/{id}`, `/v1/invoices/{id}`, `/v1/checkout/sessions/{id}` → the object
+//!   set with [`StripeStandIn::set_subscription`] (and friends) or created earlier, else the
+//!   fixture with that id.
+//!
+//! Like Stripe: a request without `Authorization: Bearer <key>` answers 401; a missing required
+//! parameter answers 400 `parameter_missing`; a POST repeating an `Idempotency-Key` replays the
+//! first successful answer (`Idempotent-Replayed: true`), or answers 400 `idempotency_error` when
+//! its endpoint or parameters differ. Errors use Stripe's format `{"error": {"type", "code",
+//! "message"[, "param"]}}`. [`StripeStandIn::respond_with`] overrides one endpoint (a 500, a card
+//! error ...) until cleared; overridden answers are never stored for idempotent replay.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+use tollgate::billing::stripe_api::PINNED_API_VERSION;
+
+const FIXTURES: &str = include_str!("../../../shared/stripe/fixtures3.json");
+
+/// Stripe's example object for a resource, by its `object` name: `subscription`, `invoice`,
+/// `checkout.session`, `customer`, `billing_portal.session`, `invoiceitem`, ...
+///
+/// # Panics
+/// When the fixture file has no such resource (a typo in a test).
+pub fn fixture(name: &str) -> Value {
+    static PARSED: OnceLock<Value> = OnceLock::new();
+    let all = PARSED.get_or_init(|| serde_json::from_str(FIXTURES).expect("fixtures3.json parses"));
+    match all.pointer(&format!("/resources/{}", name.replace('/', "~1"))) {
+        Some(object) => object.clone(),
+        None => panic!("fixtures3.json has no resource {name:?}"),
+    }
+}
+
+/// The event Stripe would deliver for `object`: `{"id", "object": "event", "api_version":
+/// PINNED_API_VERSION, "created", "data": {"object"}, "livemode": false, "pending_webhooks": 1,
+/// "request": {"id": null, "idempotency_key": null}, "type"}`.
+pub fn event(event_type: &str, event_id: &str, created: i64, object: Value) -> Value {
+    json!({
+        "id": event_id,
+        "object": "event",
+        "api_version": PINNED_API_VERSION,
+        "created": created,
+        "data": {"object": object},
+        "livemode": false,
+        "pending_webhooks": 1,
+        "request": {"id": null, "idempotency_key": null},
+        "type": event_type,
+    })
+}
+
+/// [`event`] as a delivery body and its `Stripe-Signature` header, signed with `secret` at the
+/// current time exactly as Stripe signs (`t=<now>,v1=<hex HMAC-SHA256 of "<now>.<body>">`).
+pub fn signed_event(
+    secret: &str,
+    event_type: &str,
+    event_id: &str,
+    created: i64,
+    object: Value,
+) -> (String, String) {
+    let body = event(event_type, event_id, created, object).to_string();
+    let header = tollgate::billing::signature::sign_for_test(secret, body.as_bytes(), now());
+    (body, header)
+}
+
+/// One request the stand-in received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedRequest {
+    /// `GET`, `POST`, ...
+    pub method: String,
+    /// The path without the query, e.g. `/v1/checkout/sessions`.
+    pub path: String,
+    pub query: Option<String>,
+    /// The form body, percent-decoded, in the order sent (`line_items[0][price]`, ...).
+    pub form: Vec<(String, String)>,
+    /// Every header, names in lower case, in the order received.
+    pub headers: Vec<(String, String)>,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(name))
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// The first value of form field `name`.
+    pub fn form_value(&self, name: &str) -> Option<&str> {
+        self.form
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.header("idempotency-key")
+    }
+
+    /// The form fields sorted, for comparing the full set regardless of order.
+    pub fn sorted_form(&self) -> Vec<(String, String)> {
+        let mut form = self.form.clone();
+        form.sort();
+        form
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    requests: Vec<RecordedRequest>,
+    overrides: HashMap<(String, String), (u16, Value)>,
+    subscriptions: HashMap<String, Value>,
+    invoices: HashMap<String, Value>,
+    checkout_sessions: HashMap<String, Value>,
+    idempotent: HashMap<String, Stored>,
+    counter: u64,
+}
+
+struct Stored {
+    endpoint: String,
+    form: Vec<(String, String)>,
+    status: u16,
+    body: Value,
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+fn lock(state: &Shared) -> MutexGuard<'_, Inner> {
+    // A test that panicked while holding the lock must not hide its own failure behind ours.
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The running stand-in. Dropping it stops the server.
+pub struct StripeStandIn {
+    /// `http://127.0.0.1:PORT`: the `STRIPE_API_BASE` to give the code under test.
+    pub base_url: String,
+    state: Shared,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StripeStandIn {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+impl StripeStandIn {
+    /// Starts a stand-in on a free port of 127.0.0.1.
+    pub async fn start() -> StripeStandIn {
+        let state: Shared = Arc::default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the Stripe stand-in");
+        let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let router = axum::Router::new()
+            .fallback(handle)
+            .with_state(state.clone());
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        StripeStandIn {
+            base_url,
+            state,
+            server,
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// The requests to `method` `path` so far.
+    pub fn requests_to(&self, method: &str, path: &str) -> Vec<RecordedRequest> {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|request| request.method.eq_ignore_ascii_case(method) && request.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.state).requests.clear();
+    }
+
+    /// From now on, `method` `path` (e.g. `"POST"`, `"/v1/checkout/sessions"`) answers `status`
+    /// with `body` (see [`stripe_error`] for Stripe's error format), until
+    /// [`StripeStandIn::clear_response`].
+    pub fn respond_with(&self, method: &str, path: &str, status: u16, body: Value) {
+        lock(&self.state).overrides.insert(
+            (method.to_ascii_uppercase(), path.to_owned()),
+            (status, body),
+        );
+    }
+
+    /// Removes the override of `method` `path`.
+    pub fn clear_response(&self, method: &str, path: &str) {
+        lock(&self.state)
+            .overrides
+            .remove(&(method.to_ascii_uppercase(), path.to_owned()));
+    }
+
+    /// What `GET /v1/subscriptions/{id}` answers from now on.
+    pub fn set_subscription(&self, id: &str, object: Value) {
+        lock(&self.state)
+            .subscriptions
+            .insert(id.to_owned(), object);
+    }
+
+    /// What `GET /v1/invoices/{id}` answers from now on.
+    pub fn set_invoice(&self, id: &str, object: Value) {
+        lock(&self.state).invoices.insert(id.to_owned(), object);
+    }
+
+    /// What `GET /v1/checkout/sessions/{id}` answers from now on.
+    pub fn set_checkout_session(&self, id: &str, object: Value) {
+        lock(&self.state)
+            .checkout_sessions
+            .insert(id.to_owned(), object);
+    }
+}
+
+/// Stripe's error body: `{"error": {"type", "code", "message"}}` (`code` omitted when `None`).
+pub fn stripe_error(error_type: &str, code: Option<&str>, message: &str) -> Value {
+    let mut error = Map::new();
+    error.insert("type".to_owned(), json!(error_type));
+    if let Some(code) = code {
+        error.insert("code".to_owned(), json!(code));
+    }
+    error.insert("message".to_owned(), json!(message));
+    json!({ "error": error })
+}
+
+fn now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+async fn handle(
+    State(state): State<Shared>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let request = RecordedRequest {
+        method: method.as_str().to_owned(),
+        path: uri.path().to_owned(),
+        query: uri.query().map(str::to_owned),
+        form: form_urlencoded::parse(&body).into_owned().collect(),
+        headers: headers
+            .iter()
+            .map(|(name, value)| {
+                (
+                    name.as_str().to_owned(),
+                    String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+    };
+    let mut inner = lock(&state);
+    inner.requests.push(request.clone());
+    let (status, body, replayed) = answer(&mut inner, &request);
+    drop(inner);
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, axum::Json(body)).into_response();
+    response
+        .headers_mut()
+        .insert("request-id", HeaderValue::from_static("req_standin"));
+    if replayed {
+        response
+            .headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Status, body and whether it is an idempotent replay.
+fn answer(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value, bool) {
+    let authorized = request
+        .header("authorization")
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .is_some_and(|key| !key.trim().is_empty());
+    if !authorized {
+        return (
+            401,
+            stripe_error(
+                "invalid_request_error",
+                None,
+                "You did not provide an API key. You need to provide your API key in the \
+                 Authorization header, using Bearer auth (e.g. 'Authorization: Bearer YOUR_SECRET_KEY').",
+            ),
+            false,
+        );
+    }
+    let key = (request.method.clone(), request.path.clone());
+    if let Some((status, body)) = inner.overrides.get(&key) {
+        return (*status, body.clone(), false);
+    }
+    let endpoint = format!("{} {}", request.method, request.path);
+    let idempotency_key = if request.method == "POST" {
+        request.idempotency_key().map(str::to_owned)
+    } else {
+        None
+    };
+    if let Some(idempotency_key) = &idempotency_key
+        && let Some(stored) = inner.idempotent.get(idempotency_key)
+    {
+        if stored.endpoint != endpoint {
+            return idempotency_error(
+                "Keys for idempotent requests can only be used for the same endpoint they were \
+                 first used for.",
+            );
+        }
+        if stored.form != request.form {
+            return idempotency_error(
+                "Keys for idempotent requests can only be used with the same parameters they \
+                 were first used with.",
+            );
+        }
+        return (stored.status, stored.body.clone(), true);
+    }
+    let (status, body) = route(inner, request);
+    // Like Stripe, a request refused before it ran (validation) saves no idempotent result.
+    if let Some(idempotency_key) = idempotency_key
+        && (200..300).contains(&status)
+    {
+        inner.idempotent.insert(
+            idempotency_key,
+            Stored {
+                endpoint,
+                form: request.form.clone(),
+                status,
+                body: body.clone(),
+            },
+        );
+    }
+    (status, body, false)
+}
+
+fn idempotency_error(message: &str) -> (u16, Value, bool) {
+    (400, stripe_error("idempotency_error", None, message), false)
+}
+
+fn route(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value) {
+    let segments: Vec<&str> = request.path.trim_start_matches('/').split('/').collect();
+    match (request.method.as_str(), segments.as_slice()) {
+        ("POST", ["v1", "customers"]) => create_customer(inner, request),
+        ("POST", ["v1", "checkout", "sessions"]) => create_checkout_session(inner, request),
+        ("POST", ["v1", "billing_portal", "sessions"]) => create_portal_session(inner, request),
+        ("POST", ["v1", "invoiceitems"]) => create_invoice_item(inner, request),
+        ("GET", ["v1", "subscriptions", id]) => {
+            let object = inner.subscriptions.get(*id).cloned();
+            (200, object.unwrap_or_else(|| with_id("subscription", id)))
+        }
+        ("GET", ["v1", "invoices", id]) => {
+            let object = inner.invoices.get(*id).cloned();
+            (200, object.unwrap_or_else(|| with_id("invoice", id)))
+        }
+        ("GET", ["v1", "checkout", "sessions", id]) => {
+            let object = inner.checkout_sessions.get(*id).cloned();
+            (
+                200,
+                object.unwrap_or_else(|| with_id("checkout.session", id)),
+            )
+        }
+        _ => (
+            404,
+            stripe_error(
+                "invalid_request_error",
+                None,
+                &format!(
+                    "Unrecognized request URL ({}: {}). Please see https://stripe.com/docs or we \
+                     can help at https://support.stripe.com/.",
+                    request.method, request.path
+                ),
+            ),
+        ),
+    }
+}
+
+fn with_id(resource: &str, id: &str) -> Value {
+    let mut object = fixture(resource);
+    object["id"] = json!(id);
+    object
+}
+
+fn next_number(inner: &mut Inner) -> u64 {
+    inner.counter += 1;
+    inner.counter
+}
+
+fn missing_param(param: &str) -> (u16, Value) {
+    let mut body = stripe_error(
+        "invalid_request_error",
+        Some("parameter_missing"),
+        &format!("Missing required param: {param}."),
+    );
+    body["error"]["param"] = json!(param);
+    (400, body)
+}
+
+/// `metadata[key]=value` fields (under `prefix`, e.g. `metadata` or
+/// `subscription_data[metadata]`) as an object.
+fn metadata(request: &RecordedRequest, prefix: &str) -> Value {
+    let start = format!("{prefix}[");
+    let fields: Map<String, Value> = request
+        .form
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(&start)?.strip_suffix(']')?;
+            (!name.contains('[')).then(|| (name.to_owned(), json!(value)))
+        })
+        .collect();
+    Value::Object(fields)
+}
+
+fn optional(request: &RecordedRequest, name: &str) -> Value {
+    request
+        .form_value(name)
+        .map_or(Value::Null, |value| json!(value))
+}
+
+fn create_customer(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value) {
+    let id = format!("cus_test_{}", next_number(inner));
+    let mut customer = fixture("customer");
+    customer["id"] = json!(id);
+    customer["created"] = json!(now());
+    customer["name"] = optional(request, "name");
+    customer["email"] = optional(request, "email");
+    customer["description"] = optional(request, "description");
+    customer["metadata"] = metadata(request, "metadata");
+    customer["discount"] = Value::Null;
+    (200, customer)
+}
+
+fn create_checkout_session(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value) {
+    let Some(mode) = request.form_value("mode") else {
+        return missing_param("mode");
+    };
+    if mode == "subscription" && request.form_value("line_items[0][price]").is_none() {
+        return missing_param("line_items");
+    }
+    let number = next_number(inner);
+    let id = format!("cs_test_{number}");
+    let mut session = fixture("checkout.session");
+    session["id"] = json!(id);
+    session["url"] = json!(format!("https://checkout.stripe.com/c/pay/{id}"));
+    session["created"] = json!(now());
+    session["expires_at"] = json!(now() + 24 * 3600);
+    session["mode"] = json!(mode);
+    session["status"] = json!("open");
+    session["payment_status"] = json!("unpaid");
+    session["customer"] = optional(request, "customer");
+    session["client_reference_id"] = optional(request, "client_reference_id");
+    session["success_url"] = optional(request, "success_url");
+    session["cancel_url"] = optional(request, "cancel_url");
+    session["metadata"] = metadata(request, "metadata");
+    session["subscription"] = Value::Null;
+    session["invoice"] = Value::Null;
+    if mode != "payment" {
+        session["payment_intent"] = Value::Null;
+    }
+    inner.checkout_sessions.insert(id, session.clone());
+    (200, session)
+}
+
+fn create_portal_session(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value) {
+    let Some(customer) = request.form_value("customer") else {
+        return missing_param("customer");
+    };
+    let number = next_number(inner);
+    let mut session = fixture("billing_portal.session");
+    session["id"] = json!(format!("bps_test_{number}"));
+    session["url"] = json!(format!(
+        "https://billing.stripe.com/p/session/test_{number}"
+    ));
+    session["created"] = json!(now());
+    session["customer"] = json!(customer);
+    session["return_url"] = optional(request, "return_url");
+    session["livemode"] = json!(false);
+    session["flow"] = Value::Null;
+    (200, session)
+}
+
+fn create_invoice_item(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value) {
+    let Some(customer) = request.form_value("customer") else {
+        return missing_param("customer");
+    };
+    let Some(currency) = request.form_value("currency") else {
+        return missing_param("currency");
+    };
+    let amount = match request.form_value("amount").map(str::parse::<i64>) {
+        Some(Ok(amount)) => amount,
+        Some(Err(_)) => {
+            let mut body = stripe_error(
+                "invalid_request_error",
+                Some("parameter_invalid_integer"),
+                "Invalid integer: amount",
+            );
+            body["error"]["param"] = json!("amount");
+            return (400, body);
+        }
+        None => return missing_param("amount"),
+    };
+    let id = format!("ii_test_{}", next_number(inner));
+    let mut item = fixture("invoiceitem");
+    item["id"] = json!(id);
+    item["customer"] = json!(customer);
+    item["invoice"] = optional(request, "invoice");
+    item["amount"] = json!(amount);
+    item["net_amount"] = json!(amount);
+    item["currency"] = json!(currency);
+    item["description"] = optional(request, "description");
+    item["metadata"] = metadata(request, "metadata");
+    item["date"] = json!(now());
+    item["parent"] = Value::Null;
+    (200, item)
+}
