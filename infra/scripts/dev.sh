@@ -15,6 +15,13 @@ if [[ -z "${DYNAMODB_ENDPOINT:-}" ]]; then
 fi
 echo "DynamoDB Local: $DYNAMODB_ENDPOINT"
 
+# A local service key for the call-handling service's usage posts (never use it anywhere else).
+if [[ -z "${SERVICE_KEY_HASHES:-}" ]]; then
+  DEV_SERVICE_KEY="tgsk_dev_local_only"
+  SERVICE_KEY_HASHES="$(printf %s "$DEV_SERVICE_KEY" | sha256sum | cut -d' ' -f1)"
+  export SERVICE_KEY_HASHES
+fi
+
 cargo build --quiet -p tollgate-dev
 dev=target/debug/tollgate-dev
 "$dev" create-table
@@ -32,7 +39,13 @@ Try:
   curl -s -X POST http://$TOLLGATE_ADDR/api/permissions/check -H "Authorization: Bearer \$TOKEN" \\
        -H 'content-type: application/json' -d '{"permissions":["users:read","calls:read:own"],"features":["apiAccess"]}'
 More tokens: $dev token --sub SUB --email EMAIL [--name NAME]
-
 MSG
+  if [[ -n "${DEV_SERVICE_KEY:-}" ]]; then cat <<MSG
+Usage from the call-handling service (service key $DEV_SERVICE_KEY, local only):
+  curl -s -X POST http://$TOLLGATE_ADDR/api/usage/calls -H "Authorization: Bearer $DEV_SERVICE_KEY" \\
+       -H 'content-type: application/json' \\
+       -d '{"organizationId":"org_...","callId":"call-1","durationSeconds":125,"endedAt":"'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
+MSG
+  fi
 fi
 exec "$dev" serve

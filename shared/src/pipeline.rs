@@ -180,6 +180,15 @@ async fn route_and_run(
     }
 
     let principal = authenticate(state, request).await?;
+    if route.access == Access::Service {
+        return match principal {
+            Principal::Service => handlers::usage::record_call(state, request.body()).await,
+            Principal::User(_) => Err(ApiError::forbidden(
+                "service_key_required",
+                "This route is for Tollgate's back-end services and needs a service key, not a user token.",
+            )),
+        };
+    }
     let Principal::User(claims) = principal else {
         return Err(ApiError::forbidden(
             "user_token_required",
@@ -198,16 +207,29 @@ async fn route_and_run(
         tracing::Span::current().record("organization_id", tenant.as_str());
     }
 
-    if let Access::Permission(permission) = route.access {
+    let required: &[rbac::Permission] = match &route.access {
+        Access::Permission(permission) => std::slice::from_ref(permission),
+        Access::AnyOf(permissions) => permissions,
+        _ => &[],
+    };
+    if !required.is_empty() {
         let user = user.as_ref().ok_or_else(ApiError::internal)?;
         let role = match (&tenant, user.role) {
             (Some(_), Some(role)) => role,
             _ => return Err(organization_required()),
         };
-        if rbac::check(role, permission) != Decision::Allowed {
+        if !required
+            .iter()
+            .any(|p| rbac::check(role, *p) == Decision::Allowed)
+        {
+            let names = required
+                .iter()
+                .map(|p| p.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ");
             return Err(ApiError::forbidden(
                 "forbidden",
-                format!("Your role {role} does not have the permission {permission}."),
+                format!("Your role {role} does not have the permission {names}."),
             ));
         }
     }
@@ -245,6 +267,9 @@ async fn run(
         Operation::BillingPortal => billing::portal(state, caller).await,
         Operation::GetSubscription => billing::subscription(state, caller).await,
         Operation::ListInvoices => billing::invoices(state, caller, request).await,
+        Operation::GetUsage => handlers::usage::get_usage(state, caller).await,
+        // Dispatched right after authentication, in `route_and_run`.
+        Operation::RecordCall => Err(ApiError::internal()),
         // Dispatched before authentication, in `route_and_run`.
         Operation::StripeWebhook => Err(ApiError::internal()),
     }

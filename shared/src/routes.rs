@@ -16,10 +16,11 @@ pub enum Function {
     BillingPortal,
     Billing,
     StripeWebhook,
+    UsageTracking,
 }
 
 impl Function {
-    pub const ALL: [Function; 8] = [
+    pub const ALL: [Function; 9] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
@@ -28,6 +29,7 @@ impl Function {
         Function::BillingPortal,
         Function::Billing,
         Function::StripeWebhook,
+        Function::UsageTracking,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Function {
             Function::BillingPortal => "billing-portal",
             Function::Billing => "billing",
             Function::StripeWebhook => "stripe-webhook",
+            Function::UsageTracking => "usage-tracking",
         }
     }
 }
@@ -51,6 +54,10 @@ pub enum Access {
     SignedIn,
     /// A signed-in user of an organization whose role allows the permission.
     Permission(Permission),
+    /// A signed-in member whose role allows any one of the permissions.
+    AnyOf(&'static [Permission]),
+    /// A back-end service holding a service key (`SERVICE_KEY_HASHES`); user tokens get 403.
+    Service,
     /// Stripe, authenticated by the `Stripe-Signature` of the raw body; no user token.
     Stripe,
 }
@@ -74,6 +81,8 @@ pub enum Operation {
     GetSubscription,
     ListInvoices,
     StripeWebhook,
+    RecordCall,
+    GetUsage,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,7 +97,7 @@ pub struct Route {
 
 /// Every route of the API.
 pub fn routes() -> &'static [Route] {
-    use Access::{Permission as Needs, SignedIn, Stripe};
+    use Access::{AnyOf, Permission as Needs, Service, SignedIn, Stripe};
     use Function::*;
     use Operation::*;
     use Permission::*;
@@ -193,6 +202,20 @@ pub fn routes() -> &'static [Route] {
                 Billing,
                 Needs(BillingRead),
                 ListInvoices,
+            ),
+            route(
+                Method::POST,
+                "/api/usage/calls",
+                UsageTracking,
+                Service,
+                RecordCall,
+            ),
+            route(
+                Method::GET,
+                "/api/billing/usage",
+                UsageTracking,
+                AnyOf(&[BillingRead, AnalyticsRead]),
+                GetUsage,
             ),
             route(
                 Method::POST,

@@ -6,6 +6,9 @@
 async fn main() {
     let standin = tollgate_tests::stripe_standin::StripeStandIn::start().await;
     println!("Stripe stand-in listening on {}", standin.base_url);
-    println!("  STRIPE_API_BASE={} STRIPE_SECRET_KEY=sk_test_local", standin.base_url);
+    println!(
+        "  STRIPE_API_BASE={} STRIPE_SECRET_KEY=sk_test_local",
+        standin.base_url
+    );
     let _ = tokio::signal::ctrl_c().await;
 }

@@ -105,7 +105,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map_err(|_| format!("unknown plan status {status:?}"))?;
             let store = Store::connect(&config).await;
             let tenant = store
-                .dev_tenant(&organization)
+                .existing_tenant(&organization)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or_else(|| {

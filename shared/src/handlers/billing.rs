@@ -231,6 +231,11 @@ struct InvoiceView {
     period_start: Option<String>,
     period_end: Option<String>,
     paid_at: Option<String>,
+    /// Overage of the closed usage period added to this renewal invoice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overage_minutes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    overage_cost: Option<u64>,
 }
 
 impl From<InvoiceRecord> for InvoiceView {
@@ -247,6 +252,8 @@ impl From<InvoiceRecord> for InvoiceView {
             period_start: iso(i.period_start),
             period_end: iso(i.period_end),
             paid_at: iso(i.paid_at),
+            overage_minutes: i.overage_minutes,
+            overage_cost: i.overage_cost_cents,
         }
     }
 }

@@ -5,4 +5,5 @@ pub mod me;
 pub mod organizations;
 pub mod permissions;
 pub mod team;
+pub mod usage;
 pub mod webhook;

@@ -294,6 +294,8 @@ fn invoice_record(event: &EventEnvelope, facts: &InvoiceFacts) -> InvoiceRecord 
             invoice_rank(facts.status.as_deref()),
             event.id
         ),
+        overage_minutes: None,
+        overage_cost_cents: None,
     }
 }
 
@@ -341,7 +343,7 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
             let Some(tenant) = tenant_of_customer(state, &facts.customer_id).await? else {
                 return Ok(None);
             };
-            let record = invoice_record(event, &facts);
+            let mut record = invoice_record(event, &facts);
             let outcome = match event.event_type.as_str() {
                 "invoice.payment_failed" => Some(InvoiceOutcome::PaymentFailed),
                 "invoice.paid" | "invoice.payment_succeeded" => {
@@ -376,12 +378,18 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 }
                 None => None,
             };
+            let overage_billed = if is_renewal_draft(event, &facts) {
+                bill_overage(state, &tenant, &organization, &facts, &mut record).await?
+            } else {
+                None
+            };
             return Ok(Some(WebhookCommit {
                 event_id: event.id.clone(),
                 event_type: event.event_type.clone(),
                 tenant: Some(tenant),
                 billing,
                 invoice: Some(record),
+                overage_billed,
             }));
         }
         _ => return Ok(None),
@@ -409,5 +417,131 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
         tenant: Some(tenant),
         billing,
         invoice,
+        overage_billed: None,
     }))
+}
+
+/// `invoice.created` for a subscription renewal, still a draft: the one moment Stripe lets us add
+/// the closed period's overage to the invoice.
+fn is_renewal_draft(event: &EventEnvelope, facts: &InvoiceFacts) -> bool {
+    event.event_type == "invoice.created"
+        && facts.billing_reason.as_deref() == Some("subscription_cycle")
+        && facts.status.as_deref() == Some("draft")
+}
+
+/// Adds the closed period's overage to the renewal invoice, exactly once: the period is first
+/// frozen (a marker, and `overageBilledThrough` so later calls of that period go to the open one),
+/// then the invoice item is created with an idempotency key per organization and period, then the
+/// marker is set to billed in the webhook's commit. A retry after any failure resumes from the
+/// marker with the same amount and key, so Stripe never gets a second item.
+async fn bill_overage(
+    state: &AppState,
+    tenant: &TenantId,
+    organization: &crate::store::OrganizationRecord,
+    facts: &InvoiceFacts,
+    record: &mut InvoiceRecord,
+) -> Result<Option<(crate::usage::Period, Option<String>)>, ApiError> {
+    use crate::store::usage::OverageRecord;
+    let Some(period_end) = facts.period_end else {
+        return Ok(None);
+    };
+    let Ok(last_moment) = time::OffsetDateTime::from_unix_timestamp(period_end - 1) else {
+        return Ok(None);
+    };
+    let period = super::usage::organization_period(organization.billing.as_ref(), last_moment);
+    // The plan the closed period was on: the billing state's, whatever happened since.
+    let plan = organization
+        .billing
+        .as_ref()
+        .and_then(|b| b.plan)
+        .or(organization.plan);
+    let included = crate::usage::included_minutes(plan);
+
+    let mut marker = state
+        .store
+        .overage_record(tenant, &period)
+        .await
+        .map_err(store_error)?;
+    for _ in 0..COMMIT_ATTEMPTS {
+        if marker.is_some() {
+            break;
+        }
+        let counter = state
+            .store
+            .usage_counter(tenant, &period)
+            .await
+            .map_err(store_error)?;
+        let overage = crate::pricing::overage_minutes(counter.minutes, included);
+        let frozen = OverageRecord {
+            period_key: period.key(),
+            minutes: counter.minutes,
+            overage_minutes: overage,
+            amount_cents: crate::pricing::overage_cost_cents(overage),
+            invoice_id: facts.id.clone(),
+            invoice_item_id: None,
+            state: "pending".to_owned(),
+            frozen_at: crate::store::now_rfc3339(),
+        };
+        if state
+            .store
+            .freeze_period(tenant, &period, counter.minutes, &frozen)
+            .await
+            .map_err(store_error)?
+        {
+            tracing::info!(period = %period.key(), minutes = counter.minutes, overage_minutes = overage, "usage period frozen for overage billing");
+            marker = Some(frozen);
+        } else {
+            marker = state
+                .store
+                .overage_record(tenant, &period)
+                .await
+                .map_err(store_error)?;
+        }
+    }
+    let Some(marker) = marker else {
+        return Err(ApiError::unavailable(
+            "busy",
+            "Usage is still being recorded for the period; Stripe will retry.",
+        ));
+    };
+    if marker.invoice_id == record.id {
+        record.overage_minutes = Some(marker.overage_minutes);
+        record.overage_cost_cents = Some(marker.amount_cents);
+    }
+    if marker.state == "billed" {
+        return Ok(None);
+    }
+    let item = if marker.amount_cents > 0 {
+        let customer = organization
+            .stripe_customer_id
+            .as_deref()
+            .unwrap_or(&facts.customer_id);
+        let description = format!(
+            "Overage: {} minutes above the {} included, at $0.10 per minute (period from {})",
+            marker.overage_minutes, included, marker.period_key
+        );
+        let key = format!("tollgate-overage-{}-{}", tenant.as_str(), marker.period_key);
+        let minutes = marker.overage_minutes.to_string();
+        let item = api(state)?
+            .create_invoice_item(
+                customer,
+                &marker.invoice_id,
+                marker.amount_cents,
+                facts.currency.as_str(),
+                &description,
+                &[
+                    ("organizationId", tenant.as_str()),
+                    ("period", marker.period_key.as_str()),
+                    ("overageMinutes", minutes.as_str()),
+                ],
+                &key,
+            )
+            .await
+            .map_err(stripe_error)?;
+        tracing::info!(invoice_id = %marker.invoice_id, invoice_item_id = %item, overage_minutes = marker.overage_minutes, amount_cents = marker.amount_cents, "overage billed");
+        Some(item)
+    } else {
+        None
+    };
+    Ok(Some((period, item)))
 }

@@ -40,6 +40,11 @@ pub struct InvoiceRecord {
     pub subscription_id: Option<String>,
     /// `created:rank:event` of the event this was written from; an older event never overwrites it.
     pub event_order: String,
+    /// Overage of the closed period billed on this (renewal) invoice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage_minutes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage_cost_cents: Option<u64>,
 }
 
 /// The customer look-up item: webhooks arrive with a customer id and no tenant.
@@ -90,6 +95,8 @@ pub struct WebhookCommit {
     /// The new billing state and the `billingVersion` it was computed from.
     pub billing: Option<(BillingState, u64)>,
     pub invoice: Option<InvoiceRecord>,
+    /// A frozen usage period whose overage invoice item now exists (its item id, if any).
+    pub overage_billed: Option<(crate::usage::Period, Option<String>)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -262,6 +269,9 @@ impl Store {
                 .build()
                 .map_err(StoreError::build)?;
             items.push(TransactWriteItem::builder().put(put).build());
+        }
+        if let (Some(tenant), Some((period, item))) = (&commit.tenant, &commit.overage_billed) {
+            items.push(self.overage_billed_item(tenant, period, item.as_deref())?);
         }
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(WebhookOutcome::Committed),

@@ -8,6 +8,7 @@
 mod billing;
 pub mod schema;
 mod team;
+pub mod usage;
 
 pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
 pub use team::{InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
@@ -193,6 +194,10 @@ pub struct OrganizationRecord {
     /// Bumped on every billing write: webhook commits are conditional on the version they read.
     #[serde(default)]
     pub billing_version: u64,
+    /// End (Unix seconds) of the last usage period frozen for overage billing: calls of earlier
+    /// periods are counted in the open period instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub overage_billed_through: Option<i64>,
     /// Set when the organization was deleted; its items then carry `ttl` and expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
@@ -393,6 +398,7 @@ impl Store {
             stripe_customer_id: None,
             billing: None,
             billing_version: 0,
+            overage_billed_through: None,
             deleted_at: None,
             created_at: now.clone(),
             updated_at: now.clone(),
@@ -473,12 +479,29 @@ impl Store {
         }
     }
 
-    /// The tenant of an existing organization id, for operator tooling (`tollgate-dev set-plan`)
-    /// that names an organization explicitly. Request handlers never call this: their tenant
-    /// comes from the caller's user record.
-    pub async fn dev_tenant(&self, organization_id: &str) -> Result<Option<TenantId>, StoreError> {
+    /// The tenant of an existing organization id named by a trusted principal: a service key
+    /// (`POST /api/usage/calls`) or operator tooling (`tollgate-dev set-plan`). User requests never
+    /// call this: their tenant comes from their stored user record.
+    pub async fn existing_tenant(
+        &self,
+        organization_id: &str,
+    ) -> Result<Option<TenantId>, StoreError> {
+        Ok(self
+            .organization_by_id(organization_id)
+            .await?
+            .map(|(tenant, _)| tenant))
+    }
+
+    /// As [`Store::existing_tenant`], with the organization it read.
+    pub async fn organization_by_id(
+        &self,
+        organization_id: &str,
+    ) -> Result<Option<(TenantId, OrganizationRecord)>, StoreError> {
         let tenant = TenantId(organization_id.to_owned());
-        Ok(self.get_organization(&tenant).await?.map(|_| tenant))
+        Ok(self
+            .get_organization(&tenant)
+            .await?
+            .map(|organization| (tenant, organization)))
     }
 
     /// Records the plan an organization is on (written by billing; used here by tests and tools).

@@ -172,8 +172,10 @@ impl Store {
         let mut update = Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_map(key)))
-            .update_expression(expression)
-            .condition_expression(condition);
+            .update_expression(expression);
+        if !condition.is_empty() {
+            update = update.condition_expression(condition);
+        }
         for (name, value) in names {
             update = update.expression_attribute_names(name, value);
         }

@@ -1,0 +1,286 @@
+//! The usage-tracking function: `POST /api/usage/calls` (service key) records call minutes,
+//! idempotently per `(organizationId, callId)`; `GET /api/billing/usage` reads the open period's
+//! counter — one item, whatever the number of calls.
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::organizations::tenant_of;
+use crate::billing::state::BillingState;
+use crate::http::{ApiError, json_response, parse_json_body};
+use crate::pipeline::{AppState, Caller, organization_required, store_error};
+use crate::pricing::Plan;
+use crate::store::usage::{CallRecord, RecordOutcome, UsageCounter};
+use crate::store::{OrganizationRecord, TenantId, is_live};
+use crate::usage::{self, Period, Threshold};
+
+/// Transaction conflicts on a hot counter are retried this often before answering 503.
+const RECORD_ATTEMPTS: u32 = 10;
+
+/// The billing period of an organization containing `t`: its subscription's periods while one is
+/// live (anchored on the stored period start), otherwise UTC calendar months.
+pub(crate) fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) -> Period {
+    let anchored = billing
+        .filter(|b| is_live(b.status))
+        .and_then(|b| Some((b.current_period_start?, b.interval?)))
+        .and_then(|(start, interval)| {
+            Some((OffsetDateTime::from_unix_timestamp(start).ok()?, interval))
+        });
+    match anchored {
+        Some((anchor, interval)) => usage::subscription_period_containing(anchor, interval, t),
+        None => usage::calendar_month(t),
+    }
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CallBody {
+    organization_id: Option<String>,
+    call_id: Option<String>,
+    duration_seconds: Option<i64>,
+    ended_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordedResponse<'a> {
+    #[serde(flatten)]
+    call: &'a CallRecord,
+    /// Thresholds this call fired (each fires once per period, for exactly one call).
+    alerts_fired: Vec<Threshold>,
+}
+
+pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>, ApiError> {
+    let request: CallBody = parse_json_body(body)?;
+    let now = OffsetDateTime::now_utc();
+    let duration = request
+        .duration_seconds
+        .ok_or_else(|| missing("durationSeconds"))?;
+    let ended_at = request
+        .ended_at
+        .as_deref()
+        .ok_or_else(|| missing("endedAt"))?;
+    let valid = usage::validate_call(
+        request.organization_id.as_deref().unwrap_or_default(),
+        request.call_id.as_deref().unwrap_or_default(),
+        duration,
+        ended_at,
+        now,
+    )
+    .map_err(|error| {
+        ApiError::bad_request("invalid_field", format!("`{}`: {error}", error.field()))
+    })?;
+    let organization_id = request.organization_id.unwrap_or_default();
+    let call_id = request.call_id.unwrap_or_default();
+    let unknown =
+        || ApiError::not_found("organization_not_found", "There is no such organization.");
+    let (tenant, mut organization) = state
+        .store
+        .organization_by_id(&organization_id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(unknown)?;
+    tracing::Span::current().record("organization_id", tenant.as_str());
+
+    for attempt in 0..RECORD_ATTEMPTS {
+        if attempt > 0 {
+            organization = state
+                .store
+                .get_organization(&tenant)
+                .await
+                .map_err(store_error)?
+                .ok_or_else(unknown)?;
+        }
+        let own = organization_period(organization.billing.as_ref(), valid.ended_at);
+        let billed_through = organization
+            .overage_billed_through
+            .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
+        let current = organization_period(organization.billing.as_ref(), now);
+        let period = usage::billing_period_for_late_usage(&own, billed_through, &current);
+        let record = CallRecord {
+            organization_id: organization_id.clone(),
+            call_id: call_id.clone(),
+            duration_seconds: valid.duration_seconds,
+            minutes: valid.minutes,
+            ended_at: rfc3339(valid.ended_at),
+            period_start: rfc3339(period.start),
+            period_end: rfc3339(period.end),
+            recorded_at: rfc3339(now),
+        };
+        match state
+            .store
+            .record_call(&tenant, &record, &period)
+            .await
+            .map_err(store_error)?
+        {
+            RecordOutcome::Recorded(record) => {
+                if period != own {
+                    tracing::info!(call_id = %call_id, own_period = %own.key(), counted_in = %period.key(), "late call carried into the open period");
+                }
+                let alerts = fire_alerts(state, &tenant, &organization, &period).await?;
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &RecordedResponse {
+                        call: &record,
+                        alerts_fired: alerts,
+                    },
+                ));
+            }
+            RecordOutcome::Repeated(original) => {
+                let same = original.duration_seconds == record.duration_seconds
+                    && original.ended_at == record.ended_at;
+                if !same {
+                    return Err(ApiError::conflict(
+                        "call_conflict",
+                        format!(
+                            "Call {call_id} was already recorded with different figures ({} s ending {}).",
+                            original.duration_seconds, original.ended_at
+                        ),
+                    ));
+                }
+                return Ok(json_response(
+                    StatusCode::OK,
+                    &RecordedResponse {
+                        call: &original,
+                        alerts_fired: Vec::new(),
+                    },
+                ));
+            }
+            RecordOutcome::OrganizationMissing => return Err(unknown()),
+            // The period was billed between our read and our write: recompute as late usage.
+            RecordOutcome::PeriodBilled => {}
+            RecordOutcome::Conflict => backoff(attempt).await,
+        }
+    }
+    Err(ApiError::unavailable(
+        "busy",
+        "The usage counter is busy; retry the same request (it is idempotent).",
+    ))
+}
+
+fn missing(field: &str) -> ApiError {
+    ApiError::bad_request("invalid_field", format!("`{field}` is required."))
+}
+
+/// Jittered exponential backoff for transaction conflicts: 5, 10, 20 ... ms, at most 160 ms.
+async fn backoff(attempt: u32) {
+    let mut byte = [0u8; 1];
+    let _ = aws_lc_rs::rand::fill(&mut byte);
+    let base = 5u64 << attempt.min(5);
+    tokio::time::sleep(std::time::Duration::from_millis(
+        base + u64::from(byte[0]) % base.max(1),
+    ))
+    .await;
+}
+
+/// Reads the counter after the call is in and fires every threshold at or below it that has not
+/// fired yet; the conditional write lets exactly one call fire each.
+async fn fire_alerts(
+    state: &AppState,
+    tenant: &TenantId,
+    organization: &OrganizationRecord,
+    period: &Period,
+) -> Result<Vec<Threshold>, ApiError> {
+    let included = usage::included_minutes(entitled_plan(organization));
+    if included == 0 {
+        return Ok(Vec::new());
+    }
+    let counter = state
+        .store
+        .usage_counter(tenant, period)
+        .await
+        .map_err(store_error)?;
+    let mut fired = Vec::new();
+    for threshold in Threshold::ALL {
+        if counter.minutes >= threshold.boundary(included)
+            && counter.alert_at(threshold).is_none()
+            && state
+                .store
+                .fire_alert(tenant, period, threshold)
+                .await
+                .map_err(store_error)?
+        {
+            // One structured event per threshold per period: route it to email with a log
+            // subscription or an EventBridge rule on `alert = "usage_threshold"`.
+            tracing::warn!(
+                alert = "usage_threshold",
+                organization_id = %tenant.as_str(),
+                threshold = threshold.as_str(),
+                minutes = counter.minutes,
+                minutes_included = included,
+                period_start = %rfc3339(period.start),
+                period_end = %rfc3339(period.end),
+                "usage threshold reached"
+            );
+            fired.push(threshold);
+        }
+    }
+    Ok(fired)
+}
+
+fn entitled_plan(organization: &OrganizationRecord) -> Option<Plan> {
+    organization.plan
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertView {
+    threshold: Threshold,
+    fired_at: String,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsageResponse {
+    #[serde(flatten)]
+    summary: usage::UsageSummary,
+    plan: Option<Plan>,
+    alerts: Vec<AlertView>,
+}
+
+pub async fn get_usage(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let organization = state
+        .store
+        .get_organization(tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)?;
+    let period = organization_period(organization.billing.as_ref(), OffsetDateTime::now_utc());
+    let counter: UsageCounter = state
+        .store
+        .usage_counter(tenant, &period)
+        .await
+        .map_err(store_error)?;
+    let plan = entitled_plan(&organization);
+    let summary = usage::summarize(
+        counter.minutes,
+        counter.calls,
+        usage::included_minutes(plan),
+        &period,
+    );
+    let alerts = Threshold::ALL
+        .iter()
+        .filter_map(|&t| {
+            counter.alert_at(t).map(|at| AlertView {
+                threshold: t,
+                fired_at: at.to_owned(),
+            })
+        })
+        .collect();
+    Ok(json_response(
+        StatusCode::OK,
+        &UsageResponse {
+            summary,
+            plan,
+            alerts,
+        },
+    ))
+}

@@ -1,0 +1,555 @@
+//! Usage metering through the dev gateway against DynamoDB Local: idempotent call records,
+//! exact counters under concurrency, alerts once, late usage carried, overage billed once.
+
+use std::collections::HashMap;
+
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tollgate::pricing::{Interval, Plan};
+use tollgate::store::PlanStatus;
+use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+use tollgate_tests::{Reply, TestApp, assert_error};
+
+const SERVICE_KEY: &str = "tgsk_test_call_service_0123456789";
+const SECRET: &str = "whsec_usage_test";
+
+async fn app_with_service_key(stripe: Option<&StripeStandIn>) -> TestApp {
+    let base = stripe.map(|s| s.base_url.clone());
+    TestApp::start_with(move |config| {
+        config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(SERVICE_KEY);
+        if let Some(base) = base {
+            config.stripe_secret_key = Some("sk_test_usage".into());
+            config.stripe_api_base = base;
+            config.stripe_webhook_secrets = SECRET.into();
+        }
+    })
+    .await
+}
+
+fn iso(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap()
+}
+
+async fn post_call(
+    app: &TestApp,
+    organization: &str,
+    call: &str,
+    seconds: i64,
+    ended: OffsetDateTime,
+) -> Reply {
+    app.post(
+        "/api/usage/calls",
+        SERVICE_KEY,
+        json!({"organizationId": organization, "callId": call, "durationSeconds": seconds, "endedAt": iso(ended)}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn calls_are_recorded_once_and_repeats_answer_the_original() {
+    let app = app_with_service_key(None).await;
+    let (token, user) = app
+        .organization_on_plan("auth0|meter", Plan::Starter, PlanStatus::Active)
+        .await;
+    let org = user.organization_id.clone().unwrap();
+    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(3);
+
+    let first = post_call(&app, &org, "call-1", 61, ended).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.body["minutes"], 2, "ceil(61/60)");
+    let again = post_call(&app, &org, "call-1", 61, ended).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(
+        again.body["recordedAt"], first.body["recordedAt"],
+        "the original record"
+    );
+    assert_error(
+        &post_call(&app, &org, "call-1", 62, ended).await,
+        409,
+        "call_conflict",
+    );
+    let zero = post_call(&app, &org, "call-0", 0, ended).await;
+    assert_eq!((zero.status, zero.body["minutes"].as_u64()), (201, Some(0)));
+
+    let usage = app.get("/api/billing/usage", &token).await;
+    assert_eq!(usage.status, 200, "{}", usage.body);
+    assert_eq!(
+        (usage.body["minutes"].as_u64(), usage.body["calls"].as_u64()),
+        (Some(2), Some(2))
+    );
+    assert_eq!(usage.body["minutesIncluded"], 500);
+    assert_eq!(usage.body["overageMinutes"], 0);
+    assert_eq!(usage.body["overageCostFormatted"], "$0.00");
+    assert_eq!(usage.body["plan"], "STARTER");
+    assert_eq!(usage.body["alerts"], json!([]));
+    let month = tollgate::usage::calendar_month(OffsetDateTime::now_utc());
+    assert_eq!(usage.body["periodStart"], iso(month.start));
+}
+
+#[tokio::test]
+async fn bad_input_names_the_field_and_writes_nothing() {
+    let app = app_with_service_key(None).await;
+    let (token, user) = app.owner_with_organization("auth0|strict").await;
+    let org = user.organization_id.clone().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let before = app.all_items().await;
+    for (body, field) in [
+        (
+            json!({"organizationId": org, "callId": "c", "durationSeconds": -1, "endedAt": iso(now)}),
+            "durationSeconds",
+        ),
+        (
+            json!({"organizationId": org, "callId": "c", "durationSeconds": 86_401, "endedAt": iso(now)}),
+            "durationSeconds",
+        ),
+        (
+            json!({"organizationId": org, "callId": "c", "durationSeconds": 60, "endedAt": iso(now + time::Duration::hours(1))}),
+            "endedAt",
+        ),
+        (
+            json!({"organizationId": org, "callId": "c", "durationSeconds": 60, "endedAt": "yesterday"}),
+            "endedAt",
+        ),
+        (
+            json!({"organizationId": org, "callId": "", "durationSeconds": 60, "endedAt": iso(now)}),
+            "callId",
+        ),
+        (
+            json!({"organizationId": org, "durationSeconds": 60, "endedAt": iso(now)}),
+            "callId",
+        ),
+        (
+            json!({"callId": "c", "durationSeconds": 60, "endedAt": iso(now)}),
+            "organizationId",
+        ),
+        (
+            json!({"organizationId": org, "callId": "c", "endedAt": iso(now)}),
+            "durationSeconds",
+        ),
+    ] {
+        let reply = app.post("/api/usage/calls", SERVICE_KEY, body).await;
+        assert_error(&reply, 400, "invalid_field");
+        assert!(
+            reply.body["message"].as_str().unwrap().contains(field),
+            "{field}: {}",
+            reply.body
+        );
+    }
+    let unknown = post_call(&app, "org_nope", "c", 60, now).await;
+    assert_error(&unknown, 404, "organization_not_found");
+    // A user token, even an owner's, is not a service key.
+    assert_error(
+        &post_call_with(&app, &token, &org).await,
+        403,
+        "service_key_required",
+    );
+    assert_error(
+        &post_call_with(&app, "tgsk_wrong_key", &org).await,
+        401,
+        "invalid_token",
+    );
+    assert_eq!(app.all_items().await, before);
+}
+
+async fn post_call_with(app: &TestApp, credential: &str, org: &str) -> Reply {
+    app.post(
+        "/api/usage/calls",
+        credential,
+        json!({"organizationId": org, "callId": "x", "durationSeconds": 60, "endedAt": iso(OffsetDateTime::now_utc())}),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn usage_is_readable_with_billing_or_analytics_read() {
+    let app = app_with_service_key(None).await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|roles", Plan::Business, PlanStatus::Active)
+        .await;
+    for (role, allowed) in [
+        ("ADMIN", true),
+        ("MANAGER", true),
+        ("VIEWER", true),
+        ("OPERATOR", false),
+    ] {
+        let (token, _) = app
+            .add_member(&owner, &format!("auth0|u-{role}"), role)
+            .await;
+        let reply = app.get("/api/billing/usage", &token).await;
+        if allowed {
+            assert_eq!(reply.status, 200, "{role}: {}", reply.body);
+        } else {
+            assert_error(&reply, 403, "forbidden");
+        }
+    }
+}
+
+/// 32 clients, 1,600 events (a quarter of them repeats), crossing 80 % and 100 % together.
+#[tokio::test]
+async fn concurrent_usage_counts_exactly_and_alerts_once() {
+    let app = app_with_service_key(None).await;
+    let (token, user) = app
+        .organization_on_plan("auth0|busy", Plan::Starter, PlanStatus::Active)
+        .await;
+    let org = user.organization_id.clone().unwrap();
+    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(10);
+    let mut seed = 7u64;
+    let mut random = move |bound: u64| {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) % bound
+    };
+    let unique: Vec<(String, i64)> = (0..1200)
+        .map(|i| (format!("call-{i}"), 1 + random(45) as i64))
+        .collect();
+    let mut events: Vec<(String, i64)> = unique.clone();
+    for _ in 0..400 {
+        events.push(unique[random(1200) as usize].clone());
+    }
+    for i in (1..events.len()).rev() {
+        events.swap(i, random(i as u64 + 1) as usize);
+    }
+    let expected_minutes: u64 = unique
+        .iter()
+        .map(|(_, s)| tollgate::usage::billable_minutes(*s as u64))
+        .sum();
+    assert!(
+        expected_minutes > 500,
+        "the run must cross both thresholds ({expected_minutes})"
+    );
+
+    let chunks: Vec<Vec<(String, i64)>> = events.chunks(50).map(|c| c.to_vec()).collect();
+    assert_eq!(chunks.len(), 32);
+    let results = futures::future::join_all(chunks.into_iter().map(|chunk| {
+        let app = &app;
+        let org = org.clone();
+        async move {
+            let mut fired = Vec::new();
+            let mut statuses = Vec::new();
+            for (call, seconds) in chunk {
+                let mut reply = post_call(app, &org, &call, seconds, ended).await;
+                // The call-handling service retries a busy answer with the same (idempotent) call.
+                for _ in 0..20 {
+                    if reply.status != 503 {
+                        break;
+                    }
+                    reply = post_call(app, &org, &call, seconds, ended).await;
+                }
+                statuses.push(reply.status);
+                if let Some(alerts) = reply.body["alertsFired"].as_array() {
+                    fired.extend(alerts.iter().map(|a| a.as_str().unwrap().to_owned()));
+                }
+            }
+            (statuses, fired)
+        }
+    }))
+    .await;
+    let mut created = 0;
+    let mut fired: HashMap<String, usize> = HashMap::new();
+    for (statuses, alerts) in results {
+        for status in statuses {
+            assert!(status == 201 || status == 200, "status {status}");
+            created += usize::from(status == 201);
+        }
+        for alert in alerts {
+            *fired.entry(alert).or_default() += 1;
+        }
+    }
+    assert_eq!(created, 1200, "each call recorded exactly once");
+    assert_eq!(
+        fired,
+        HashMap::from([("80".to_owned(), 1), ("100".to_owned(), 1)]),
+        "each alert fired once"
+    );
+
+    let usage = app.get("/api/billing/usage", &token).await.body;
+    assert_eq!(usage["minutes"].as_u64(), Some(expected_minutes));
+    assert_eq!(usage["calls"].as_u64(), Some(1200));
+    assert_eq!(
+        usage["overageMinutes"].as_u64(),
+        Some(expected_minutes - 500)
+    );
+    assert_eq!(
+        usage["overageCost"].as_u64(),
+        Some((expected_minutes - 500) * 10)
+    );
+    let thresholds: Vec<&str> = usage["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["threshold"].as_str().unwrap())
+        .collect();
+    assert_eq!(thresholds, vec!["80", "100"]);
+}
+
+fn subscription(id: &str, customer: &str, price: &str, start: i64, end: i64) -> Value {
+    let mut object = fixture("subscription");
+    object["id"] = json!(id);
+    object["customer"] = json!(customer);
+    object["status"] = json!("active");
+    object["cancel_at_period_end"] = json!(false);
+    let item = &mut object["items"]["data"][0];
+    item["price"]["id"] = json!(price);
+    item["current_period_start"] = json!(start);
+    item["current_period_end"] = json!(end);
+    object
+}
+
+fn renewal_invoice(id: &str, customer: &str, subscription: &str, start: i64, end: i64) -> Value {
+    let mut object = fixture("invoice");
+    object["id"] = json!(id);
+    object["customer"] = json!(customer);
+    object["status"] = json!("draft");
+    object["billing_reason"] = json!("subscription_cycle");
+    object["period_start"] = json!(start);
+    object["period_end"] = json!(end);
+    object["created"] = json!(end);
+    object["parent"] = json!({"type": "subscription_details", "quote_details": null,
+        "subscription_details": {"metadata": {}, "subscription": subscription}});
+    object
+}
+
+/// A period closes with a late event before and after its invoice: the invoice gets one item
+/// for the overage as frozen, the later late event is carried into the open period, and a
+/// redelivered `invoice.created` adds nothing.
+#[tokio::test]
+async fn overage_of_a_closed_period_is_billed_exactly_once() {
+    let stripe = StripeStandIn::start().await;
+    let app = app_with_service_key(Some(&stripe)).await;
+    let (token, user) = app.owner_with_organization("auth0|overage").await;
+    let org = user.organization_id.clone().unwrap();
+    assert_eq!(
+        app.post(
+            "/api/billing/checkout",
+            &token,
+            json!({"plan": "STARTER", "interval": "monthly"})
+        )
+        .await
+        .status,
+        200
+    );
+    let customer = app
+        .store
+        .get_organization(&user.tenant().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .stripe_customer_id
+        .unwrap();
+
+    // The subscription started 35 days ago: its first period is closed, the second open.
+    // Whole seconds, as Stripe's timestamps are.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let anchor = now - time::Duration::days(35);
+    let closed = tollgate::usage::subscription_period_containing(anchor, Interval::Monthly, anchor);
+    let open = tollgate::usage::next_period(&closed, anchor, Interval::Monthly);
+    assert!(open.contains(now));
+    let (start, end) = (closed.start.unix_timestamp(), closed.end.unix_timestamp());
+    let (body, signature) = signed_event(
+        SECRET,
+        "customer.subscription.created",
+        "evt_ov_sub",
+        start,
+        subscription("sub_ov", &customer, "price_starter_monthly", start, end),
+    );
+    assert_eq!(
+        app.deliver(&body, Some(&signature)).await.body["outcome"],
+        "processed"
+    );
+
+    // 520 minutes in the closed period (one of them arriving late, before the invoice).
+    for (i, seconds) in [6000i64, 6000, 6000, 6000, 6000].iter().enumerate() {
+        let reply = post_call(
+            &app,
+            &org,
+            &format!("closed-{i}"),
+            *seconds,
+            closed.start + time::Duration::days(2),
+        )
+        .await;
+        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert_eq!(reply.body["periodStart"], iso(closed.start));
+    }
+    let late_before = post_call(
+        &app,
+        &org,
+        "late-before",
+        1200,
+        closed.end - time::Duration::minutes(1),
+    )
+    .await;
+    assert_eq!(
+        late_before.body["periodStart"],
+        iso(closed.start),
+        "not billed yet: its own period"
+    );
+
+    let invoice = renewal_invoice("in_renewal", &customer, "sub_ov", start, end);
+    let (body, signature) = signed_event(
+        SECRET,
+        "invoice.created",
+        "evt_ov_inv",
+        end + 60,
+        invoice.clone(),
+    );
+    let reply = app.deliver(&body, Some(&signature)).await;
+    assert_eq!(reply.body["outcome"], "processed", "{}", reply.body);
+    let items = stripe.requests_to("POST", "/v1/invoiceitems");
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0].form_value("invoice"), Some("in_renewal"));
+    assert_eq!(items[0].form_value("customer"), Some(customer.as_str()));
+    assert_eq!(
+        items[0].form_value("amount"),
+        Some("200"),
+        "520 minutes - 500 included = 20 x 10 cents"
+    );
+    assert_eq!(items[0].form_value("metadata[overageMinutes]"), Some("20"));
+    let key = items[0].idempotency_key().unwrap().to_owned();
+    assert!(key.starts_with(&format!("tollgate-overage-{org}-")));
+
+    // A call of the closed period arriving now is carried into the open one.
+    let late_after = post_call(
+        &app,
+        &org,
+        "late-after",
+        120,
+        closed.end - time::Duration::minutes(2),
+    )
+    .await;
+    assert_eq!(late_after.status, 201);
+    assert_eq!(
+        late_after.body["periodStart"],
+        iso(open.start),
+        "carried into the next bill"
+    );
+    let usage = app.get("/api/billing/usage", &token).await.body;
+    assert_eq!(
+        (usage["minutes"].as_u64(), usage["calls"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(usage["periodStart"], iso(open.start));
+
+    // Redelivery, and another invoice.created for the same period, add nothing.
+    assert_eq!(
+        app.deliver(&body, Some(&signature)).await.body["outcome"],
+        "duplicate"
+    );
+    let (other, other_signature) =
+        signed_event(SECRET, "invoice.created", "evt_ov_inv_2", end + 90, invoice);
+    assert_eq!(
+        app.deliver(&other, Some(&other_signature)).await.status,
+        200
+    );
+    assert_eq!(stripe.requests_to("POST", "/v1/invoiceitems").len(), 1);
+
+    let invoices = app.get("/api/billing/invoices", &token).await.body;
+    let renewal = invoices["invoices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "in_renewal")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            renewal["overageMinutes"].as_u64(),
+            renewal["overageCost"].as_u64()
+        ),
+        (Some(20), Some(200))
+    );
+}
+
+#[tokio::test]
+async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
+    let stripe = StripeStandIn::start().await;
+    let app = app_with_service_key(Some(&stripe)).await;
+    let (token, user) = app.owner_with_organization("auth0|retry").await;
+    let org = user.organization_id.clone().unwrap();
+    assert_eq!(
+        app.post(
+            "/api/billing/checkout",
+            &token,
+            json!({"plan": "STARTER", "interval": "monthly"})
+        )
+        .await
+        .status,
+        200
+    );
+    let customer = app
+        .store
+        .get_organization(&user.tenant().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .stripe_customer_id
+        .unwrap();
+    // Whole seconds, as Stripe's timestamps are.
+    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+    let anchor = now - time::Duration::days(35);
+    let closed = tollgate::usage::subscription_period_containing(anchor, Interval::Monthly, anchor);
+    let (start, end) = (closed.start.unix_timestamp(), closed.end.unix_timestamp());
+    let (body, signature) = signed_event(
+        SECRET,
+        "customer.subscription.created",
+        "evt_rt_sub",
+        start,
+        subscription("sub_rt", &customer, "price_starter_monthly", start, end),
+    );
+    app.deliver(&body, Some(&signature)).await;
+    post_call(
+        &app,
+        &org,
+        "big",
+        86_400,
+        closed.start + time::Duration::days(1),
+    )
+    .await; // 1440 minutes
+
+    stripe.respond_with(
+        "POST",
+        "/v1/invoiceitems",
+        500,
+        tollgate_tests::stripe_standin::stripe_error("api_error", None, "down"),
+    );
+    let (body, signature) = signed_event(
+        SECRET,
+        "invoice.created",
+        "evt_rt_inv",
+        end + 60,
+        renewal_invoice("in_rt", &customer, "sub_rt", start, end),
+    );
+    let failed = app.deliver(&body, Some(&signature)).await;
+    assert!(failed.status >= 500, "Stripe must retry: {}", failed.body);
+    // Usage arriving between the attempts is carried: the frozen amount does not move.
+    post_call(
+        &app,
+        &org,
+        "between",
+        600,
+        closed.start + time::Duration::days(3),
+    )
+    .await;
+
+    stripe.clear_response("POST", "/v1/invoiceitems");
+    let (body, signature) = signed_event(
+        SECRET,
+        "invoice.created",
+        "evt_rt_inv",
+        end + 60,
+        renewal_invoice("in_rt", &customer, "sub_rt", start, end),
+    );
+    assert_eq!(
+        app.deliver(&body, Some(&signature)).await.body["outcome"],
+        "processed"
+    );
+    let items = stripe.requests_to("POST", "/v1/invoiceitems");
+    assert_eq!(items.len(), 2, "one failed attempt, one success");
+    assert_eq!(items[0].idempotency_key(), items[1].idempotency_key());
+    assert_eq!(
+        items[1].form_value("amount"),
+        Some("9400"),
+        "(1440 - 500) x 10"
+    );
+}
