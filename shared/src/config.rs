@@ -25,6 +25,7 @@ pub struct Config {
     /// Base of checkout success/cancel and portal return URLs (the frontend).
     pub app_url: String,
     pub prices: PriceTable,
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -93,6 +94,12 @@ impl Config {
             app_url: get("APP_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| DEFAULT_APP_URL.to_owned()),
+            rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {
+                ConfigError::Invalid {
+                    name: "RATE_LIMIT_*",
+                    reason,
+                }
+            })?,
             prices: PriceTable::from_lookup(get),
         })
     }

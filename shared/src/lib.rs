@@ -12,6 +12,7 @@ pub mod http;
 pub mod lambda;
 pub mod pipeline;
 pub mod pricing;
+pub mod ratelimit;
 pub mod rbac;
 pub mod routes;
 pub mod store;

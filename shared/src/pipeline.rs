@@ -15,6 +15,7 @@ use crate::billing::stripe_api::{StripeApi, StripeError};
 use crate::config::Config;
 use crate::handlers;
 use crate::http::ApiError;
+use crate::ratelimit::{Bucket, RateStatus};
 use crate::rbac::{self, Decision};
 use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch};
 use crate::store::{Store, StoreError, TenantId, UserRecord};
@@ -114,7 +115,8 @@ pub async fn handle(
         status = tracing::field::Empty,
     );
     async move {
-        let mut response = match route_and_run(state, function, &request).await {
+        let mut rate: Option<RateStatus> = None;
+        let mut response = match route_and_run(state, function, &request, &mut rate).await {
             Ok(response) => response,
             Err(error) => {
                 if error.status.is_server_error() {
@@ -128,6 +130,9 @@ pub async fn handle(
         if let Ok(value) = HeaderValue::from_str(&request_id) {
             response.headers_mut().insert("x-request-id", value);
         }
+        if let Some(rate) = rate {
+            rate_headers(&mut response, rate);
+        }
         tracing::Span::current().record("status", response.status().as_u16());
         tracing::info!("request done");
         response
@@ -140,6 +145,7 @@ async fn route_and_run(
     state: &AppState,
     function: Option<Function>,
     request: &Request,
+    rate: &mut Option<RateStatus>,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path();
     let found = match function {
@@ -179,7 +185,21 @@ async fn route_and_run(
         return handlers::webhook::receive(state, request).await;
     }
 
-    let principal = authenticate(state, request).await?;
+    let ip = source_ip(request);
+    let principal = match authenticate(state, request).await {
+        Ok(principal) => principal,
+        Err(error) if error.status == StatusCode::UNAUTHORIZED => {
+            // No credentials at all: the anonymous limit; wrong ones: the failed-attempt limit.
+            let bucket = if error.code == "missing_token" {
+                Bucket::Anonymous
+            } else {
+                Bucket::FailedAuth
+            };
+            count(state, bucket, &ip, rate).await?;
+            return Err(error);
+        }
+        Err(error) => return Err(error),
+    };
     if route.access == Access::Service {
         return match principal {
             Principal::Service => handlers::usage::record_call(state, request.body()).await,
@@ -196,6 +216,13 @@ async fn route_and_run(
         ));
     };
     let claims = *claims;
+    count(state, Bucket::User, &claims.sub, rate).await?;
+    if matches!(
+        route.operation,
+        Operation::Checkout | Operation::BillingPortal | Operation::InviteMember
+    ) {
+        count(state, Bucket::Sensitive, &claims.sub, rate).await?;
+    }
 
     let user = match route.operation {
         // GET /api/me creates the user on first sign-in, so it loads the user itself.
@@ -273,6 +300,73 @@ async fn run(
         // Dispatched before authentication, in `route_and_run`.
         Operation::StripeWebhook => Err(ApiError::internal()),
     }
+}
+
+/// Counts the request against `bucket` for `subject`; over the limit → 429. A limiter outage
+/// lets the request through (logged): the stage throttle still bounds traffic.
+async fn count(
+    state: &AppState,
+    bucket: Bucket,
+    subject: &str,
+    rate: &mut Option<RateStatus>,
+) -> Result<(), ApiError> {
+    let limit = state.config.rate_limits.limit(bucket);
+    if limit.max == 0 {
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let status = match state
+        .store
+        .hit_rate_limit(bucket, subject, limit, now)
+        .await
+    {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(bucket = bucket.as_str(), %error, "rate limiter unavailable; request let through");
+            return Ok(());
+        }
+    };
+    *rate = Some(match *rate {
+        Some(previous) => previous.stricter(status),
+        None => status,
+    });
+    if status.limited {
+        tracing::info!(bucket = bucket.as_str(), "rate limited");
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "Too many requests ({} per {} s for this kind of request); retry in {} s.",
+                status.limit,
+                limit.window.as_secs(),
+                status.reset
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn rate_headers(response: &mut Response<Body>, rate: RateStatus) {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        ("ratelimit-limit", rate.limit),
+        ("ratelimit-remaining", rate.remaining),
+        ("ratelimit-reset", rate.reset),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    if rate.limited {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(rate.reset));
+    }
+}
+
+/// The caller's IP as API Gateway saw it (the dev gateway fills in the same field).
+fn source_ip(request: &Request) -> String {
+    match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.clone(),
+        _ => None,
+    }
+    .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// The 400 a tenant route answers to a user who has not finished onboarding.

@@ -62,6 +62,12 @@ impl TestApp {
         config.table_name = table.clone();
         config.dynamodb_endpoint = Some(dynamodb_endpoint());
         config.jwt = Some(jwt);
+        // Feature tests make more sensitive calls per user than the production limits allow;
+        // tests/tests/rate_limits.rs sets its own small limits.
+        config.rate_limits.sensitive.max = 10_000;
+        config.rate_limits.failed_auth.max = 10_000;
+        config.rate_limits.anonymous.max = 10_000;
+        config.rate_limits.user.max = 100_000;
         let table_client = tollgate::store::dynamodb_client(Some(&dynamodb_endpoint())).await;
         schema::create_table(&table_client, &table)
             .await
@@ -299,8 +305,23 @@ impl TestApp {
             .expect("set role");
     }
 
-    /// Every item in the test's table (tests use small tables).
+    /// Every item of the test's table except the rate limiter's window counters, which every
+    /// request (even a refused one) updates: "nothing written" means no domain data changed.
     pub async fn all_items(&self) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+        self.raw_items()
+            .await
+            .into_iter()
+            .filter(|item| {
+                !item
+                    .get("PK")
+                    .and_then(|pk| pk.as_s().ok())
+                    .is_some_and(|pk| pk.starts_with("RATE#"))
+            })
+            .collect()
+    }
+
+    /// Every item in the test's table (tests use small tables).
+    pub async fn raw_items(&self) -> Vec<std::collections::HashMap<String, AttributeValue>> {
         let output = self
             .store
             .client()

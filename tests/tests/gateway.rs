@@ -33,3 +33,40 @@ async fn every_response_carries_a_request_id_and_no_store() {
     assert_eq!(reply.headers["content-type"], "application/json");
     assert!(!reply.headers["x-request-id"].is_empty());
 }
+
+#[tokio::test]
+async fn cors_allows_the_configured_frontend_only() {
+    let app = TestApp::start().await;
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, format!("{}/api/me", app.base_url))
+        .header("origin", "http://localhost:5173")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), 204);
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://localhost:5173"
+    );
+    assert!(
+        preflight.headers()["access-control-allow-headers"]
+            .to_str()
+            .unwrap()
+            .contains("authorization")
+    );
+
+    let foreign = app
+        .http
+        .get(format!("{}/api/me", app.base_url))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !foreign
+            .headers()
+            .contains_key("access-control-allow-origin")
+    );
+}

@@ -1,0 +1,224 @@
+//! Rate limits: fixed windows counted in DynamoDB, one conditional update per limit per request.
+//!
+//! | bucket | key | default |
+//! |---|---|---|
+//! | `user` | the signed-in user (`sub`) | 1,000 requests per hour |
+//! | `anonymous` | source IP, requests without credentials | 100 per hour |
+//! | `sensitive` | the user, on checkout/portal sessions, invitations, integration creation | 5 per 15 minutes |
+//! | `failed_auth` | source IP, rejected tokens and service keys | 5 per 15 minutes |
+//!
+//! The Stripe webhook is not limited (Stripe is verified by signature and retries on 429 would only
+//! delay billing). Service keys are not limited per key (the call-handling service posts every
+//! call); the stage throttle in `template.yaml` bounds them.
+
+use std::time::Duration;
+
+/// Which limit a request is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    User,
+    Anonymous,
+    Sensitive,
+    FailedAuth,
+}
+
+impl Bucket {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bucket::User => "user",
+            Bucket::Anonymous => "anonymous",
+            Bucket::Sensitive => "sensitive",
+            Bucket::FailedAuth => "failed_auth",
+        }
+    }
+}
+
+/// A limit: at most `max` requests per `window`. `max == 0` switches the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u64,
+    pub window: Duration,
+}
+
+/// The configured limits (`RATE_LIMIT_*` variables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimits {
+    pub user: Limit,
+    pub anonymous: Limit,
+    pub sensitive: Limit,
+    pub failed_auth: Limit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        let hour = Duration::from_secs(3600);
+        let quarter = Duration::from_secs(900);
+        Self {
+            user: Limit {
+                max: 1000,
+                window: hour,
+            },
+            anonymous: Limit {
+                max: 100,
+                window: hour,
+            },
+            sensitive: Limit {
+                max: 5,
+                window: quarter,
+            },
+            failed_auth: Limit {
+                max: 5,
+                window: quarter,
+            },
+        }
+    }
+}
+
+impl RateLimits {
+    pub fn limit(&self, bucket: Bucket) -> Limit {
+        match bucket {
+            Bucket::User => self.user,
+            Bucket::Anonymous => self.anonymous,
+            Bucket::Sensitive => self.sensitive,
+            Bucket::FailedAuth => self.failed_auth,
+        }
+    }
+
+    /// Reads `RATE_LIMIT_USER_PER_HOUR`, `RATE_LIMIT_ANONYMOUS_PER_HOUR`,
+    /// `RATE_LIMIT_SENSITIVE_PER_15_MINUTES`, `RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES` (0 = off).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut limits = Self::default();
+        for (name, slot) in [
+            ("RATE_LIMIT_USER_PER_HOUR", &mut limits.user.max),
+            ("RATE_LIMIT_ANONYMOUS_PER_HOUR", &mut limits.anonymous.max),
+            (
+                "RATE_LIMIT_SENSITIVE_PER_15_MINUTES",
+                &mut limits.sensitive.max,
+            ),
+            (
+                "RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES",
+                &mut limits.failed_auth.max,
+            ),
+        ] {
+            if let Some(raw) = lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+            {
+                *slot = raw
+                    .parse()
+                    .map_err(|_| format!("{name} must be a whole number (0 switches it off)"))?;
+            }
+        }
+        Ok(limits)
+    }
+}
+
+/// The fixed window containing `now` (Unix seconds): `(start, end)`.
+pub fn window(now: i64, length: Duration) -> (i64, i64) {
+    let length = i64::try_from(length.as_secs()).unwrap_or(i64::MAX).max(1);
+    let start = now - now.rem_euclid(length);
+    (start, start.saturating_add(length))
+}
+
+/// What a request's count says, for the `RateLimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateStatus {
+    pub limit: u64,
+    pub remaining: u64,
+    /// Seconds until the window resets.
+    pub reset: u64,
+    pub limited: bool,
+}
+
+impl RateStatus {
+    /// The status after counting a request as number `count` of a window ending at `end`.
+    pub fn after(limit: u64, count: u64, now: i64, end: i64) -> Self {
+        Self {
+            limit,
+            remaining: limit.saturating_sub(count),
+            reset: u64::try_from(end.saturating_sub(now)).unwrap_or(0).max(1),
+            limited: count > limit,
+        }
+    }
+
+    /// The stricter of two statuses (fewer remaining), for the headers of a response that was
+    /// counted against two limits.
+    pub fn stricter(self, other: RateStatus) -> RateStatus {
+        if other.limited && !self.limited {
+            return other;
+        }
+        if self.limited && !other.limited {
+            return self;
+        }
+        if other.remaining < self.remaining {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn windows_are_aligned_and_half_open() {
+        let hour = Duration::from_secs(3600);
+        assert_eq!(window(7200, hour), (7200, 10800));
+        assert_eq!(window(10799, hour), (7200, 10800));
+        assert_eq!(window(10800, hour), (10800, 14400));
+        assert_eq!(window(-1, hour), (-3600, 0));
+    }
+
+    #[test]
+    fn status_counts_down_and_limits_past_the_maximum() {
+        assert_eq!(
+            RateStatus::after(5, 1, 100, 900),
+            RateStatus {
+                limit: 5,
+                remaining: 4,
+                reset: 800,
+                limited: false
+            }
+        );
+        assert_eq!(RateStatus::after(5, 5, 100, 900).remaining, 0);
+        assert!(!RateStatus::after(5, 5, 100, 900).limited);
+        assert!(RateStatus::after(5, 6, 100, 900).limited);
+        assert_eq!(RateStatus::after(5, 6, 900, 900).reset, 1, "never 0");
+    }
+
+    #[test]
+    fn stricter_prefers_limited_then_fewer_remaining() {
+        let open = RateStatus::after(1000, 10, 0, 3600);
+        let tight = RateStatus::after(5, 4, 0, 900);
+        assert_eq!(open.stricter(tight), tight);
+        let limited = RateStatus::after(5, 6, 0, 900);
+        assert_eq!(limited.stricter(open), limited);
+    }
+
+    #[test]
+    fn limits_parse_with_names_in_errors() {
+        let limits =
+            RateLimits::from_lookup(|n| (n == "RATE_LIMIT_USER_PER_HOUR").then(|| "20".to_owned()))
+                .unwrap();
+        assert_eq!(limits.user.max, 20);
+        assert_eq!(limits.sensitive.max, 5);
+        let error = RateLimits::from_lookup(|n| {
+            (n == "RATE_LIMIT_SENSITIVE_PER_15_MINUTES").then(|| "many".to_owned())
+        })
+        .unwrap_err();
+        assert!(error.contains("RATE_LIMIT_SENSITIVE_PER_15_MINUTES"));
+    }
+
+    proptest! {
+        #[test]
+        fn every_moment_is_in_exactly_its_window(now in -10_000_000_000i64..10_000_000_000, secs in 1u64..100_000) {
+            let (start, end) = window(now, Duration::from_secs(secs));
+            prop_assert!(start <= now && now < end);
+            prop_assert_eq!(end - start, secs as i64);
+            prop_assert_eq!(start.rem_euclid(secs as i64), 0);
+        }
+    }
+}
