@@ -26,6 +26,9 @@ pub struct Config {
     pub app_url: String,
     pub prices: PriceTable,
     pub rate_limits: crate::ratelimit::RateLimits,
+    /// `kid:hex64,kid2:hex64` and the kid new writes use; unset: integrations answer 503.
+    pub encryption_keys: Option<String>,
+    pub encryption_active_key: Option<String>,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -94,6 +97,8 @@ impl Config {
             app_url: get("APP_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| DEFAULT_APP_URL.to_owned()),
+            encryption_keys: get("ENCRYPTION_KEYS"),
+            encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
             rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {
                 ConfigError::Invalid {
                     name: "RATE_LIMIT_*",

@@ -18,3 +18,24 @@ pub async fn run(function: Function) -> Result<(), lambda_http::Error> {
     }))
     .await
 }
+
+/// The `rotate-keys` Lambda: invoked once (console, CLI or a scheduled rule) with any payload,
+/// re-encrypts every integration credential under the active key and answers the report.
+pub async fn run_rotate_keys() -> Result<(), lambda_http::Error> {
+    crate::telemetry::init();
+    let state = AppState::from_env().await?;
+    lambda_http::lambda_runtime::run(lambda_http::service_fn(
+        move |_event: lambda_http::LambdaEvent<serde_json::Value>| {
+            let state = state.clone();
+            async move {
+                let ring = state
+                    .keyring
+                    .as_ref()
+                    .ok_or("ENCRYPTION_KEYS is unset: there is no key ring to rotate to")?;
+                let report = crate::maintenance::rotate_keys(&state.store, ring).await?;
+                Ok::<_, lambda_http::Error>(report)
+            }
+        },
+    ))
+    .await
+}

@@ -30,6 +30,8 @@ pub struct AppState {
     /// `None` without `STRIPE_SECRET_KEY`: checkout and portal answer 503 `billing_not_configured`.
     pub stripe: Option<StripeApi>,
     pub webhook_secrets: WebhookSecrets,
+    /// Integration credentials' key ring; `None` without `ENCRYPTION_KEYS`.
+    pub keyring: Option<crate::crypto::KeyRing>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum StartupError {
     ServiceKeys(#[from] crate::auth::service_key::ServiceKeyConfigError),
     #[error("Stripe configuration is not valid: {0}")]
     Stripe(#[from] StripeError),
+    #[error("ENCRYPTION_KEYS / ENCRYPTION_ACTIVE_KEY are not valid: {0}")]
+    Encryption(#[from] crate::crypto::CryptoConfigError),
 }
 
 impl AppState {
@@ -68,6 +72,13 @@ impl AppState {
             None => None,
         };
         let webhook_secrets = WebhookSecrets::parse(&config.stripe_webhook_secrets);
+        let keyring = match &config.encryption_keys {
+            Some(keys) => Some(crate::crypto::KeyRing::from_env_strings(
+                keys,
+                config.encryption_active_key.as_deref().unwrap_or_default(),
+            )?),
+            None => None,
+        };
         Ok(Arc::new(Self {
             config,
             store,
@@ -75,6 +86,7 @@ impl AppState {
             service_keys,
             stripe,
             webhook_secrets,
+            keyring,
         }))
     }
 }
@@ -219,7 +231,10 @@ async fn route_and_run(
     count(state, Bucket::User, &claims.sub, rate).await?;
     if matches!(
         route.operation,
-        Operation::Checkout | Operation::BillingPortal | Operation::InviteMember
+        Operation::Checkout
+            | Operation::BillingPortal
+            | Operation::InviteMember
+            | Operation::CreateIntegration
     ) {
         count(state, Bucket::Sensitive, &claims.sub, rate).await?;
     }
@@ -295,6 +310,9 @@ async fn run(
         Operation::GetSubscription => billing::subscription(state, caller).await,
         Operation::ListInvoices => billing::invoices(state, caller, request).await,
         Operation::GetUsage => handlers::usage::get_usage(state, caller).await,
+        Operation::ListIntegrations => handlers::integrations::list(state, caller).await,
+        Operation::CreateIntegration => handlers::integrations::create(state, caller, body).await,
+        Operation::DeleteIntegration => handlers::integrations::delete(state, caller, params).await,
         // Dispatched right after authentication, in `route_and_run`.
         Operation::RecordCall => Err(ApiError::internal()),
         // Dispatched before authentication, in `route_and_run`.

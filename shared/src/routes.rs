@@ -17,10 +17,11 @@ pub enum Function {
     Billing,
     StripeWebhook,
     UsageTracking,
+    Integrations,
 }
 
 impl Function {
-    pub const ALL: [Function; 9] = [
+    pub const ALL: [Function; 10] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
@@ -30,6 +31,7 @@ impl Function {
         Function::Billing,
         Function::StripeWebhook,
         Function::UsageTracking,
+        Function::Integrations,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +45,7 @@ impl Function {
             Function::Billing => "billing",
             Function::StripeWebhook => "stripe-webhook",
             Function::UsageTracking => "usage-tracking",
+            Function::Integrations => "integrations",
         }
     }
 }
@@ -61,6 +64,9 @@ pub enum Access {
     /// Stripe, authenticated by the `Stripe-Signature` of the raw body; no user token.
     Stripe,
 }
+
+/// Lambda binaries with no route: one-off maintenance jobs invoked directly.
+pub const MAINTENANCE_BINARIES: [&str; 1] = ["rotate-keys"];
 
 /// What a route does; the pipeline dispatches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +89,9 @@ pub enum Operation {
     StripeWebhook,
     RecordCall,
     GetUsage,
+    ListIntegrations,
+    CreateIntegration,
+    DeleteIntegration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -202,6 +211,27 @@ pub fn routes() -> &'static [Route] {
                 Billing,
                 Needs(BillingRead),
                 ListInvoices,
+            ),
+            route(
+                Method::GET,
+                "/api/integrations",
+                Integrations,
+                Needs(IntegrationsRead),
+                ListIntegrations,
+            ),
+            route(
+                Method::POST,
+                "/api/integrations",
+                Integrations,
+                Needs(IntegrationsCreate),
+                CreateIntegration,
+            ),
+            route(
+                Method::DELETE,
+                "/api/integrations/{id}",
+                Integrations,
+                Needs(IntegrationsDelete),
+                DeleteIntegration,
             ),
             route(
                 Method::POST,

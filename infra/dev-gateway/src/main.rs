@@ -49,6 +49,8 @@ enum Command {
         #[arg(long, default_value = "active")]
         status: String,
     },
+    /// Re-encrypt every integration credential under ENCRYPTION_ACTIVE_KEY (resumable, idempotent).
+    RotateKeys,
     /// Print a token from the local issuer (used when JWT_ISSUER is unset).
     Token {
         #[arg(long)]
@@ -123,6 +125,29 @@ async fn run(cli: Cli) -> Result<(), String> {
                 plan.map(|p| p.as_str()).unwrap_or("no plan")
             );
             Ok(())
+        }
+        Command::RotateKeys => {
+            let store = Store::connect(&config).await;
+            let state = AppState::new(config, store).map_err(|e| e.to_string())?;
+            let ring = state
+                .keyring
+                .as_ref()
+                .ok_or("ENCRYPTION_KEYS and ENCRYPTION_ACTIVE_KEY must be set")?;
+            let report = tollgate::maintenance::rotate_keys(&state.store, ring)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{} credentials could not be re-encrypted",
+                    report.failed.len()
+                ))
+            }
         }
         Command::Token {
             sub,

@@ -6,6 +6,7 @@
 //! (the user by identity subject) are their own small items.
 
 mod billing;
+pub mod integrations;
 mod ratelimit;
 pub mod schema;
 mod team;

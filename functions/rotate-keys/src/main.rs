@@ -1,0 +1,7 @@
+//! The `rotate-keys` Lambda (no route): a one-off re-encryption of every integration credential
+//! under the active key; `tollgate-dev rotate-keys` runs the same code locally.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::run_rotate_keys().await
+}

@@ -1,0 +1,168 @@
+//! The integrations function: third-party credentials of the organization, encrypted at rest
+//! (AES-256-GCM, organization id as associated data) and never returned.
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::{Deserialize, Serialize};
+
+use super::organizations::tenant_of;
+use crate::http::{ApiError, json_response, parse_json_body};
+use crate::pipeline::{AppState, Caller, store_error};
+use crate::routes::PathParams;
+use crate::store::integrations::IntegrationRecord;
+use crate::store::now_rfc3339;
+
+/// Largest credentials object accepted, serialized.
+pub const MAX_CREDENTIALS_BYTES: usize = 8 * 1024;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IntegrationView<'a> {
+    id: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    name: &'a str,
+    created_at: &'a str,
+    key_id: &'a str,
+}
+
+impl<'a> From<&'a IntegrationRecord> for IntegrationView<'a> {
+    fn from(r: &'a IntegrationRecord) -> Self {
+        Self {
+            id: &r.id,
+            kind: &r.kind,
+            name: &r.name,
+            created_at: &r.created_at,
+            key_id: r.key_id(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ListResponse<'a> {
+    integrations: Vec<IntegrationView<'a>>,
+}
+
+pub async fn list(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let records = state
+        .store
+        .list_integrations(tenant_of(caller)?)
+        .await
+        .map_err(store_error)?;
+    Ok(json_response(
+        StatusCode::OK,
+        &ListResponse {
+            integrations: records.iter().map(IntegrationView::from).collect(),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CreateBody {
+    #[serde(rename = "type")]
+    kind: String,
+    name: String,
+    credentials: serde_json::Map<String, serde_json::Value>,
+}
+
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let request: CreateBody = parse_json_body(body)?;
+    let kind = request.kind.trim();
+    if kind.is_empty()
+        || kind.len() > 32
+        || !kind
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::bad_request(
+            "invalid_type",
+            "`type` must be 1–32 characters of a-z, 0-9, '_' or '-', e.g. \"twilio\".",
+        ));
+    }
+    let name = request
+        .name
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    if name.is_empty() || name.chars().count() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "`name` must have 1 to 100 characters.",
+        ));
+    }
+    if request.credentials.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_credentials",
+            "`credentials` must be a non-empty JSON object.",
+        ));
+    }
+    let plaintext = serde_json::to_vec(&request.credentials).map_err(|_| ApiError::internal())?;
+    if plaintext.len() > MAX_CREDENTIALS_BYTES {
+        return Err(ApiError::bad_request(
+            "invalid_credentials",
+            format!("`credentials` may be at most {MAX_CREDENTIALS_BYTES} bytes."),
+        ));
+    }
+    let ring = state.keyring.as_ref().ok_or_else(|| {
+        ApiError::unavailable(
+            "encryption_not_configured",
+            "Credential encryption is not configured (ENCRYPTION_KEYS is unset).",
+        )
+    })?;
+    let credentials = ring.encrypt(tenant.as_str(), &plaintext).map_err(|error| {
+        tracing::error!(%error, "credential encryption failed");
+        ApiError::internal()
+    })?;
+    let record = IntegrationRecord {
+        id: format!("int_{}", uuid::Uuid::now_v7().simple()),
+        kind: kind.to_owned(),
+        name,
+        created_at: now_rfc3339(),
+        credentials,
+    };
+    state
+        .store
+        .put_integration(tenant, &record)
+        .await
+        .map_err(store_error)?;
+    tracing::info!(integration_id = %record.id, kind = %record.kind, key_id = record.key_id(), "integration created");
+    Ok(json_response(
+        StatusCode::CREATED,
+        &IntegrationView::from(&record),
+    ))
+}
+
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let id = params
+        .iter()
+        .find(|(n, _)| *n == "id")
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(ApiError::internal)?;
+    if !state
+        .store
+        .delete_integration(tenant, id)
+        .await
+        .map_err(store_error)?
+    {
+        return Err(ApiError::not_found(
+            "integration_not_found",
+            "There is no such integration in your organization.",
+        ));
+    }
+    tracing::info!(integration_id = %id, "integration deleted");
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"id": id, "deleted": true}),
+    ))
+}

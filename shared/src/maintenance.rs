@@ -1,0 +1,71 @@
+//! One-off maintenance jobs, run by `tollgate-dev` locally and by the `rotate-keys` Lambda in AWS.
+
+use serde::Serialize;
+
+use crate::crypto::KeyRing;
+use crate::store::{Store, StoreError};
+
+/// What a key rotation did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotationReport {
+    pub scanned: u64,
+    pub reencrypted: u64,
+    pub already_current: u64,
+    /// Changed or deleted by someone else between read and write; a second run picks them up.
+    pub skipped_concurrent: u64,
+    /// Could not be decrypted with the ring (ids only, never contents).
+    pub failed: Vec<String>,
+}
+
+/// Re-encrypts every stored integration credential under the ring's active key. Resumable and
+/// safe to run twice: each value is replaced only if it is still the one read, values already
+/// under the active key are left alone, and an interrupted run is finished by running it again.
+pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport, StoreError> {
+    let mut report = RotationReport::default();
+    let mut start = None;
+    loop {
+        let (page, next) = store.scan_integrations(start).await?;
+        for stored in page {
+            report.scanned += 1;
+            let record = &stored.record;
+            if !ring.needs_reencryption(&record.credentials) {
+                report.already_current += 1;
+                continue;
+            }
+            match ring.reencrypt(stored.tenant.as_str(), &record.credentials) {
+                Ok(rotated) => {
+                    if store
+                        .replace_credentials(
+                            &stored.tenant,
+                            &record.id,
+                            &record.credentials,
+                            &rotated,
+                        )
+                        .await?
+                    {
+                        report.reencrypted += 1;
+                    } else {
+                        report.skipped_concurrent += 1;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(integration_id = %record.id, organization_id = %stored.tenant.as_str(), %error, "credential could not be re-encrypted");
+                    report.failed.push(record.id.clone());
+                }
+            }
+        }
+        match next {
+            Some(key) => start = Some(key),
+            None => break,
+        }
+    }
+    tracing::info!(
+        scanned = report.scanned,
+        reencrypted = report.reencrypted,
+        failed = report.failed.len(),
+        active_key = ring.active_kid(),
+        "key rotation finished"
+    );
+    Ok(report)
+}

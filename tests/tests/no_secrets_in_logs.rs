@@ -1,0 +1,137 @@
+//! A full flow with every kind of secret, logging at TRACE into a buffer: no token, key,
+//! signing secret or credential appears in any log line.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+use tollgate_tests::TestApp;
+use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_full_flow_logs_no_secret() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    // Everything at TRACE, through the same filter the functions use.
+    tracing_subscriber::fmt()
+        .with_env_filter(tollgate::telemetry::filter("trace"))
+        .json()
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .init();
+
+    const SERVICE_KEY: &str = "tgsk_log_test_service_key_5f3a";
+    const WEBHOOK_SECRET: &str = "whsec_log_test_signing_secret_9c1e";
+    const STRIPE_KEY: &str = "sk_test_log_test_stripe_key_77d2";
+    const ENCRYPTION_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+    const CREDENTIAL: &str = "twilio_auth_token_never_logged_4b8e";
+    let stripe = StripeStandIn::start().await;
+    let base = stripe.base_url.clone();
+    let app = TestApp::start_with(move |config| {
+        config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(SERVICE_KEY);
+        config.stripe_secret_key = Some(STRIPE_KEY.into());
+        config.stripe_api_base = base;
+        config.stripe_webhook_secrets = WEBHOOK_SECRET.into();
+        config.encryption_keys = Some(format!("k9:{ENCRYPTION_KEY}"));
+        config.encryption_active_key = Some("k9".into());
+    })
+    .await;
+
+    let (owner, user) = app.owner_with_organization("auth0|logger").await;
+    let org = user.organization_id.clone().unwrap();
+    assert_eq!(
+        app.post(
+            "/api/billing/checkout",
+            &owner,
+            json!({"plan": "BUSINESS", "interval": "monthly"})
+        )
+        .await
+        .status,
+        200
+    );
+    let customer = app
+        .store
+        .get_organization(&user.tenant().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .stripe_customer_id
+        .unwrap();
+    let mut subscription = fixture("subscription");
+    subscription["customer"] = json!(customer);
+    subscription["items"]["data"][0]["price"]["id"] = json!("price_business_monthly");
+    let (body, signature) = signed_event(
+        WEBHOOK_SECRET,
+        "customer.subscription.created",
+        "evt_log_1",
+        1_790_000_000,
+        subscription,
+    );
+    assert_eq!(app.deliver(&body, Some(&signature)).await.status, 200);
+    assert_eq!(app.deliver(&body, Some("t=1,v1=00")).await.status, 400);
+    assert_eq!(
+        app.post(
+            "/api/integrations",
+            &owner,
+            json!({"type": "twilio", "name": "Line", "credentials": {"authToken": CREDENTIAL}})
+        )
+        .await
+        .status,
+        201
+    );
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let call =
+        json!({"organizationId": org, "callId": "log-call", "durationSeconds": 90, "endedAt": now});
+    assert_eq!(
+        app.post("/api/usage/calls", SERVICE_KEY, call).await.status,
+        201
+    );
+    assert_eq!(app.get("/api/me", "tgsk_wrong_guess_key").await.status, 401);
+    assert_eq!(app.get("/api/me", &format!("{owner}x")).await.status, 401);
+    assert_eq!(
+        app.get("/api/billing/subscription", &owner).await.status,
+        200
+    );
+
+    let logs = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("billing state changed"),
+        "the flow was logged"
+    );
+    assert!(logs.contains("request done"));
+    let token_signature = owner.rsplit('.').next().unwrap();
+    for secret in [
+        owner.as_str(),
+        token_signature,
+        SERVICE_KEY,
+        "tgsk_wrong_guess_key",
+        WEBHOOK_SECRET,
+        STRIPE_KEY,
+        ENCRYPTION_KEY,
+        CREDENTIAL,
+        signature.as_str(),
+        "auth0|logger@example.com",
+    ] {
+        let leak = logs.lines().find(|line| line.contains(secret));
+        assert!(
+            leak.is_none(),
+            "a log line contains a secret: {}",
+            leak.unwrap_or_default().replace(secret, "<SECRET>")
+        );
+    }
+}
