@@ -3,6 +3,8 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
+# The project venv: moto's server for the Secrets Manager tests.
+infra/scripts/venv.sh >/dev/null
 name="test-$$"
 trap 'infra/scripts/dynamodb-local.sh stop "$name"' EXIT
 DYNAMODB_ENDPOINT="$(infra/scripts/dynamodb-local.sh start "$name")"

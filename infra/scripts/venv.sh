@@ -10,6 +10,8 @@ script_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo_root="$(cd "${script_dir}/../.." && pwd)"
 venv="${repo_root}/.venv"
 req="${repo_root}/infra/requirements.txt"
+# Test-only tools (moto's server as a local Secrets Manager), installed alongside.
+test_req="${repo_root}/infra/requirements-test.txt"
 stamp="${venv}/.requirements.sha256"
 
 python="${PYTHON:-python3}"
@@ -22,14 +24,14 @@ if [[ ! -x "${venv}/bin/python" ]]; then
   rm -f "${stamp}"
 fi
 
-want="$( { echo "pip==${pip_version}"; cat "${req}"; } | sha256sum | cut -d' ' -f1)"
+want="$( { echo "pip==${pip_version}"; cat "${req}" "${test_req}"; } | sha256sum | cut -d' ' -f1)"
 have="$(cat "${stamp}" 2>/dev/null || true)"
 
 if [[ "${want}" != "${have}" ]]; then
   log="$(mktemp)"
   trap 'rm -f "${log}"' EXIT
   pip=("${venv}/bin/python" -m pip install --quiet --disable-pip-version-check)
-  if ! { "${pip[@]}" "pip==${pip_version}" && "${pip[@]}" -r "${req}"; } >"${log}" 2>&1; then
+  if ! { "${pip[@]}" "pip==${pip_version}" && "${pip[@]}" -r "${req}" -r "${test_req}"; } >"${log}" 2>&1; then
     cat "${log}" >&2
     echo "venv.sh: pip install of ${req} failed" >&2
     exit 1

@@ -29,6 +29,13 @@ pub struct Config {
     /// `kid:hex64,kid2:hex64` and the kid new writes use; unset: integrations answer 503.
     pub encryption_keys: Option<String>,
     pub encryption_active_key: Option<String>,
+    /// In AWS: the JSON secret holding the values above (see `tollgate::secrets`); when set, the
+    /// environment's secret values are not used.
+    pub secrets_arn: Option<String>,
+    /// How long secret values are cached before they are read again (`SECRETS_TTL_SECONDS`).
+    pub secrets_ttl: Duration,
+    /// Local/test endpoint for Secrets Manager (`SECRETS_MANAGER_ENDPOINT`).
+    pub secrets_manager_endpoint: Option<String>,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -97,6 +104,17 @@ impl Config {
             app_url: get("APP_URL")
                 .map(|url| url.trim_end_matches('/').to_owned())
                 .unwrap_or_else(|| DEFAULT_APP_URL.to_owned()),
+            secrets_arn: get("SECRETS_ARN"),
+            secrets_ttl: match get("SECRETS_TTL_SECONDS") {
+                Some(raw) => {
+                    Duration::from_secs(raw.parse().map_err(|_| ConfigError::Invalid {
+                        name: "SECRETS_TTL_SECONDS",
+                        reason: "expected a whole number of seconds".into(),
+                    })?)
+                }
+                None => crate::secrets::DEFAULT_TTL,
+            },
+            secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT"),
             encryption_keys: get("ENCRYPTION_KEYS"),
             encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
             rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {

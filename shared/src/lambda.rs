@@ -28,7 +28,8 @@ pub async fn run_rotate_keys() -> Result<(), lambda_http::Error> {
         move |_event: lambda_http::LambdaEvent<serde_json::Value>| {
             let state = state.clone();
             async move {
-                let ring = state
+                let secrets = state.secrets().await.map_err(|e| e.message)?;
+                let ring = secrets
                     .keyring
                     .as_ref()
                     .ok_or("ENCRYPTION_KEYS is unset: there is no key ring to rotate to")?;

@@ -18,6 +18,7 @@ use crate::http::ApiError;
 use crate::ratelimit::{Bucket, RateStatus};
 use crate::rbac::{self, Decision};
 use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch};
+use crate::secrets::{SecretSource, SecretValues};
 use crate::store::{Store, StoreError, TenantId, UserRecord};
 
 /// Everything a request needs, built once per cold start and shared by warm invocations.
@@ -26,12 +27,35 @@ pub struct AppState {
     pub store: Store,
     /// `None` when no issuer is configured: user routes answer 503 `auth_not_configured`.
     pub verifier: Option<JwtVerifier>,
-    pub service_keys: ServiceKeys,
-    /// `None` without `STRIPE_SECRET_KEY`: checkout and portal answer 503 `billing_not_configured`.
+    /// The secret values: the JSON secret of `SECRETS_ARN` (refreshed after a TTL) or the
+    /// environment.
+    secret_source: SecretSource,
+    /// What was built from the current secret values, rebuilt when they change.
+    derived: tokio::sync::RwLock<Option<(Arc<SecretValues>, Arc<Secrets>)>>,
+}
+
+/// Clients and checkers built from the secret values.
+pub struct Secrets {
+    /// `None` without a Stripe key: checkout and portal answer 503 `billing_not_configured`.
     pub stripe: Option<StripeApi>,
     pub webhook_secrets: WebhookSecrets,
-    /// Integration credentials' key ring; `None` without `ENCRYPTION_KEYS`.
+    pub service_keys: ServiceKeys,
+    /// Integration credentials' key ring; `None` without one: integrations answer 503.
     pub keyring: Option<crate::crypto::KeyRing>,
+}
+
+impl Secrets {
+    fn build(values: &SecretValues, stripe_api_base: &str) -> Result<Self, StartupError> {
+        Ok(Self {
+            stripe: match &values.stripe_secret_key {
+                Some(key) => Some(StripeApi::new(key, stripe_api_base)?),
+                None => None,
+            },
+            webhook_secrets: WebhookSecrets::parse(&values.stripe_webhook_secrets),
+            service_keys: ServiceKeys::from_hex_list(&values.service_key_hashes)?,
+            keyring: values.encryption_keys.clone(),
+        })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,14 +74,62 @@ pub enum StartupError {
 
 impl AppState {
     /// Reads the environment and builds clients. Does no network I/O, so a cold start never
-    /// waits on an unreachable dependency; a wrong setting fails here, at init, with its name.
+    /// waits on an unreachable dependency (the secret is read on the first request that needs
+    /// it); a wrong setting fails here, at init, with its name.
     pub async fn from_env() -> Result<Arc<Self>, StartupError> {
         let config = Config::from_env()?;
         let store = Store::connect(&config).await;
-        Self::new(config, store)
+        Self::from_config(config, store).await
     }
 
+    /// The state for `config`: secrets from `SECRETS_ARN` when set, else from `config` itself.
+    pub async fn from_config(config: Config, store: Store) -> Result<Arc<Self>, StartupError> {
+        match config.secrets_arn.clone() {
+            Some(arn) => {
+                let client = crate::secrets::secrets_manager_client(
+                    config.secrets_manager_endpoint.as_deref(),
+                )
+                .await;
+                let ttl = config.secrets_ttl;
+                Self::with_source(
+                    config,
+                    store,
+                    SecretSource::secrets_manager(client, arn, ttl),
+                )
+            }
+            None => Self::new(config, store),
+        }
+    }
+
+    /// The state with secret values from `config` (the environment): checked here, at init.
     pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StartupError> {
+        let values = SecretValues {
+            stripe_secret_key: config.stripe_secret_key.clone(),
+            stripe_webhook_secrets: config.stripe_webhook_secrets.clone(),
+            service_key_hashes: config.service_key_hashes.clone(),
+            encryption_keys: match &config.encryption_keys {
+                Some(keys) => Some(crate::crypto::KeyRing::from_env_strings(
+                    keys,
+                    config.encryption_active_key.as_deref().unwrap_or_default(),
+                )?),
+                None => None,
+            },
+        };
+        let secrets = Secrets::build(&values, &config.stripe_api_base)?;
+        let values = Arc::new(values);
+        let state = Self::with_source(config, store, SecretSource::fixed((*values).clone()))?;
+        // Fixed values never change: build what depends on them once, now.
+        if let Ok(mut derived) = state.derived.try_write() {
+            *derived = Some((values, Arc::new(secrets)));
+        }
+        Ok(state)
+    }
+
+    pub fn with_source(
+        config: Config,
+        store: Store,
+        secret_source: SecretSource,
+    ) -> Result<Arc<Self>, StartupError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(3))
             .build()
@@ -66,28 +138,41 @@ impl AppState {
             Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http)?),
             None => None,
         };
-        let service_keys = ServiceKeys::from_hex_list(&config.service_key_hashes)?;
-        let stripe = match &config.stripe_secret_key {
-            Some(key) => Some(StripeApi::new(key, &config.stripe_api_base)?),
-            None => None,
-        };
-        let webhook_secrets = WebhookSecrets::parse(&config.stripe_webhook_secrets);
-        let keyring = match &config.encryption_keys {
-            Some(keys) => Some(crate::crypto::KeyRing::from_env_strings(
-                keys,
-                config.encryption_active_key.as_deref().unwrap_or_default(),
-            )?),
-            None => None,
-        };
         Ok(Arc::new(Self {
             config,
             store,
             verifier,
-            service_keys,
-            stripe,
-            webhook_secrets,
-            keyring,
+            secret_source,
+            derived: tokio::sync::RwLock::new(None),
         }))
+    }
+
+    /// The current secrets (re-read after the TTL when they come from Secrets Manager); 503 when
+    /// they cannot be read and none were read before.
+    pub async fn secrets(&self) -> Result<Arc<Secrets>, ApiError> {
+        let values = self.secret_source.current().await.map_err(|error| {
+            tracing::error!(kind = error.kind(), "secrets could not be read");
+            ApiError::unavailable(
+                "secrets_unavailable",
+                "Configuration secrets could not be read; try again shortly.",
+            )
+        })?;
+        if let Some((seen, secrets)) = self.derived.read().await.as_ref()
+            && Arc::ptr_eq(seen, &values)
+        {
+            return Ok(secrets.clone());
+        }
+        let secrets = Arc::new(
+            Secrets::build(&values, &self.config.stripe_api_base).map_err(|error| {
+                tracing::error!(%error, "secret values are not usable");
+                ApiError::unavailable(
+                    "secrets_unavailable",
+                    "Configuration secrets are not usable; the operators have been told.",
+                )
+            })?,
+        );
+        *self.derived.write().await = Some((values, secrets.clone()));
+        Ok(secrets)
     }
 }
 
@@ -405,7 +490,8 @@ pub async fn authenticate(state: &AppState, request: &Request) -> Result<Princip
         .transpose()?;
     let token = JwtVerifier::bearer_token(header).map_err(|e| rejected(&e))?;
     if token.split('.').count() != 3 {
-        if !state.service_keys.is_empty() && state.service_keys.verify(token) {
+        let secrets = state.secrets().await?;
+        if !secrets.service_keys.is_empty() && secrets.service_keys.verify(token) {
             return Ok(Principal::Service);
         }
         tracing::info!(reason = "malformed_or_unknown_key", "credential rejected");

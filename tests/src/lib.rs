@@ -1,6 +1,7 @@
 //! Test harness for whole flows: a dev gateway on 127.0.0.1 (the same router `tollgate-dev serve`
 //! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
 
+pub mod moto;
 pub mod stripe_standin;
 
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -74,7 +75,9 @@ impl TestApp {
             .expect("create test table");
         adjust(&mut config);
         let store = Store::connect(&config).await;
-        let state = AppState::new(config, store.clone()).expect("app state");
+        let state = AppState::from_config(config, store.clone())
+            .await
+            .expect("app state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");

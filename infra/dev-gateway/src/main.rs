@@ -129,7 +129,8 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::RotateKeys => {
             let store = Store::connect(&config).await;
             let state = AppState::new(config, store).map_err(|e| e.to_string())?;
-            let ring = state
+            let secrets = state.secrets().await.map_err(|e| e.message)?;
+            let ring = secrets
                 .keyring
                 .as_ref()
                 .ok_or("ENCRYPTION_KEYS and ENCRYPTION_ACTIVE_KEY must be set")?;

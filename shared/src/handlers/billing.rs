@@ -15,8 +15,8 @@ use crate::store::{InvoiceRecord, OrganizationRecord, PlanStatus, StoreError, is
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
 
-fn stripe(state: &AppState) -> Result<&StripeApi, ApiError> {
-    state.stripe.as_ref().ok_or_else(|| {
+async fn stripe(state: &AppState) -> Result<StripeApi, ApiError> {
+    state.secrets().await?.stripe.clone().ok_or_else(|| {
         ApiError::unavailable(
             "billing_not_configured",
             "Billing is not configured on this deployment (STRIPE_SECRET_KEY is unset).",
@@ -62,7 +62,7 @@ pub async fn checkout(
     caller: &Caller,
     body: &Body,
 ) -> Result<Response<Body>, ApiError> {
-    let stripe = stripe(state)?;
+    let stripe = stripe(state).await?;
     let request: CheckoutBody = parse_json_body(body)?;
     let plan: Plan = request.plan.parse().map_err(|_| {
         ApiError::bad_request(
@@ -153,7 +153,7 @@ struct PortalResponse {
 }
 
 pub async fn portal(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    let stripe = stripe(state)?;
+    let stripe = stripe(state).await?;
     let organization = organization(state, caller).await?;
     let customer_id = organization.stripe_customer_id.ok_or_else(|| {
         ApiError::conflict(

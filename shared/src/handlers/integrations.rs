@@ -109,7 +109,8 @@ pub async fn create(
             format!("`credentials` may be at most {MAX_CREDENTIALS_BYTES} bytes."),
         ));
     }
-    let ring = state.keyring.as_ref().ok_or_else(|| {
+    let secrets = state.secrets().await?;
+    let ring = secrets.keyring.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "encryption_not_configured",
             "Credential encryption is not configured (ENCRYPTION_KEYS is unset).",

@@ -76,7 +76,7 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
         .and_then(|v| v.to_str().ok());
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     match signature::verify(
-        &state.webhook_secrets,
+        &state.secrets().await?.webhook_secrets,
         header,
         payload,
         now,
@@ -155,8 +155,8 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
     ))
 }
 
-fn api(state: &AppState) -> Result<&StripeApi, ApiError> {
-    state.stripe.as_ref().ok_or_else(|| {
+async fn api(state: &AppState) -> Result<StripeApi, ApiError> {
+    state.secrets().await?.stripe.clone().ok_or_else(|| {
         ApiError::unavailable(
             "billing_not_configured",
             "STRIPE_SECRET_KEY is unset: the event cannot be completed through Stripe's API; Stripe will retry.",
@@ -174,7 +174,8 @@ async fn subscription_facts(
         Ok(facts) => Ok(facts),
         Err(error) => {
             tracing::warn!(%error, "subscription payload does not fit the pinned API version; fetching it");
-            api(state)?
+            api(state)
+                .await?
                 .retrieve_subscription(object_id(object)?)
                 .await
                 .map_err(stripe_error)
@@ -190,7 +191,8 @@ async fn invoice_facts(
         Ok(facts) => Ok(facts),
         Err(error) => {
             tracing::warn!(%error, "invoice payload does not fit the pinned API version; fetching it");
-            api(state)?
+            api(state)
+                .await?
                 .retrieve_invoice(object_id(object)?)
                 .await
                 .map_err(stripe_error)
@@ -206,7 +208,8 @@ async fn checkout_facts(
         Ok(facts) => Ok(facts),
         Err(error) => {
             tracing::warn!(%error, "checkout session payload does not fit the pinned API version; fetching it");
-            api(state)?
+            api(state)
+                .await?
                 .retrieve_checkout_session(object_id(object)?)
                 .await
                 .map_err(stripe_error)
@@ -316,7 +319,8 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 return Ok(None);
             };
             // The session carries no subscription state: read it, in the pinned version.
-            let subscription = api(state)?
+            let subscription = api(state)
+                .await?
                 .retrieve_subscription(&subscription_id)
                 .await
                 .map_err(stripe_error)?;
@@ -522,7 +526,8 @@ async fn bill_overage(
         );
         let key = format!("tollgate-overage-{}-{}", tenant.as_str(), marker.period_key);
         let minutes = marker.overage_minutes.to_string();
-        let item = api(state)?
+        let item = api(state)
+            .await?
             .create_invoice_item(
                 customer,
                 &marker.invoice_id,
