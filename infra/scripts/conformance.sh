@@ -7,14 +7,16 @@
 # any, the service-key run is skipped.
 #
 # Starts DynamoDB Local (in memory), the test suite's Stripe stand-in and `tollgate-dev serve` on
-# free 127.0.0.1 ports over a fresh table, creates one organization (plan BUSINESS) with a member of every role plus a user without an
-# organization, then runs `schemathesis run docs/openapi.yaml` once per token and once with a
-# service key (POST /api/usage/calls only). Checks: no 5xx, status codes, content types and
-# response bodies as documented. Exits non-zero on any failure. Everything it started is stopped
-# on exit. Reports (ndjson, JUnit) are kept in .tollgate/conformance/.
+# free 127.0.0.1 ports over a fresh table, creates one organization (plan BUSINESS) with a member
+# of every role plus a user without an organization, then runs `schemathesis run
+# docs/openapi.yaml` once per token and once with a service key (POST /api/usage/calls only).
+# Checks: no 5xx, status codes, content types and response bodies as documented. Exits non-zero
+# on any failure. Everything it started is stopped on exit. Reports (schemathesis output, ndjson,
+# JUnit) and the gateway's log are kept in .tollgate/conformance/.
 #
 # Tunables (environment): CONFORMANCE_MAX_EXAMPLES (default 40), CONFORMANCE_SEED (default 7),
-# CONFORMANCE_WORKERS (default 1), CONFORMANCE_SCHEMA (default docs/openapi.yaml), CONFORMANCE_PHASES (default examples,coverage,fuzzing,stateful).
+# CONFORMANCE_WORKERS (default 1), CONFORMANCE_SCHEMA (default docs/openapi.yaml),
+# CONFORMANCE_PHASES (default examples,coverage,fuzzing,stateful).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -56,6 +58,11 @@ fi
 schemathesis="$venv/bin/schemathesis"
 
 # --- local stack ----------------------------------------------------------------------------------
+cargo build --quiet -p tollgate-dev
+cargo build --quiet -p tollgate-tests --example stripe_standin
+dev="$root/target/debug/tollgate-dev"
+reports="$root/.tollgate/conformance"
+rm -rf "$reports"; mkdir -p "$reports"
 work="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-conformance.XXXXXX")"
 server_pid=""
 stripe_pid=""
@@ -93,9 +100,6 @@ export RATE_LIMIT_USER_PER_HOUR=0 RATE_LIMIT_ANONYMOUS_PER_HOUR=0 \
 export RUST_LOG="${RUST_LOG:-warn}"
 
 echo "conformance: DynamoDB Local at $DYNAMODB_ENDPOINT, table $TABLE_NAME"
-cargo build --quiet -p tollgate-dev
-cargo build --quiet -p tollgate-tests --example stripe_standin
-dev="$root/target/debug/tollgate-dev"
 "$dev" create-table
 
 # Stripe: the test suite's local stand-in, so checkout and portal run instead of answering 503.
@@ -119,14 +123,14 @@ for who in owner admin manager operator viewer newcomer; do tokens[$who]="$(toke
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')"
 base="http://127.0.0.1:$port"
-"$dev" serve --addr "127.0.0.1:$port" >"$work/gateway.log" 2>&1 &
+"$dev" serve --addr "127.0.0.1:$port" >"$reports/gateway.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 100); do
   curl -sf -o /dev/null "$base/.well-known/jwks.json" && break
-  kill -0 "$server_pid" 2>/dev/null || { cat "$work/gateway.log" >&2; echo "conformance: the gateway exited" >&2; exit 1; }
+  kill -0 "$server_pid" 2>/dev/null || { cat "$reports/gateway.log" >&2; echo "conformance: the gateway exited" >&2; exit 1; }
   sleep 0.1
 done
-curl -sf -o /dev/null "$base/.well-known/jwks.json" || { cat "$work/gateway.log" >&2; echo "conformance: the gateway is not listening" >&2; exit 1; }
+curl -sf -o /dev/null "$base/.well-known/jwks.json" || { cat "$reports/gateway.log" >&2; echo "conformance: the gateway is not listening" >&2; exit 1; }
 echo "conformance: dev gateway at $base"
 
 # --- fixtures: one organization with every role, and a user without one --------------------------
@@ -163,8 +167,6 @@ call GET /api/me "${tokens[newcomer]}" "" 201 >/dev/null
 echo "conformance: organization $org_id (BUSINESS) with OWNER, ADMIN, MANAGER, OPERATOR, VIEWER; one user without an organization"
 
 # --- schemathesis, once per credential ------------------------------------------------------------
-reports="$root/.tollgate/conformance"
-rm -rf "$reports"; mkdir -p "$reports"
 declare -A outcome
 failed=0
 run() {

@@ -25,7 +25,42 @@ pub fn dynamodb_endpoint() -> String {
     }
 }
 
+/// Counts the DynamoDB requests a client sends, by operation (`GetItem`, `Query`, ...), to check
+/// what a route costs without timing anything.
+#[derive(Debug, Default, Clone)]
+pub struct RequestCounter(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl RequestCounter {
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().expect("counter lock"))
+    }
+}
+
+impl aws_sdk_dynamodb::config::Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("?");
+        let operation = target.rsplit('.').next().unwrap_or(target).to_owned();
+        self.0.lock().expect("counter lock").push(operation);
+        Ok(())
+    }
+}
+
 pub struct TestApp {
+    /// Every DynamoDB request the app's store sent (the harness's own table set-up excluded).
+    pub dynamodb_requests: RequestCounter,
     pub base_url: String,
     pub issuer: LocalIssuer,
     pub store: Store,
@@ -74,7 +109,16 @@ impl TestApp {
             .await
             .expect("create test table");
         adjust(&mut config);
-        let store = Store::connect(&config).await;
+        let dynamodb_requests = RequestCounter::default();
+        let client = tollgate::store::dynamodb_client(config.dynamodb_endpoint.as_deref()).await;
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .interceptor(dynamodb_requests.clone())
+                .build(),
+        );
+        let store = Store::new(client, &config.table_name);
         let state = AppState::from_config(config, store.clone())
             .await
             .expect("app state");
@@ -87,6 +131,7 @@ impl TestApp {
             let _ = tollgate_dev::server::serve(listener, router).await;
         });
         TestApp {
+            dynamodb_requests,
             base_url,
             issuer,
             store,

@@ -148,3 +148,37 @@ async fn limit_windows_expire_by_ttl() {
         "expires after its window"
     );
 }
+
+/// At the production default (1,000 per hour per user): the 1,000th request passes, the 1,001st is
+/// refused, and the next window starts afresh.
+#[tokio::test]
+async fn the_default_user_limit_is_exact_at_the_boundary_and_resets() {
+    use tollgate::ratelimit::{Bucket, RateLimits};
+    let app = TestApp::start().await;
+    let limit = RateLimits::default().user;
+    assert_eq!(limit.max, 1000);
+    let now = 1_800_000_000i64; // a window start: 1_800_000_000 = 500_000 h
+    for i in 1..=1000u64 {
+        let status = app
+            .store
+            .hit_rate_limit(Bucket::User, "auth0|boundary", limit, now + 10)
+            .await
+            .unwrap();
+        assert!(!status.limited, "request {i}");
+        assert_eq!(status.remaining, 1000 - i);
+    }
+    let refused = app
+        .store
+        .hit_rate_limit(Bucket::User, "auth0|boundary", limit, now + 3599)
+        .await
+        .unwrap();
+    assert!(refused.limited, "the 1,001st request");
+    assert_eq!(refused.reset, 1);
+    let next_window = app
+        .store
+        .hit_rate_limit(Bucket::User, "auth0|boundary", limit, now + 3600)
+        .await
+        .unwrap();
+    assert!(!next_window.limited);
+    assert_eq!(next_window.remaining, 999);
+}

@@ -55,8 +55,14 @@ async fn calls_are_recorded_once_and_repeats_answer_the_original() {
     let org = user.organization_id.clone().unwrap();
     let ended = OffsetDateTime::now_utc() - time::Duration::minutes(3);
 
+    app.dynamodb_requests.take();
     let first = post_call(&app, &org, "call-1", 61, ended).await;
     assert_eq!(first.status, 201, "{}", first.body);
+    // Organization, the call + counter transaction, the counter (for alerts): nothing more.
+    assert_eq!(
+        app.dynamodb_requests.take(),
+        ["GetItem", "TransactWriteItems", "GetItem"]
+    );
     assert_eq!(first.body["minutes"], 2, "ceil(61/60)");
     let again = post_call(&app, &org, "call-1", 61, ended).await;
     assert_eq!(again.status, 200);
@@ -552,4 +558,85 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
         Some("9400"),
         "(1440 - 500) x 10"
     );
+}
+
+/// Reading usage costs the same DynamoDB requests with 10 and with 10,000 recorded calls: it reads
+/// the period counter, never the calls.
+#[tokio::test]
+async fn reading_usage_does_not_grow_with_the_number_of_calls() {
+    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    let app = app_with_service_key(None).await;
+    let (token, user) = app
+        .organization_on_plan("auth0|o1", Plan::Business, PlanStatus::Active)
+        .await;
+    let org = user.organization_id.clone().unwrap();
+    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    for i in 0..10 {
+        assert_eq!(
+            post_call(&app, &org, &format!("c{i}"), 60, ended)
+                .await
+                .status,
+            201
+        );
+    }
+    app.dynamodb_requests.take();
+    let with_ten = app.get("/api/billing/usage", &token).await;
+    let requests_ten = app.dynamodb_requests.take();
+    assert_eq!(with_ten.body["calls"], 10);
+
+    // 9,990 more call records, written straight to the table in batches, and the counter.
+    let period = tollgate::usage::calendar_month(OffsetDateTime::now_utc());
+    let tenant = user.tenant().unwrap();
+    let client = app.store.client();
+    for batch in 0..(9_990 / 25 + 1) {
+        let writes: Vec<WriteRequest> = (0..25)
+            .map(|j| batch * 25 + j)
+            .filter(|n| *n < 9_990)
+            .map(|n| {
+                let (pk, sk) = tollgate::store::usage::call_key(&tenant, &format!("bulk{n}"));
+                let item = [("PK", pk), ("SK", sk), ("entity", "CALL".to_owned())]
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
+                    .collect();
+                WriteRequest::builder()
+                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
+                    .build()
+            })
+            .collect();
+        if writes.is_empty() {
+            break;
+        }
+        client
+            .batch_write_item()
+            .request_items(app.store.table_name(), writes)
+            .send()
+            .await
+            .unwrap();
+    }
+    let (pk, sk) = tollgate::store::usage::counter_key(&tenant, &period);
+    client
+        .update_item()
+        .table_name(app.store.table_name())
+        .key("PK", AttributeValue::S(pk))
+        .key("SK", AttributeValue::S(sk))
+        .update_expression("ADD calls :n, minutes :n")
+        .expression_attribute_values(":n", AttributeValue::N("9990".into()))
+        .send()
+        .await
+        .unwrap();
+    app.dynamodb_requests.take();
+    let with_ten_thousand = app.get("/api/billing/usage", &token).await;
+    let requests_ten_thousand = app.dynamodb_requests.take();
+    assert_eq!(with_ten_thousand.body["calls"], 10_000);
+    assert_eq!(
+        requests_ten, requests_ten_thousand,
+        "same requests whatever the number of calls"
+    );
+    assert!(
+        requests_ten
+            .iter()
+            .all(|op| op == "GetItem" || op == "UpdateItem"),
+        "point reads (and the rate-limit counter) only, no Query or Scan: {requests_ten:?}"
+    );
+    println!("GET /api/billing/usage DynamoDB requests: {requests_ten:?}");
 }
