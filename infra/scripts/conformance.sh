@@ -14,7 +14,7 @@
 # on any failure. Everything it started is stopped on exit. Reports (schemathesis output, ndjson,
 # JUnit) and the gateway's log are kept in .tollgate/conformance/.
 #
-# Tunables (environment): CONFORMANCE_MAX_EXAMPLES (default 40), CONFORMANCE_SEED (default 7),
+# Tunables (environment): CONFORMANCE_MAX_EXAMPLES (default 30), CONFORMANCE_SEED (default 7),
 # CONFORMANCE_WORKERS (default 1), CONFORMANCE_SCHEMA (default docs/openapi.yaml),
 # CONFORMANCE_PHASES (default examples,coverage,fuzzing,stateful).
 set -euo pipefail
@@ -23,7 +23,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 started_at=$(date +%s)
 
-max_examples="${CONFORMANCE_MAX_EXAMPLES:-40}"
+max_examples="${CONFORMANCE_MAX_EXAMPLES:-30}"
 seed="${CONFORMANCE_SEED:-7}"
 # One worker: Hypothesis' lambda-source cache races under several threads on CPython 3.11
 # ("AST constructor recursion depth mismatch" runtime errors).

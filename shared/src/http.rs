@@ -102,6 +102,42 @@ pub fn json_response<T: Serialize + ?Sized>(status: StatusCode, value: &T) -> Re
     response
 }
 
+/// `limit` (1..=`max`, default `default`) and `cursor` query parameters of a list route.
+pub fn page_params(
+    request: &lambda_http::Request,
+    default: i32,
+    max: i32,
+) -> Result<(i32, Option<String>), ApiError> {
+    use lambda_http::RequestExt;
+    let query = request.query_string_parameters_ref();
+    let limit = match query.and_then(|q| q.first("limit")) {
+        None => default,
+        Some(raw) => raw
+            .parse::<i32>()
+            .ok()
+            .filter(|l| (1..=max).contains(l))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!("`limit` must be a whole number from 1 to {max}."),
+                )
+            })?,
+    };
+    let cursor = query
+        .and_then(|q| q.first("cursor"))
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    Ok((limit, cursor))
+}
+
+/// The 400 for a `cursor` this API did not hand out.
+pub fn invalid_cursor() -> ApiError {
+    ApiError::bad_request(
+        "invalid_cursor",
+        "`cursor` is not one this API returned; start again without it.",
+    )
+}
+
 /// The raw bytes of a request body, whatever form `lambda_http` handed it in.
 pub fn body_bytes(body: &Body) -> &[u8] {
     match body {

@@ -1,5 +1,5 @@
 //! A local stand-in for Stripe's HTTP API, for tests: an axum server on 127.0.0.1 that answers
-//! the calls Tollgate makes with Stripe's own example objects (`../shared/stripe/fixtures3.json`),
+//! the calls Tollgate makes with Stripe's own example objects (`tests/fixtures/stripe-fixtures3.json`),
 //! their ids and fields set from the request, and records every request for assertions.
 //!
 //! Served (anything else answers Stripe's 404):
@@ -32,7 +32,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use tollgate::billing::stripe_api::PINNED_API_VERSION;
 
-const FIXTURES: &str = include_str!("../../../shared/stripe/fixtures3.json");
+/// Stripe's published example objects (`openapi/fixtures3.json`, the copy in the shared reference
+/// material), vendored so the repository builds and tests on its own.
+const FIXTURES: &str = include_str!("../fixtures/stripe-fixtures3.json");
 
 /// Stripe's example object for a resource, by its `object` name: `subscription`, `invoice`,
 /// `checkout.session`, `customer`, `billing_portal.session`, `invoiceitem`, ...

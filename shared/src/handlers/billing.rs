@@ -2,12 +2,12 @@
 //! Stripe's portal, and reading the subscription and invoices webhooks recorded.
 
 use http::StatusCode;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use super::organizations::tenant_of;
 use crate::billing::stripe_api::{CheckoutRequest, StripeApi, StripeError};
-use crate::http::{ApiError, json_response, parse_json_body};
+use crate::http::{ApiError, invalid_cursor, json_response, page_params, parse_json_body};
 use crate::pipeline::{AppState, Caller, organization_required, store_error};
 use crate::pricing::{Interval, Plan};
 use crate::store::{InvoiceRecord, OrganizationRecord, PlanStatus, StoreError, is_live};
@@ -271,30 +271,12 @@ pub async fn invoices(
     request: &Request,
 ) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
-    let query = request.query_string_parameters_ref();
-    let limit = match query.and_then(|q| q.first("limit")) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(raw) => raw
-            .parse::<i32>()
-            .ok()
-            .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_limit",
-                    format!("`limit` must be a whole number from 1 to {MAX_PAGE_SIZE}."),
-                )
-            })?,
-    };
-    let cursor = query
-        .and_then(|q| q.first("cursor"))
-        .filter(|c| !c.is_empty());
+    let (limit, cursor) = page_params(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let cursor = cursor.as_deref();
     let (invoices, next_cursor) = match state.store.list_invoices(tenant, cursor, limit).await {
         Ok(page) => page,
         Err(StoreError::NotFound) => {
-            return Err(ApiError::bad_request(
-                "invalid_cursor",
-                "`cursor` is not one this API returned; start again without it.",
-            ));
+            return Err(invalid_cursor());
         }
         Err(error) => return Err(store_error(error)),
     };

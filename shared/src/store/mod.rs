@@ -291,6 +291,23 @@ impl Store {
         )
     }
 
+    /// The item at `key`, read strongly consistent, as `T`.
+    pub(crate) async fn get_record<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: (String, String),
+    ) -> Result<Option<T>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(key)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| sdk_error("GetItem", e))?;
+        output.item.map(from_item).transpose()
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
@@ -302,16 +319,7 @@ impl Store {
     /// The user signed in as `subject`, read strongly consistent: a role change or removal must
     /// take effect on the very next request.
     pub async fn get_user(&self, subject: &str) -> Result<Option<UserRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::user(subject))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        self.get_record(keys::user(subject)).await
     }
 
     /// Returns the user for `new.subject`, creating it on first sign-in. The create is a

@@ -225,16 +225,7 @@ impl Store {
         tenant: &TenantId,
         user_id: &str,
     ) -> Result<Option<MemberRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::member(tenant, user_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        self.get_record(keys::member(tenant, user_id)).await
     }
 
     pub async fn get_invitation(
@@ -242,16 +233,8 @@ impl Store {
         tenant: &TenantId,
         invitation_id: &str,
     ) -> Result<Option<InvitationRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::invitation(tenant, invitation_id))))
-            .consistent_read(true)
-            .send()
+        self.get_record(keys::invitation(tenant, invitation_id))
             .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
     }
 
     /// One page of the team: pending invitations first, then members (key order).

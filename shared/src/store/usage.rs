@@ -10,9 +10,7 @@ use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWrite
 use serde::{Deserialize, Serialize};
 
 use super::team::{TransactionFailure, classify};
-use super::{
-    Store, StoreError, TenantId, from_item, key_map, keys, now_rfc3339, sdk_error, to_item,
-};
+use super::{Store, StoreError, TenantId, key_map, keys, now_rfc3339, sdk_error, to_item};
 use crate::usage::{Period, Threshold};
 
 /// One call as recorded (the idempotency record of `(organizationId, callId)`).
@@ -119,16 +117,7 @@ impl Store {
         tenant: &TenantId,
         call_id: &str,
     ) -> Result<Option<CallRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(call_key(tenant, call_id))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        self.get_record(call_key(tenant, call_id)).await
     }
 
     /// Records `call` and adds it to `period`'s counters in one transaction, unless the call was
@@ -259,16 +248,7 @@ impl Store {
         tenant: &TenantId,
         period: &Period,
     ) -> Result<Option<OverageRecord>, StoreError> {
-        let output = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(overage_key(tenant, period))))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| sdk_error("GetItem", e))?;
-        output.item.map(from_item).transpose()
+        self.get_record(overage_key(tenant, period)).await
     }
 
     /// Freezes `period` for billing with `record` (its minutes as read in `counter_minutes`):
