@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help dev test lint fmt template-lint package clean
+.PHONY: help dev test lint fmt template-lint conformance clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -17,6 +17,9 @@ lint: ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	infra/scripts/lint-template.sh
+
+conformance: ## schemathesis against the dev gateway with a token of each role (docs/openapi.yaml)
+	infra/scripts/conformance.sh
 
 fmt: ## format the code
 	cargo fmt --all

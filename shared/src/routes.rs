@@ -300,6 +300,18 @@ pub fn match_route<'a>(
     }
 }
 
+/// Longest id a path may carry.
+pub const MAX_ID_LEN: usize = 128;
+
+/// 1 to [`MAX_ID_LEN`] characters of `A-Z a-z 0-9 _ -`.
+pub fn is_plausible_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Matches a concrete path against a template; `{name}` captures one non-empty segment.
 /// A trailing slash is tolerated, as API Gateway does not add or strip one itself.
 fn match_template(template: &'static str, path: &str) -> Option<PathParams> {
@@ -315,7 +327,9 @@ fn match_template(template: &'static str, path: &str) -> Option<PathParams> {
             (None, None) => return Some(params),
             (Some(expected), Some(actual)) => {
                 if let Some(name) = expected.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
-                    if actual.is_empty() {
+                    // Ids are ours (`usr_…`, `inv_…`, `int_…`): anything else cannot exist, and
+                    // must not reach DynamoDB (keys over 1 KiB are a ValidationException there).
+                    if !is_plausible_id(actual) {
                         return None;
                     }
                     params.push((name, actual.to_owned()));
@@ -358,6 +372,21 @@ mod tests {
             Some(vec![("id", "u1".to_owned())])
         );
         assert_eq!(match_template("/api/users/{id}", "/api/users/"), None);
+        assert_eq!(
+            match_template(
+                "/api/users/{id}",
+                &format!("/api/users/{}", "a".repeat(129))
+            ),
+            None
+        );
+        assert!(
+            match_template(
+                "/api/users/{id}",
+                &format!("/api/users/{}", "a".repeat(128))
+            )
+            .is_some()
+        );
+        assert_eq!(match_template("/api/users/{id}", "/api/users/a%20b"), None);
         assert_eq!(match_template("/api/users/{id}", "/api/users/u1/x"), None);
         assert_eq!(match_template("/api/me", "/api/me/"), Some(vec![]));
         assert_eq!(match_template("/api/me", "/api/mee"), None);

@@ -70,3 +70,54 @@ async fn cors_allows_the_configured_frontend_only() {
             .contains_key("access-control-allow-origin")
     );
 }
+
+#[tokio::test]
+async fn implausible_ids_are_not_found_before_reaching_the_store() {
+    let app = TestApp::start().await;
+    let (token, _) = app
+        .organization_on_plan(
+            "auth0|longid",
+            tollgate::pricing::Plan::Business,
+            tollgate::store::PlanStatus::Active,
+        )
+        .await;
+    let long = "a".repeat(1100);
+    for path in [
+        format!("/api/users/{long}"),
+        format!("/api/users/invitations/{long}"),
+        format!("/api/integrations/{long}"),
+        "/api/users/usr%20x".to_owned(),
+    ] {
+        let reply = app.delete(&path, &token).await;
+        assert_error(&reply, 404, "route_not_found");
+    }
+}
+
+#[tokio::test]
+async fn query_parameters_are_percent_decoded_as_api_gateway_does() {
+    let app = TestApp::start().await;
+    let (token, _) = app.owner_with_organization("auth0|decode").await;
+    let reply = app.get("/api/users?limit=%35", &token).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+}
+
+#[tokio::test]
+async fn the_dev_gateway_serves_its_openapi_document() {
+    let app = TestApp::start().await;
+    let response = app
+        .http
+        .get(format!("{}/api/openapi.yaml", app.base_url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = response.text().await.unwrap();
+    assert!(
+        text.starts_with("openapi: 3.1")
+            || text.contains("\nopenapi: 3.1")
+            || text.contains("openapi: \"3.1"),
+        "{}",
+        &text[..80.min(text.len())]
+    );
+    assert_eq!(text, include_str!("../../docs/openapi.yaml"));
+}

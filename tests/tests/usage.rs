@@ -144,6 +144,8 @@ async fn bad_input_names_the_field_and_writes_nothing() {
     }
     let unknown = post_call(&app, "org_nope", "c", 60, now).await;
     assert_error(&unknown, 404, "organization_not_found");
+    let absurd = post_call(&app, &"o".repeat(3000), "c", 60, now).await;
+    assert_error(&absurd, 404, "organization_not_found");
     // A user token, even an owner's, is not a service key.
     assert_error(
         &post_call_with(&app, &token, &org).await,

@@ -32,6 +32,7 @@ pub const DEFAULT_FRONTEND_ORIGIN: &str = "http://localhost:5173";
 pub fn router(app: Arc<AppState>, local_jwks: Option<serde_json::Value>) -> Router {
     Router::new()
         .route("/.well-known/jwks.json", get(jwks))
+        .route("/api/openapi.yaml", get(openapi))
         .fallback(dispatch)
         .with_state(GatewayState {
             app,
@@ -49,6 +50,15 @@ pub async fn serve(listener: TcpListener, router: Router) -> std::io::Result<()>
         router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
     )
     .await
+}
+
+/// The API description (`docs/openapi.yaml`), as built into this binary.
+async fn openapi() -> AxumResponse {
+    (
+        [(http::header::CONTENT_TYPE, "application/yaml")],
+        include_str!("../../../docs/openapi.yaml"),
+    )
+        .into_response()
 }
 
 async fn jwks(State(state): State<GatewayState>) -> AxumResponse {
@@ -134,20 +144,14 @@ pub fn to_lambda_request(
             Err(error) => Body::Binary(error.into_bytes()),
         }
     };
-    let query: std::collections::HashMap<String, Vec<String>> = parts
-        .uri
-        .query()
-        .map(|q| {
-            let mut map: std::collections::HashMap<String, Vec<String>> = Default::default();
-            for pair in q.split('&').filter(|p| !p.is_empty()) {
-                let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-                map.entry(key.to_owned())
-                    .or_default()
-                    .push(value.to_owned());
-            }
-            map
-        })
-        .unwrap_or_default();
+    // API Gateway hands functions percent-decoded query parameters.
+    let mut query: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (key, value) in form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes()) {
+        query
+            .entry(key.into_owned())
+            .or_default()
+            .push(value.into_owned());
+    }
     let mut context = ApiGatewayV2httpRequestContext::default();
     context.request_id = Some(uuid::Uuid::new_v4().to_string());
     context.stage = Some("$default".to_owned());

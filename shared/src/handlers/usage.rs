@@ -81,6 +81,9 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
     let call_id = request.call_id.unwrap_or_default();
     let unknown =
         || ApiError::not_found("organization_not_found", "There is no such organization.");
+    if !crate::routes::is_plausible_id(&organization_id) {
+        return Err(unknown());
+    }
     let (tenant, mut organization) = state
         .store
         .organization_by_id(&organization_id)
