@@ -319,25 +319,27 @@ fn renewal_invoice(id: &str, customer: &str, subscription: &str, start: i64, end
     object
 }
 
-/// A period closes with a late event before and after its invoice: the invoice gets one item
-/// for the overage as frozen, the later late event is carried into the open period, and a
-/// redelivered `invoice.created` adds nothing.
-#[tokio::test]
-async fn overage_of_a_closed_period_is_billed_exactly_once() {
-    let stripe = StripeStandIn::start().await;
-    let app = app_with_service_key(Some(&stripe)).await;
-    let (token, user) = app.owner_with_organization("auth0|overage").await;
+/// An organization on STARTER whose subscription started 35 days ago: its first period is closed,
+/// the second open.
+struct Subscribed {
+    token: String,
+    org: String,
+    customer: String,
+    closed: tollgate::usage::Period,
+    open: tollgate::usage::Period,
+}
+
+async fn subscribed_starter(app: &TestApp, tag: &str) -> Subscribed {
+    let (token, user) = app.owner_with_organization(&format!("auth0|{tag}")).await;
     let org = user.organization_id.clone().unwrap();
-    assert_eq!(
-        app.post(
+    let checkout = app
+        .post(
             "/api/billing/checkout",
             &token,
-            json!({"plan": "STARTER", "interval": "monthly"})
+            json!({"plan": "STARTER", "interval": "monthly"}),
         )
-        .await
-        .status,
-        200
-    );
+        .await;
+    assert_eq!(checkout.status, 200, "{}", checkout.body);
     let customer = app
         .store
         .get_organization(&user.tenant().unwrap())
@@ -346,8 +348,6 @@ async fn overage_of_a_closed_period_is_billed_exactly_once() {
         .unwrap()
         .stripe_customer_id
         .unwrap();
-
-    // The subscription started 35 days ago: its first period is closed, the second open.
     // Whole seconds, as Stripe's timestamps are.
     let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
     let anchor = now - time::Duration::days(35);
@@ -358,14 +358,44 @@ async fn overage_of_a_closed_period_is_billed_exactly_once() {
     let (body, signature) = signed_event(
         SECRET,
         "customer.subscription.created",
-        "evt_ov_sub",
+        &format!("evt_{tag}_sub"),
         start,
-        subscription("sub_ov", &customer, "price_starter_monthly", start, end),
+        subscription(
+            &format!("sub_{tag}"),
+            &customer,
+            "price_starter_monthly",
+            start,
+            end,
+        ),
     );
     assert_eq!(
         app.deliver(&body, Some(&signature)).await.body["outcome"],
         "processed"
     );
+    Subscribed {
+        token,
+        org,
+        customer,
+        closed,
+        open,
+    }
+}
+
+/// A period closes with a late event before and after its invoice: the invoice gets one item
+/// for the overage as frozen, the later late event is carried into the open period, and a
+/// redelivered `invoice.created` adds nothing.
+#[tokio::test]
+async fn overage_of_a_closed_period_is_billed_exactly_once() {
+    let stripe = StripeStandIn::start().await;
+    let app = app_with_service_key(Some(&stripe)).await;
+    let Subscribed {
+        token,
+        org,
+        customer,
+        closed,
+        open,
+    } = subscribed_starter(&app, "overage").await;
+    let (start, end) = (closed.start.unix_timestamp(), closed.end.unix_timestamp());
 
     // 520 minutes in the closed period (one of them arriving late, before the invoice).
     for (i, seconds) in [6000i64, 6000, 6000, 6000, 6000].iter().enumerate() {
@@ -394,7 +424,7 @@ async fn overage_of_a_closed_period_is_billed_exactly_once() {
         "not billed yet: its own period"
     );
 
-    let invoice = renewal_invoice("in_renewal", &customer, "sub_ov", start, end);
+    let invoice = renewal_invoice("in_renewal", &customer, "sub_overage", start, end);
     let (body, signature) = signed_event(
         SECRET,
         "invoice.created",
@@ -473,39 +503,13 @@ async fn overage_of_a_closed_period_is_billed_exactly_once() {
 async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
     let stripe = StripeStandIn::start().await;
     let app = app_with_service_key(Some(&stripe)).await;
-    let (token, user) = app.owner_with_organization("auth0|retry").await;
-    let org = user.organization_id.clone().unwrap();
-    assert_eq!(
-        app.post(
-            "/api/billing/checkout",
-            &token,
-            json!({"plan": "STARTER", "interval": "monthly"})
-        )
-        .await
-        .status,
-        200
-    );
-    let customer = app
-        .store
-        .get_organization(&user.tenant().unwrap())
-        .await
-        .unwrap()
-        .unwrap()
-        .stripe_customer_id
-        .unwrap();
-    // Whole seconds, as Stripe's timestamps are.
-    let now = OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
-    let anchor = now - time::Duration::days(35);
-    let closed = tollgate::usage::subscription_period_containing(anchor, Interval::Monthly, anchor);
+    let Subscribed {
+        org,
+        customer,
+        closed,
+        ..
+    } = subscribed_starter(&app, "retry").await;
     let (start, end) = (closed.start.unix_timestamp(), closed.end.unix_timestamp());
-    let (body, signature) = signed_event(
-        SECRET,
-        "customer.subscription.created",
-        "evt_rt_sub",
-        start,
-        subscription("sub_rt", &customer, "price_starter_monthly", start, end),
-    );
-    app.deliver(&body, Some(&signature)).await;
     post_call(
         &app,
         &org,
@@ -526,7 +530,7 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
         "invoice.created",
         "evt_rt_inv",
         end + 60,
-        renewal_invoice("in_rt", &customer, "sub_rt", start, end),
+        renewal_invoice("in_rt", &customer, "sub_retry", start, end),
     );
     let failed = app.deliver(&body, Some(&signature)).await;
     assert!(failed.status >= 500, "Stripe must retry: {}", failed.body);
@@ -546,7 +550,7 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
         "invoice.created",
         "evt_rt_inv",
         end + 60,
-        renewal_invoice("in_rt", &customer, "sub_rt", start, end),
+        renewal_invoice("in_rt", &customer, "sub_retry", start, end),
     );
     assert_eq!(
         app.deliver(&body, Some(&signature)).await.body["outcome"],

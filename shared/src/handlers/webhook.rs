@@ -16,8 +16,8 @@ use crate::billing::state::{
     self, InvoiceOutcome, InvoiceSignal, SubscriptionSnapshot, Transition,
 };
 use crate::billing::stripe_api::{
-    CheckoutFacts, InvoiceFacts, StripeApi, SubscriptionFacts, parse_checkout_session,
-    parse_invoice, parse_subscription,
+    CheckoutFacts, InvoiceFacts, ShapeError, StripeApi, StripeError, SubscriptionFacts,
+    parse_checkout_session, parse_invoice, parse_subscription,
 };
 use crate::http::{ApiError, body_bytes, json_response};
 use crate::pipeline::{AppState, store_error};
@@ -166,55 +166,56 @@ async fn api(state: &AppState) -> Result<StripeApi, ApiError> {
 
 /// The payload's object in the pinned API version: parsed as sent, or fetched again by id when it
 /// does not fit (an endpoint on another API version). Never acknowledged unparsed.
+async fn pinned<T, Fut>(
+    state: &AppState,
+    object: &serde_json::Value,
+    parse: fn(&serde_json::Value) -> Result<T, ShapeError>,
+    fetch: impl FnOnce(StripeApi, String) -> Fut,
+) -> Result<T, ApiError>
+where
+    Fut: std::future::Future<Output = Result<T, StripeError>>,
+{
+    match parse(object) {
+        Ok(facts) => Ok(facts),
+        Err(error) => {
+            tracing::warn!(%error, "payload does not fit the pinned API version; fetching it");
+            let id = object_id(object)?.to_owned();
+            fetch(api(state).await?, id).await.map_err(stripe_error)
+        }
+    }
+}
+
 async fn subscription_facts(
     state: &AppState,
     object: &serde_json::Value,
 ) -> Result<SubscriptionFacts, ApiError> {
-    match parse_subscription(object) {
-        Ok(facts) => Ok(facts),
-        Err(error) => {
-            tracing::warn!(%error, "subscription payload does not fit the pinned API version; fetching it");
-            api(state)
-                .await?
-                .retrieve_subscription(object_id(object)?)
-                .await
-                .map_err(stripe_error)
-        }
-    }
+    pinned(state, object, parse_subscription, |api, id| async move {
+        api.retrieve_subscription(&id).await
+    })
+    .await
 }
 
 async fn invoice_facts(
     state: &AppState,
     object: &serde_json::Value,
 ) -> Result<InvoiceFacts, ApiError> {
-    match parse_invoice(object) {
-        Ok(facts) => Ok(facts),
-        Err(error) => {
-            tracing::warn!(%error, "invoice payload does not fit the pinned API version; fetching it");
-            api(state)
-                .await?
-                .retrieve_invoice(object_id(object)?)
-                .await
-                .map_err(stripe_error)
-        }
-    }
+    pinned(state, object, parse_invoice, |api, id| async move {
+        api.retrieve_invoice(&id).await
+    })
+    .await
 }
 
 async fn checkout_facts(
     state: &AppState,
     object: &serde_json::Value,
 ) -> Result<CheckoutFacts, ApiError> {
-    match parse_checkout_session(object) {
-        Ok(facts) => Ok(facts),
-        Err(error) => {
-            tracing::warn!(%error, "checkout session payload does not fit the pinned API version; fetching it");
-            api(state)
-                .await?
-                .retrieve_checkout_session(object_id(object)?)
-                .await
-                .map_err(stripe_error)
-        }
-    }
+    pinned(
+        state,
+        object,
+        parse_checkout_session,
+        |api, id| async move { api.retrieve_checkout_session(&id).await },
+    )
+    .await
 }
 
 fn object_id(object: &serde_json::Value) -> Result<&str, ApiError> {

@@ -62,32 +62,7 @@ impl Store {
         &self,
         tenant: &TenantId,
     ) -> Result<Vec<IntegrationRecord>, StoreError> {
-        let mut records = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(
-                    ":pk",
-                    AttributeValue::S(keys::tenant_partition(tenant)),
-                )
-                .expression_attribute_values(":prefix", AttributeValue::S("INTEGRATION#".into()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in output.items.unwrap_or_default() {
-                records.push(from_item(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(records),
-            }
-        }
+        self.query_tenant(tenant, "INTEGRATION#").await
     }
 
     /// Deletes an integration of `tenant`; `false` when there is none with that id.

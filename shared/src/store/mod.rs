@@ -308,6 +308,40 @@ impl Store {
         output.item.map(from_item).transpose()
     }
 
+    /// Every item of `tenant`'s partition whose sort key starts with `prefix` (all pages), as `T`.
+    pub(crate) async fn query_tenant<T: for<'de> Deserialize<'de>>(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut records = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(
+                    ":pk",
+                    AttributeValue::S(keys::tenant_partition(tenant)),
+                )
+                .expression_attribute_values(":prefix", AttributeValue::S(prefix.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| sdk_error("Query", e))?;
+            for item in output.items.unwrap_or_default() {
+                records.push(from_item(item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(records),
+            }
+        }
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }

@@ -290,29 +290,7 @@ impl Store {
 
     /// Every member of `tenant` (all pages).
     pub async fn all_members(&self, tenant: &TenantId) -> Result<Vec<MemberRecord>, StoreError> {
-        let mut members = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk AND begins_with(SK, :member)")
-                .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
-                .expression_attribute_values(":member", s("MEMBER#"))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in output.items.unwrap_or_default() {
-                members.push(from_item(item)?);
-            }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(members),
-            }
-        }
+        self.query_tenant(tenant, "MEMBER#").await
     }
 
     /// Invites `email` as `role`, taking a seat: fails with [`StoreError::SeatLimitReached`] when
@@ -546,14 +524,7 @@ impl Store {
             )?,
             self.actor_still(tenant, actor.0, actor.1)?,
         ];
-        match self.transact(items).await.map_err(classify) {
-            Ok(()) => Ok(()),
-            Err(TransactionFailure::Condition(2)) if was_owner => Err(StoreError::LastOwner),
-            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
-                Err(StoreError::ConcurrentUpdate)
-            }
-            Err(TransactionFailure::Other(error)) => Err(error),
-        }
+        membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
 
     /// Removes `member` (as read before) from the organization: they lose access on their next
@@ -593,14 +564,7 @@ impl Store {
             )?,
             self.actor_still(tenant, actor.0, actor.1)?,
         ];
-        match self.transact(items).await.map_err(classify) {
-            Ok(()) => Ok(()),
-            Err(TransactionFailure::Condition(2)) if was_owner => Err(StoreError::LastOwner),
-            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
-                Err(StoreError::ConcurrentUpdate)
-            }
-            Err(TransactionFailure::Other(error)) => Err(error),
-        }
+        membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
 
     /// Sets a new name and/or billing email (`Some(None)` clears it); returns the organization.
@@ -777,6 +741,22 @@ impl Store {
                 None => return Ok(()),
             }
         }
+    }
+}
+
+/// The answer of a role change or removal transaction laid out as [member, user, organization,
+/// actor check]: the organization's condition failing for an owner means the last owner.
+fn membership_outcome(
+    result: Result<(), TransactionFailure>,
+    was_owner: bool,
+) -> Result<(), StoreError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionFailure::Condition(2)) if was_owner => Err(StoreError::LastOwner),
+        Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+            Err(StoreError::ConcurrentUpdate)
+        }
+        Err(TransactionFailure::Other(error)) => Err(error),
     }
 }
 
