@@ -2,7 +2,7 @@
 SHELL := bash
 .DEFAULT_GOAL := help
 
-.PHONY: help dev test lint fmt template-lint conformance clean
+.PHONY: help dev test lint fmt template-lint conformance package bench clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ lint: ## rustfmt, clippy -D warnings, cfn-lint and sam validate --lint
 
 conformance: ## schemathesis against the dev gateway with a token of each role (docs/openapi.yaml)
 	infra/scripts/conformance.sh
+
+package: ## arm64 Lambda artifacts: cargo lambda build --release --arm64, sizes in target/lambda/sizes.tsv
+	infra/scripts/package.sh
+
+bench: ## every benchmark (size, init, hot paths, throughput, DynamoDB cost); rewrites docs/BENCHMARKS.md
+	infra/scripts/bench.sh
 
 fmt: ## format the code
 	cargo fmt --all

@@ -35,26 +35,8 @@ extra=("$@")
 if [[ ${#extra[@]} != 0 && -z "${CONFORMANCE_PHASES:-}" ]]; then phases="examples,coverage,fuzzing"; fi
 checks="not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"
 
-# --- schemathesis in the project venv (idempotent, like infra/scripts/venv.sh) -------------------
-venv="$root/.venv"
-req="$root/infra/requirements-conformance.txt"
-stamp="$venv/.requirements-conformance.sha256"
-if [[ ! -x "$venv/bin/python" ]]; then
-  "${PYTHON:-python3}" -m venv "$venv"
-  rm -f "$stamp"
-fi
-want="$(sha256sum <"$req" | cut -d' ' -f1)"
-if [[ "$want" != "$(cat "$stamp" 2>/dev/null || true)" || ! -x "$venv/bin/schemathesis" ]]; then
-  echo "conformance: installing $(grep -v '^#' "$req" | xargs) into .venv" >&2
-  pip_log="$(mktemp)"
-  if ! "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req" >"$pip_log" 2>&1; then
-    cat "$pip_log" >&2; rm -f "$pip_log"
-    echo "conformance: pip install of $req failed" >&2
-    exit 1
-  fi
-  rm -f "$pip_log"
-  printf '%s\n' "$want" >"$stamp"
-fi
+# --- schemathesis in the project venv ------------------------------------------------------------
+venv="$(infra/scripts/venv.sh conformance)"
 schemathesis="$venv/bin/schemathesis"
 
 # --- local stack ----------------------------------------------------------------------------------

@@ -12,6 +12,8 @@ export DYNAMODB_ENDPOINT
 echo "DynamoDB Local for tests at $DYNAMODB_ENDPOINT"
 # Tests never use real AWS credentials or another table by accident.
 unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN TABLE_NAME JWT_ISSUER
+# tests/tests/lambda_runtime.rs boots every function's real binary under a local Runtime API.
+cargo build --quiet --workspace --bins
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

@@ -17,7 +17,7 @@ use crate::handlers;
 use crate::http::ApiError;
 use crate::ratelimit::{Bucket, RateStatus};
 use crate::rbac::{self, Decision};
-use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch};
+use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch, Serves};
 use crate::secrets::{SecretSource, SecretValues};
 use crate::store::{Store, StoreError, TenantId, UserRecord};
 
@@ -195,12 +195,23 @@ pub struct Caller {
     pub tenant: Option<TenantId>,
 }
 
-/// Handles one request for `function` (or any function, for the dev gateway: `None`).
-pub async fn handle(
-    state: &AppState,
-    function: Option<Function>,
-    request: Request,
-) -> Response<Body> {
+/// `$call` awaited, in builds that contain `$operation`'s handler ([`Serves`]); a function's
+/// binary leaves every other handler out (and with them the Stripe, crypto and query code only
+/// they use). Unreachable there anyway: the route table matched only the function's own routes.
+macro_rules! if_built {
+    ($serves:ty, $operation:expr, $call:expr) => {
+        if const { crate::routes::includes::<$serves>($operation) } {
+            $call.await
+        } else {
+            Err(ApiError::internal())
+        }
+    };
+}
+
+/// Handles one request with the routes and handlers of `S`: one function's (a Lambda binary) or
+/// [`serve::AllFunctions`](crate::routes::serve::AllFunctions) (the dev gateway).
+pub async fn handle<S: Serves>(state: &AppState, request: Request) -> Response<Body> {
+    let function = S::FUNCTION;
     let request_id = request_id(&request);
     let span = tracing::info_span!(
         "request",
@@ -213,7 +224,7 @@ pub async fn handle(
     );
     async move {
         let mut rate: Option<RateStatus> = None;
-        let mut response = match route_and_run(state, function, &request, &mut rate).await {
+        let mut response = match route_and_run::<S>(state, function, &request, &mut rate).await {
             Ok(response) => response,
             Err(error) => {
                 if error.status.is_server_error() {
@@ -238,7 +249,7 @@ pub async fn handle(
     .await
 }
 
-async fn route_and_run(
+async fn route_and_run<S: Serves>(
     state: &AppState,
     function: Option<Function>,
     request: &Request,
@@ -279,7 +290,11 @@ async fn route_and_run(
 
     // Stripe authenticates by signature, checked by the webhook handler on the raw body.
     if route.access == Access::Stripe {
-        return handlers::webhook::receive(state, request).await;
+        return if_built!(
+            S,
+            Operation::StripeWebhook,
+            handlers::webhook::receive(state, request)
+        );
     }
 
     let ip = source_ip(request);
@@ -299,7 +314,11 @@ async fn route_and_run(
     };
     if route.access == Access::Service {
         return match principal {
-            Principal::Service => handlers::usage::record_call(state, request.body()).await,
+            Principal::Service => if_built!(
+                S,
+                Operation::RecordCall,
+                handlers::usage::record_call(state, request.body())
+            ),
             Principal::User(_) => Err(ApiError::forbidden(
                 "service_key_required",
                 "This route is for Tollgate's back-end services and needs a service key, not a user token.",
@@ -366,10 +385,10 @@ async fn route_and_run(
         user,
         tenant,
     };
-    run(state, route.operation, &caller, request, &params).await
+    run::<S>(state, route.operation, &caller, request, &params).await
 }
 
-async fn run(
+async fn run<S: Serves>(
     state: &AppState,
     operation: Operation,
     caller: &Caller,
@@ -379,25 +398,93 @@ async fn run(
     use handlers::{billing, me, organizations, permissions, team};
     let body = request.body();
     match operation {
-        Operation::GetMe => me::get_me(state, caller).await,
-        Operation::CheckPermissions => permissions::check(state, caller, body).await,
-        Operation::CreateOrganization => organizations::create(state, caller, body).await,
-        Operation::GetOrganization => organizations::get(state, caller).await,
-        Operation::UpdateOrganization => organizations::update(state, caller, body).await,
-        Operation::DeleteOrganization => organizations::delete(state, caller).await,
-        Operation::ListTeam => team::list(state, caller, request).await,
-        Operation::InviteMember => team::invite(state, caller, body).await,
-        Operation::ChangeRole => team::change_role(state, caller, body, params).await,
-        Operation::RemoveMember => team::remove(state, caller, params).await,
-        Operation::RevokeInvitation => team::revoke(state, caller, params).await,
-        Operation::Checkout => billing::checkout(state, caller, body).await,
-        Operation::BillingPortal => billing::portal(state, caller).await,
-        Operation::GetSubscription => billing::subscription(state, caller).await,
-        Operation::ListInvoices => billing::invoices(state, caller, request).await,
-        Operation::GetUsage => handlers::usage::get_usage(state, caller).await,
-        Operation::ListIntegrations => handlers::integrations::list(state, caller).await,
-        Operation::CreateIntegration => handlers::integrations::create(state, caller, body).await,
-        Operation::DeleteIntegration => handlers::integrations::delete(state, caller, params).await,
+        Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller)),
+        Operation::CheckPermissions => if_built!(
+            S,
+            Operation::CheckPermissions,
+            permissions::check(state, caller, body)
+        ),
+        Operation::CreateOrganization => if_built!(
+            S,
+            Operation::CreateOrganization,
+            organizations::create(state, caller, body)
+        ),
+        Operation::GetOrganization => if_built!(
+            S,
+            Operation::GetOrganization,
+            organizations::get(state, caller)
+        ),
+        Operation::UpdateOrganization => if_built!(
+            S,
+            Operation::UpdateOrganization,
+            organizations::update(state, caller, body)
+        ),
+        Operation::DeleteOrganization => if_built!(
+            S,
+            Operation::DeleteOrganization,
+            organizations::delete(state, caller)
+        ),
+        Operation::ListTeam => {
+            if_built!(S, Operation::ListTeam, team::list(state, caller, request))
+        }
+        Operation::InviteMember => if_built!(
+            S,
+            Operation::InviteMember,
+            team::invite(state, caller, body)
+        ),
+        Operation::ChangeRole => if_built!(
+            S,
+            Operation::ChangeRole,
+            team::change_role(state, caller, body, params)
+        ),
+        Operation::RemoveMember => if_built!(
+            S,
+            Operation::RemoveMember,
+            team::remove(state, caller, params)
+        ),
+        Operation::RevokeInvitation => if_built!(
+            S,
+            Operation::RevokeInvitation,
+            team::revoke(state, caller, params)
+        ),
+        Operation::Checkout => if_built!(
+            S,
+            Operation::Checkout,
+            billing::checkout(state, caller, body)
+        ),
+        Operation::BillingPortal => {
+            if_built!(S, Operation::BillingPortal, billing::portal(state, caller))
+        }
+        Operation::GetSubscription => if_built!(
+            S,
+            Operation::GetSubscription,
+            billing::subscription(state, caller)
+        ),
+        Operation::ListInvoices => if_built!(
+            S,
+            Operation::ListInvoices,
+            billing::invoices(state, caller, request)
+        ),
+        Operation::GetUsage => if_built!(
+            S,
+            Operation::GetUsage,
+            handlers::usage::get_usage(state, caller)
+        ),
+        Operation::ListIntegrations => if_built!(
+            S,
+            Operation::ListIntegrations,
+            handlers::integrations::list(state, caller)
+        ),
+        Operation::CreateIntegration => if_built!(
+            S,
+            Operation::CreateIntegration,
+            handlers::integrations::create(state, caller, body)
+        ),
+        Operation::DeleteIntegration => if_built!(
+            S,
+            Operation::DeleteIntegration,
+            handlers::integrations::delete(state, caller, params)
+        ),
         // Dispatched right after authentication, in `route_and_run`.
         Operation::RecordCall => Err(ApiError::internal()),
         // Dispatched before authentication, in `route_and_run`.

@@ -2,6 +2,7 @@
 //! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
 
 pub mod moto;
+pub mod runtime_api;
 pub mod stripe_standin;
 
 use aws_sdk_dynamodb::types::AttributeValue;

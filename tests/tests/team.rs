@@ -1,5 +1,6 @@
 //! The team function: invitations, joining, seats, role changes, removal and the guard rails.
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use std::collections::HashSet;
 
 use serde_json::json;
@@ -448,9 +449,25 @@ async fn concurrent_demotion_of_the_last_two_owners_leaves_one() {
 #[tokio::test]
 async fn team_pages_cover_everyone_once_and_bad_cursors_are_400() {
     let app = TestApp::start().await;
-    let (owner, _) = app
+    let (owner, owner_user) = app
         .organization_on_plan("auth0|pager", Plan::Business, PlanStatus::Active)
         .await;
+    // An invoice sorts between INVITE# and MEMBER# in the partition: it is not a team entry.
+    let organization = owner_user.organization_id.clone().unwrap();
+    app.store
+        .client()
+        .put_item()
+        .table_name(app.store.table_name())
+        .item("PK", AttributeValue::S(format!("ORG#{organization}")))
+        .item(
+            "SK",
+            AttributeValue::S("INVOICE#001764000000#in_team_test".into()),
+        )
+        .item("entity", AttributeValue::S("INVOICE".into()))
+        .item("id", AttributeValue::S("in_team_test".into()))
+        .send()
+        .await
+        .unwrap();
     for i in 0..3 {
         app.add_member(&owner, &format!("auth0|m{i}"), "VIEWER")
             .await;

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run(tollgate::routes::Function::Integrations).await
+    tollgate::lambda::run::<tollgate::routes::serve::Integrations>().await
 }

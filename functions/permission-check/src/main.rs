@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run(tollgate::routes::Function::PermissionCheck).await
+    tollgate::lambda::run::<tollgate::routes::serve::PermissionCheck>().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run(tollgate::routes::Function::StripeWebhook).await
+    tollgate::lambda::run::<tollgate::routes::serve::StripeWebhook>().await
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run(tollgate::routes::Function::UserLoad).await
+    tollgate::lambda::run::<tollgate::routes::serve::UserLoad>().await
 }

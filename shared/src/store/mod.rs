@@ -583,10 +583,26 @@ impl Store {
     }
 }
 
+/// [`dynamodb_client`]: time to establish a connection (in-region DynamoDB connects in ms).
+pub const DYNAMODB_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// [`dynamodb_client`]: one HTTP attempt.
+pub const DYNAMODB_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// [`dynamodb_client`]: one call, retries included. A request makes at most one call whose failure
+/// it survives (the rate limiter's) before one it does not, so an unreachable DynamoDB answers 503
+/// after at most twice this: well inside the template's 10 s function timeout, never a timeout.
+pub const DYNAMODB_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+
 /// A DynamoDB client for AWS, or for DynamoDB Local when `endpoint` is set (with placeholder
-/// credentials and region unless the environment gives real ones).
+/// credentials and region unless the environment gives real ones). Calls are bounded by
+/// [`DYNAMODB_CONNECT_TIMEOUT`], [`DYNAMODB_ATTEMPT_TIMEOUT`] and [`DYNAMODB_OPERATION_TIMEOUT`].
 pub async fn dynamodb_client(endpoint: Option<&str>) -> Client {
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(DYNAMODB_CONNECT_TIMEOUT)
+        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
+        .operation_timeout(DYNAMODB_OPERATION_TIMEOUT)
+        .build();
+    let mut loader =
+        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
     if let Some(endpoint) = endpoint {
         loader = loader.endpoint_url(endpoint);
         if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {

@@ -237,7 +237,9 @@ impl Store {
             .await
     }
 
-    /// One page of the team: pending invitations first, then members (key order).
+    /// One page of the team: pending invitations first, then members (key order). Two prefix
+    /// queries, not one key range: other items of the partition sort between `INVITE#` and
+    /// `MEMBER#` (`INVOICE#...`), and a range would read them as invitations.
     pub async fn list_team(
         &self,
         tenant: &TenantId,
@@ -248,15 +250,58 @@ impl Store {
             Some(cursor) => Some(decode_cursor(cursor).ok_or(StoreError::NotFound)?),
             None => None,
         };
+        let mut entries = Vec::new();
+        let past_invitations = start.as_deref().is_some_and(|sk| sk.starts_with("MEMBER#"));
+        if !past_invitations {
+            let (items, last) = self
+                .team_query(tenant, "INVITE#", start.clone(), limit)
+                .await?;
+            for item in items {
+                entries.push(TeamEntry::Invitation(from_item(item)?));
+            }
+            if let Some(last) = last {
+                return Ok(TeamPage {
+                    entries,
+                    next_cursor: Some(encode_cursor(&last)),
+                });
+            }
+        }
+        let remaining = limit.saturating_sub(i32::try_from(entries.len()).unwrap_or(limit));
+        if remaining <= 0 {
+            return Ok(TeamPage {
+                entries,
+                next_cursor: None,
+            });
+        }
+        let member_start = start.filter(|_| past_invitations);
+        let (items, last) = self
+            .team_query(tenant, "MEMBER#", member_start, remaining)
+            .await?;
+        for item in items {
+            entries.push(TeamEntry::Member(from_item(item)?));
+        }
+        Ok(TeamPage {
+            entries,
+            next_cursor: last.map(|sk| encode_cursor(&sk)),
+        })
+    }
+
+    /// Up to `limit` items of the tenant's partition whose sort key starts with `prefix`, after
+    /// `start`; and the sort key to continue from when there may be more.
+    async fn team_query(
+        &self,
+        tenant: &TenantId,
+        prefix: &str,
+        start: Option<String>,
+        limit: i32,
+    ) -> Result<(Vec<Item>, Option<String>), StoreError> {
         let mut query = self
             .client
             .query()
             .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND SK BETWEEN :from AND :to")
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
             .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
-            .expression_attribute_values(":from", s("INVITE#"))
-            // '$' sorts right after '#': every MEMBER# key, and not the ORG item.
-            .expression_attribute_values(":to", s("MEMBER$"))
+            .expression_attribute_values(":prefix", s(prefix))
             .consistent_read(true)
             .limit(limit);
         if let Some(sort_key) = start {
@@ -264,28 +309,13 @@ impl Store {
                 .set_exclusive_start_key(Some(key_map((keys::tenant_partition(tenant), sort_key))));
         }
         let output = query.send().await.map_err(|e| sdk_error("Query", e))?;
-        let mut entries = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            let sort_key = match item.get("SK") {
-                Some(AttributeValue::S(sk)) => sk.clone(),
-                _ => return Err(StoreError::Corrupt("team item without SK".into())),
-            };
-            if sort_key.starts_with("MEMBER#") {
-                entries.push(TeamEntry::Member(from_item(item)?));
-            } else {
-                entries.push(TeamEntry::Invitation(from_item(item)?));
-            }
-        }
-        let next_cursor = output
+        let last = output
             .last_evaluated_key
             .and_then(|key| match key.get("SK") {
-                Some(AttributeValue::S(sk)) => Some(encode_cursor(sk)),
+                Some(AttributeValue::S(sk)) => Some(sk.clone()),
                 _ => None,
             });
-        Ok(TeamPage {
-            entries,
-            next_cursor,
-        })
+        Ok((output.items.unwrap_or_default(), last))
     }
 
     /// Every member of `tenant` (all pages).

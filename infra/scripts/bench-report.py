@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Assembles docs/BENCHMARKS.md from one `make bench` run (infra/scripts/bench.sh).
+
+Reads target/lambda/sizes.tsv (package.sh) and the Markdown sections tollgate-bench and
+criterion-table.py wrote into --out-dir; prints the document on stdout. The hand-written
+analysis (infra/bench-analysis.md) is appended as it is: it explains figures, it does not hold any.
+"""
+import argparse
+import csv
+import datetime
+import os
+import platform
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def command_output(*args):
+    try:
+        return subprocess.run(args, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def memory_gib():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return f"{int(line.split()[1]) / 1048576:.0f} GiB"
+    except OSError:
+        pass
+    return "unknown"
+
+
+def read(path):
+    with open(path) as f:
+        return f.read().rstrip() + "\n"
+
+
+def sizes_section(path, package_seconds):
+    with open(path) as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    by_name = {row["function"]: row for row in rows}
+    if "hello-world" not in by_name:
+        sys.exit("bench-report: sizes.tsv has no hello-world row")
+    base_zip = int(by_name["hello-world"]["zip_bytes"])
+    base_raw = int(by_name["hello-world"]["bootstrap_bytes"])
+    lines = [
+        "## Artifact size",
+        "",
+        "Each function's `bootstrap` for arm64 (`cargo lambda build --release --arm64`, the release "
+        "profile: opt-level 3, no cross-crate LTO, symbols stripped, panic = abort) and the zip Lambda "
+        "downloads, against the hello-world `lambda_http` function (`bench/hello-world`: the same "
+        f"profile, features and target, built in the same run). Build time of all twelve: "
+        f"{package_seconds} s. Target: every zip ≤ 2.5× the hello world's.",
+        "",
+        "| Function | bootstrap MB | zip MB | zip × hello world | Target ≤ 2.5× |",
+        "|---|---:|---:|---:|---|",
+    ]
+    over = []
+    for row in sorted(rows, key=lambda r: (r["function"] != "hello-world", r["function"])):
+        raw, zipped = int(row["bootstrap_bytes"]), int(row["zip_bytes"])
+        ratio = zipped / base_zip
+        if row["function"] == "hello-world":
+            verdict = "baseline"
+        elif ratio <= 2.5:
+            verdict = "met"
+        else:
+            verdict = "**not met**"
+            over.append(row["function"])
+        lines.append(
+            f"| {row['function']} | {raw / 1048576:.2f} | {zipped / 1048576:.2f} | {ratio:.2f} | {verdict} |"
+        )
+    lines.append("")
+    lines.append(
+        f"Hello world: {base_raw / 1048576:.2f} MB unzipped, {base_zip / 1048576:.2f} MB zipped. "
+        + (f"Over target: {', '.join(over)} (see the analysis below)." if over else "Every function meets the size target.")
+    )
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", required=True)
+    parser.add_argument("--out-dir", required=True)
+    parser.add_argument("--total-seconds", required=True)
+    parser.add_argument("--package-seconds", required=True)
+    parser.add_argument("--runs", required=True)
+    args = parser.parse_args()
+
+    now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    parts = [
+        "# Benchmarks",
+        "",
+        f"Written by `make bench` (infra/scripts/bench.sh) on {now}; the whole run took "
+        f"{args.total_seconds} s. Figures are from one run on one machine: compare ratios within "
+        "this page, not absolute times across runs. Re-run `make bench` to refresh every figure.",
+        "",
+        "Machine: "
+        f"{os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, {platform.system()} "
+        f"{platform.release()} {platform.machine()}; {command_output('rustc', '--version')}; "
+        f"{command_output('cargo', 'lambda', '--version')}; DynamoDB Local from npm "
+        "(infra/dynamodb-local) on Java "
+        f"{java_version()}.",
+        "",
+        "Commands (all run by `make bench`):",
+        "",
+        "```",
+        "infra/scripts/package.sh hello-world                  # artifact sizes (arm64, release)",
+        "cargo build --release -p <every function> -p hello-world -p tollgate-tests --bin tollgate-bench",
+        f"tollgate-bench init --bin-dir target/release --runs {args.runs}",
+        "cargo bench --profile release -p tollgate --bench hot_paths   # criterion",
+        "tollgate-bench throughput --requests 2000 --concurrency 16   # against DynamoDB Local",
+        "tollgate-bench cost",
+        "```",
+        "",
+        sizes_section(args.sizes, args.package_seconds),
+        read(os.path.join(args.out_dir, "init.md")),
+        "## Hot paths (criterion)",
+        "",
+        "`cargo bench --profile release -p tollgate --bench hot_paths` (x86_64, the release profile). "
+        "Median of the sampled iterations and the 95 % confidence interval of the mean.",
+        "",
+        read(os.path.join(args.out_dir, "hot-paths.table.md")),
+        read(os.path.join(args.out_dir, "throughput.md")),
+        read(os.path.join(args.out_dir, "cost.md")),
+    ]
+    analysis = os.path.join(ROOT, "infra", "bench-analysis.md")
+    if os.path.exists(analysis):
+        parts.append(read(analysis))
+    print("\n".join(parts).rstrip())
+
+
+def java_version():
+    try:
+        result = subprocess.run(["java", "-version"], capture_output=True, text=True)
+        first = (result.stderr or result.stdout).splitlines()[0]
+        return first.replace('"', "")
+    except (OSError, IndexError):
+        return "unknown"
+
+
+if __name__ == "__main__":
+    main()

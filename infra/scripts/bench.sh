@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# `make bench`: every benchmark of docs/BENCHMARKS.md in one run on this machine, then rewrites
+# docs/BENCHMARKS.md with the figures, the commands and the machine.
+#
+#   1. artifact size: `make package` (arm64, release profile) + the hello-world baseline, zipped
+#   2. init: x86_64 builds (release profile) of every function and hello world, 20 starts each under
+#      the local Runtime API (tollgate-bench init)
+#   3. hot paths: criterion (cargo bench --profile release -p tollgate --bench hot_paths)
+#   4. throughput: dev gateway vs direct DynamoDB at 16 connections (tollgate-bench throughput)
+#   5. DynamoDB cost per route (tollgate-bench cost)
+#
+# Tunables: BENCH_RUNS (20), BENCH_REQUESTS (2000), BENCH_CONCURRENCY (16).
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+started_at=$(date +%s)
+runs="${BENCH_RUNS:-20}"
+requests="${BENCH_REQUESTS:-2000}"
+concurrency="${BENCH_CONCURRENCY:-16}"
+out="target/bench"
+rm -rf "$out"; mkdir -p "$out"
+phase() { echo; echo "=== bench: $* ($(( $(date +%s) - started_at )) s)"; }
+
+functions=()
+for manifest in functions/*/Cargo.toml; do functions+=("$(basename "$(dirname "$manifest")")"); done
+packages=(); for f in "${functions[@]}" hello-world; do packages+=(-p "$f"); done
+
+phase "1/5 artifact size: make package + hello-world (arm64, release)"
+t0=$(date +%s)
+infra/scripts/package.sh hello-world
+package_seconds=$(( $(date +%s) - t0 ))
+
+phase "2/5 x86_64 builds for init and the measuring tool (release profile)"
+cargo build --release "${packages[@]}" -p tollgate-tests --bin tollgate-bench
+bench_tool="target/release/tollgate-bench"
+bins="target/release"
+
+phase "3/5 init: $runs starts per binary"
+"$bench_tool" init --bin-dir "$bins" --runs "$runs" --out "$out/init.md"
+
+phase "4/5 hot paths: criterion"
+cargo bench --profile release -p tollgate --bench hot_paths 2>&1 | grep -E '^[a-z_]+/|time:' || true
+python3 infra/scripts/criterion-table.py target/criterion >"$out/hot-paths.table.md"
+
+phase "5/5 throughput and DynamoDB cost per route (DynamoDB Local)"
+trap 'infra/scripts/dynamodb-local.sh stop bench' EXIT
+DYNAMODB_ENDPOINT="$(infra/scripts/dynamodb-local.sh start bench)"
+export DYNAMODB_ENDPOINT
+unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN TABLE_NAME JWT_ISSUER
+export RUST_LOG=warn
+"$bench_tool" throughput --requests "$requests" --concurrency "$concurrency" --out "$out/throughput.md"
+"$bench_tool" cost --out "$out/cost.md"
+
+total=$(( $(date +%s) - started_at ))
+phase "writing docs/BENCHMARKS.md"
+python3 infra/scripts/bench-report.py \
+  --sizes target/lambda/sizes.tsv --out-dir "$out" --total-seconds "$total" \
+  --package-seconds "$package_seconds" --runs "$runs" >docs/BENCHMARKS.md
+echo "bench: done in ${total} s; docs/BENCHMARKS.md rewritten"
