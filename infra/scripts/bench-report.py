@@ -112,7 +112,8 @@ def main():
         "Machine: "
         f"{os.cpu_count()} cores ({cpu_model()}), {memory_gib()} RAM, {platform.system()} "
         f"{platform.release()} {platform.machine()}; {command_output('rustc', '--version')}; "
-        f"{command_output('cargo', 'lambda', '--version')}; DynamoDB Local from npm "
+        f"{command_output(os.path.join(ROOT, '.venv', 'bin', 'cargo-lambda'), 'lambda', '--version')}; "
+        "DynamoDB Local from npm "
         "(infra/dynamodb-local) on Java "
         f"{java_version()}.",
         "",
@@ -128,6 +129,21 @@ def main():
         "```",
         "",
         sizes_section(args.sizes, args.package_seconds),
+        "### Where the size goes",
+        "",
+        "Code by crate in the x86_64 builds of the same profile (symbols kept; "
+        "`infra/scripts/crate-sizes.py`): a function without Stripe calls (user-load), the "
+        "webhook function, and the hello world.",
+        "",
+        "user-load:",
+        "",
+        read(os.path.join(args.out_dir, "crates-user-load.md")),
+        "stripe-webhook:",
+        "",
+        read(os.path.join(args.out_dir, "crates-stripe-webhook.md")),
+        "hello-world:",
+        "",
+        read(os.path.join(args.out_dir, "crates-hello-world.md")),
         read(os.path.join(args.out_dir, "init.md")),
         "## Hot paths (criterion)",
         "",

@@ -31,9 +31,17 @@ infra/scripts/package.sh hello-world
 package_seconds=$(( $(date +%s) - t0 ))
 
 phase "2/5 x86_64 builds for init and the measuring tool (release profile)"
-cargo build --release "${packages[@]}" -p tollgate-tests --bin tollgate-bench
+# Symbols kept (only here, not in the arm64 artifacts) so crate-sizes.py can say where size goes.
+export CARGO_PROFILE_RELEASE_STRIP=none
+# Two invocations: `--bin` would restrict every selected package to that one binary.
+cargo build --release "${packages[@]}"
+cargo build --release -p tollgate-tests --bin tollgate-bench
 bench_tool="target/release/tollgate-bench"
 bins="target/release"
+
+for binary in user-load stripe-webhook hello-world; do
+  python3 infra/scripts/crate-sizes.py "$bins/$binary" 10 >"$out/crates-$binary.md"
+done
 
 phase "3/5 init: $runs starts per binary"
 "$bench_tool" init --bin-dir "$bins" --runs "$runs" --out "$out/init.md"

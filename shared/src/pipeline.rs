@@ -196,17 +196,26 @@ pub struct Caller {
 }
 
 /// `$call` awaited, in builds that contain `$operation`'s handler ([`Serves`]); a function's
-/// binary leaves every other handler out (and with them the Stripe, crypto and query code only
-/// they use). Unreachable there anyway: the route table matched only the function's own routes.
+/// binary leaves every other handler out, and with them the Stripe, crypto and query code only
+/// they use (unreachable there anyway: the route table matched only the function's own routes).
+/// The handler's future is boxed inside the compile-time branch so that the caller's own future
+/// holds only a `HandlerFuture`: an unboxed `.await` would keep every handler's future type (and
+/// their drop code, e.g. for all of Stripe's objects) in every binary, even where never called.
 macro_rules! if_built {
-    ($serves:ty, $operation:expr, $call:expr) => {
-        if const { crate::routes::includes::<$serves>($operation) } {
-            $call.await
+    ($serves:ty, $operation:expr, $call:expr) => {{
+        let handler: HandlerFuture<'_> = if const { crate::routes::includes::<$serves>($operation) }
+        {
+            Box::pin($call)
         } else {
-            Err(ApiError::internal())
-        }
-    };
+            Box::pin(std::future::ready(Err(ApiError::internal())))
+        };
+        handler.await
+    }};
 }
+
+type HandlerFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a>,
+>;
 
 /// Handles one request with the routes and handlers of `S`: one function's (a Lambda binary) or
 /// [`serve::AllFunctions`](crate::routes::serve::AllFunctions) (the dev gateway).

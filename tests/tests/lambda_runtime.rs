@@ -52,21 +52,7 @@ impl Stack {
     async fn start() -> Stack {
         let stripe = StripeStandIn::start().await;
         let app = TestApp::start_billing(&stripe, WEBHOOK_SECRET).await;
-        let jwks = app.issuer.jwks().to_string();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let issuer_url = format!("http://{}/", listener.local_addr().expect("addr"));
-        let router = axum::Router::new().route(
-            "/.well-known/jwks.json",
-            axum::routing::get(move || {
-                let jwks = jwks.clone();
-                async move { ([("content-type", "application/json")], jwks) }
-            }),
-        );
-        let jwks_server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let (issuer_url, jwks_server) = serve_jwks(app.issuer.jwks().to_string()).await;
         let moto = tokio::task::spawn_blocking(Moto::start)
             .await
             .expect("moto starts");
@@ -133,6 +119,25 @@ impl Stack {
     async fn boot(&self, binary: &str) -> Booted {
         boot(binary, self.environment(binary)).await
     }
+}
+
+/// An identity provider: `jwks` at `<url>.well-known/jwks.json`; returns the issuer URL.
+async fn serve_jwks(jwks: String) -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let issuer_url = format!("http://{}/", listener.local_addr().expect("addr"));
+    let router = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let jwks = jwks.clone();
+            async move { ([("content-type", "application/json")], jwks) }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (issuer_url, server)
 }
 
 fn hex_sha256(text: &str) -> String {
@@ -921,6 +926,56 @@ async fn with_every_dependency_unreachable_init_is_prompt_and_requests_get_503()
         .await
         .expect("rotate-keys answers within the function timeout");
     assert!(matches!(outcome, Outcome::Error { .. }), "{outcome:?}");
+    hole_task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_only_dynamodb_unreachable_a_signed_in_request_gets_503_within_the_timeout() {
+    let (hole, connections, hole_task) = black_hole().await;
+    let issuer = tollgate_dev::issuer::LocalIssuer::generate().expect("key");
+    let (issuer_url, jwks_server) = serve_jwks(issuer.jwks().to_string()).await;
+    let mut environment = template_environment("team", &|target| match target {
+        "TollgateTable" => Some("tollgate-unreachable".to_owned()),
+        "TollgateSecret" => {
+            Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate-AbCdEf".to_owned())
+        }
+        "JwtIssuer" => Some(issuer_url.clone()),
+        _ => None,
+    });
+    environment.extend([
+        ("DYNAMODB_ENDPOINT".to_owned(), hole.clone()),
+        ("SECRETS_MANAGER_ENDPOINT".to_owned(), hole.clone()),
+    ]);
+    let team = boot("team", environment).await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some(issuer.kid().to_owned());
+    let token = jsonwebtoken::encode(
+        &header,
+        &json!({"sub": "rt|stranded", "iss": issuer_url, "iat": now, "nbf": now, "exp": now + 600}),
+        &issuer.encoding_key(),
+    )
+    .expect("sign");
+    // The token verifies; the rate-limit window update (let through when it fails) and the user
+    // read both meet a DynamoDB that never answers: bounded by the client's timeouts.
+    let started = std::time::Instant::now();
+    let (response, _) = team
+        .call(
+            "GET /api/users",
+            "/api/users",
+            &[("authorization", &bearer(&token))],
+            None,
+        )
+        .await;
+    let took = started.elapsed();
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert!(took < FUNCTION_TIMEOUT, "{took:?}");
+    assert!(connections.load(Ordering::SeqCst) > 0, "DynamoDB was tried");
+    println!(
+        "team with DynamoDB unreachable: 503 {} after {took:?}",
+        response.json()["error"]
+    );
+    jwks_server.abort();
     hole_task.abort();
 }
 

@@ -586,11 +586,11 @@ impl Store {
 /// [`dynamodb_client`]: time to establish a connection (in-region DynamoDB connects in ms).
 pub const DYNAMODB_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 /// [`dynamodb_client`]: one HTTP attempt.
-pub const DYNAMODB_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+pub const DYNAMODB_ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 /// [`dynamodb_client`]: one call, retries included. A request makes at most one call whose failure
 /// it survives (the rate limiter's) before one it does not, so an unreachable DynamoDB answers 503
 /// after at most twice this: well inside the template's 10 s function timeout, never a timeout.
-pub const DYNAMODB_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(4);
+pub const DYNAMODB_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A DynamoDB client for AWS, or for DynamoDB Local when `endpoint` is set (with placeholder
 /// credentials and region unless the environment gives real ones). Calls are bounded by
