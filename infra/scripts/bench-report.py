@@ -121,9 +121,10 @@ def main():
         "",
         "```",
         "infra/scripts/package.sh hello-world                  # artifact sizes (arm64, release)",
-        "cargo build --release -p <every function> -p hello-world -p tollgate-tests --bin tollgate-bench",
+        "cargo build --release -p <every function> -p hello-world",
+        "cargo build --release -p tollgate-tests --bin tollgate-bench --bin tollgate-hot-paths",
         f"tollgate-bench init --bin-dir target/release --runs {args.runs}",
-        "cargo bench --profile release -p tollgate --bench hot_paths   # criterion",
+        "CRITERION_HOME=target/criterion tollgate-hot-paths --bench   # criterion",
         "tollgate-bench throughput --requests 2000 --concurrency 16   # against DynamoDB Local",
         "tollgate-bench cost",
         "```",
@@ -147,7 +148,7 @@ def main():
         read(os.path.join(args.out_dir, "init.md")),
         "## Hot paths (criterion)",
         "",
-        "`cargo bench --profile release -p tollgate --bench hot_paths` (x86_64, the release profile). "
+        "`tollgate-hot-paths --bench` (tests/src/bin/tollgate-hot-paths.rs; x86_64, the release profile, built with `tollgate-bench`). "
         "Median of the sampled iterations and the 95 % confidence interval of the mean.",
         "",
         read(os.path.join(args.out_dir, "hot-paths.table.md")),

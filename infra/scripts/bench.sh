@@ -5,7 +5,7 @@
 #   1. artifact size: `make package` (arm64, release profile) + the hello-world baseline, zipped
 #   2. init: x86_64 builds (release profile) of every function and hello world, 20 starts each under
 #      the local Runtime API (tollgate-bench init)
-#   3. hot paths: criterion (cargo bench --profile release -p tollgate --bench hot_paths)
+#   3. hot paths: criterion (tollgate-hot-paths --bench, built with tollgate-bench)
 #   4. throughput: dev gateway vs direct DynamoDB at 16 connections (tollgate-bench throughput)
 #   5. DynamoDB cost per route (tollgate-bench cost)
 #
@@ -35,7 +35,7 @@ phase "2/5 x86_64 builds for init and the measuring tool (release profile)"
 export CARGO_PROFILE_RELEASE_STRIP=none
 # Two invocations: `--bin` would restrict every selected package to that one binary.
 cargo build --release "${packages[@]}"
-cargo build --release -p tollgate-tests --bin tollgate-bench
+cargo build --release -p tollgate-tests --bin tollgate-bench --bin tollgate-hot-paths
 bench_tool="target/release/tollgate-bench"
 bins="target/release"
 
@@ -47,7 +47,8 @@ phase "3/5 init: $runs starts per binary"
 "$bench_tool" init --bin-dir "$bins" --runs "$runs" --out "$out/init.md"
 
 phase "4/5 hot paths: criterion"
-cargo bench --profile release -p tollgate --bench hot_paths 2>&1 | grep -E '^[a-z_]+/|time:' || true
+rm -rf target/criterion
+CRITERION_HOME=target/criterion target/release/tollgate-hot-paths --bench 2>&1 | grep -E '^[a-z_0-9]+/|time:' || true
 python3 infra/scripts/criterion-table.py target/criterion >"$out/hot-paths.table.md"
 
 phase "5/5 throughput and DynamoDB cost per route (DynamoDB Local)"

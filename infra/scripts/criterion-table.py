@@ -100,7 +100,7 @@ def main(argv):
     if not root.is_dir():
         print(
             f"criterion-table: {root} is not a directory; run "
-            "`cargo bench -p tollgate --bench hot_paths` first, or pass the criterion "
+            "`CRITERION_HOME=target/criterion target/release/tollgate-hot-paths --bench` first, or pass the criterion "
             "output directory (usually target/criterion)",
             file=sys.stderr,
         )
@@ -109,7 +109,7 @@ def main(argv):
     if not table:
         print(
             f"criterion-table: no benchmark results (**/new/estimates.json) under {root}; "
-            "run `cargo bench -p tollgate --bench hot_paths` first",
+            "run `CRITERION_HOME=target/criterion target/release/tollgate-hot-paths --bench` first",
             file=sys.stderr,
         )
         return 1

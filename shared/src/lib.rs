@@ -4,6 +4,7 @@
 //! to [`pipeline::handle`]; the dev gateway and the tests call the same function.
 
 pub mod auth;
+pub mod aws;
 pub mod billing;
 pub mod config;
 pub mod crypto;
@@ -20,4 +21,5 @@ pub mod secrets;
 pub mod store;
 pub mod team;
 pub mod telemetry;
+pub mod trust;
 pub mod usage;

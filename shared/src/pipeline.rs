@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::auth::jwt::{AuthError, Claims, JwtVerifier};
 use crate::auth::service_key::ServiceKeys;
 use crate::billing::signature::WebhookSecrets;
-use crate::billing::stripe_api::{StripeApi, StripeError};
+use crate::billing::stripe_api::{StripeApi, StripeError, StripeSettings};
 use crate::config::Config;
 use crate::handlers;
 use crate::http::ApiError;
@@ -37,7 +37,7 @@ pub struct AppState {
 /// Clients and checkers built from the secret values.
 pub struct Secrets {
     /// `None` without a Stripe key: checkout and portal answer 503 `billing_not_configured`.
-    pub stripe: Option<StripeApi>,
+    pub stripe: Option<LazyStripe>,
     pub webhook_secrets: WebhookSecrets,
     pub service_keys: ServiceKeys,
     /// Integration credentials' key ring; `None` without one: integrations answer 503.
@@ -48,13 +48,40 @@ impl Secrets {
     fn build(values: &SecretValues, stripe_api_base: &str) -> Result<Self, StartupError> {
         Ok(Self {
             stripe: match &values.stripe_secret_key {
-                Some(key) => Some(StripeApi::new(key, stripe_api_base)?),
+                Some(key) => Some(LazyStripe::new(StripeSettings::new(key, stripe_api_base)?)),
                 None => None,
             },
             webhook_secrets: WebhookSecrets::parse(&values.stripe_webhook_secrets),
             service_keys: ServiceKeys::from_hex_list(&values.service_key_hashes)?,
             keyring: values.encryption_keys.clone(),
         })
+    }
+}
+
+/// The Stripe client, built on the first Stripe call and then shared (one connection pool per
+/// warm container). Only the checkout, portal and webhook handlers call [`LazyStripe::api`], so the
+/// other functions' binaries leave async-stripe's client out (docs/BENCHMARKS.md, size).
+pub struct LazyStripe {
+    settings: StripeSettings,
+    api: std::sync::OnceLock<StripeApi>,
+}
+
+impl LazyStripe {
+    pub fn new(settings: StripeSettings) -> Self {
+        Self {
+            settings,
+            api: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The client (cheap to clone), built now if no request built it before.
+    pub fn api(&self) -> Result<StripeApi, StripeError> {
+        if let Some(api) = self.api.get() {
+            return Ok(api.clone());
+        }
+        let built = StripeApi::build(&self.settings)?;
+        // Two first requests at once may both build; either client works, one is kept.
+        Ok(self.api.get_or_init(|| built).clone())
     }
 }
 
@@ -130,10 +157,7 @@ impl AppState {
         store: Store,
         secret_source: SecretSource,
     ) -> Result<Arc<Self>, StartupError> {
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(3))
-            .build()
-            .unwrap_or_default();
+        let http = crate::trust::reqwest_client(std::time::Duration::from_secs(3));
         let verifier = match &config.jwt {
             Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http)?),
             None => None,

@@ -568,31 +568,13 @@ where
 /// with placeholder credentials and region `us-east-1` unless the environment has its own. Reads
 /// are bounded by [`CONNECT_TIMEOUT`], [`ATTEMPT_TIMEOUT`] and [`OPERATION_TIMEOUT`].
 pub async fn secrets_manager_client(endpoint: Option<&str>) -> aws_sdk_secretsmanager::Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(CONNECT_TIMEOUT)
-        .operation_attempt_timeout(ATTEMPT_TIMEOUT)
-        .operation_timeout(OPERATION_TIMEOUT)
-        .build();
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_secretsmanager::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "secrets-manager-local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-    }
-    aws_sdk_secretsmanager::Client::new(&loader.load().await)
+    let timeouts = crate::aws::Timeouts {
+        connect: CONNECT_TIMEOUT,
+        attempt: ATTEMPT_TIMEOUT,
+        operation: OPERATION_TIMEOUT,
+    };
+    let config = crate::aws::sdk_config(endpoint, timeouts, "secrets-manager-local").await;
+    aws_sdk_secretsmanager::Client::new(&config)
 }
 
 #[cfg(test)]

@@ -207,13 +207,32 @@ impl fmt::Debug for StripeApi {
     }
 }
 
-impl StripeApi {
-    /// A client for `api_base` (`STRIPE_API_BASE`: [`DEFAULT_API_BASE`], or a local stand-in such as
-    /// `http://127.0.0.1:PORT` in tests) with the secret key `secret_key`. No network I/O.
+/// A validated Stripe secret key and API base: what [`StripeApi::build`] needs. Holds no
+/// async-stripe type, so a function that never calls Stripe carries none of its code (the error
+/// type of async-stripe's client builder alone drags in ~2 MB of drop glue for Stripe's objects).
+#[derive(Clone)]
+pub struct StripeSettings {
+    api_base: String,
+    /// Never printed (see the `Debug` impl).
+    secret_key: Arc<str>,
+}
+
+impl fmt::Debug for StripeSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StripeSettings")
+            .field("api_base", &self.api_base)
+            .field("secret_key", &"[redacted]")
+            .finish()
+    }
+}
+
+impl StripeSettings {
+    /// `api_base` is `STRIPE_API_BASE`: [`DEFAULT_API_BASE`], or a local stand-in such as
+    /// `http://127.0.0.1:PORT` in tests.
     ///
     /// Fails with [`StripeError::Unavailable`] when the key is empty or not a valid header value,
     /// or the base is not an `http(s)` URL: billing cannot work with this configuration.
-    pub fn new(secret_key: &str, api_base: &str) -> Result<StripeApi, StripeError> {
+    pub fn new(secret_key: &str, api_base: &str) -> Result<StripeSettings, StripeError> {
         let secret_key = secret_key.trim();
         if secret_key.is_empty() {
             return Err(StripeError::Unavailable(
@@ -236,9 +255,25 @@ impl StripeApi {
                 "STRIPE_API_BASE must be an http(s) URL, got {base:?}"
             )));
         }
+        Ok(StripeSettings {
+            api_base: base.to_owned(),
+            secret_key: Arc::from(secret_key),
+        })
+    }
+}
+
+impl StripeApi {
+    /// A client for `api_base` with the secret key `secret_key` ([`StripeSettings::new`], then
+    /// [`StripeApi::build`]). No network I/O.
+    pub fn new(secret_key: &str, api_base: &str) -> Result<StripeApi, StripeError> {
+        StripeApi::build(&StripeSettings::new(secret_key, api_base)?)
+    }
+
+    /// The client for validated settings. No network I/O.
+    pub fn build(settings: &StripeSettings) -> Result<StripeApi, StripeError> {
         // async-stripe appends `v1/<path>` to the base as given.
-        let client = stripe::ClientBuilder::new(secret_key)
-            .url(format!("{base}/"))
+        let client = stripe::ClientBuilder::new(&*settings.secret_key)
+            .url(format!("{}/", settings.api_base))
             .timeout(REQUEST_TIMEOUT)
             .request_strategy(RequestStrategy::Once)
             .app_info("tollgate", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
@@ -248,8 +283,8 @@ impl StripeApi {
             })?;
         Ok(StripeApi {
             client,
-            api_base: base.to_owned(),
-            secret_key: Arc::from(secret_key),
+            api_base: settings.api_base.clone(),
+            secret_key: settings.secret_key.clone(),
         })
     }
 

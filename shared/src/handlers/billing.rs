@@ -16,12 +16,14 @@ const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
 
 async fn stripe(state: &AppState) -> Result<StripeApi, ApiError> {
-    state.secrets().await?.stripe.clone().ok_or_else(|| {
+    let secrets = state.secrets().await?;
+    let stripe = secrets.stripe.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "billing_not_configured",
             "Billing is not configured on this deployment (STRIPE_SECRET_KEY is unset).",
         )
-    })
+    })?;
+    stripe.api().map_err(stripe_error)
 }
 
 /// Stripe's failures become 502: the request changed nothing Tollgate would not reuse.

@@ -156,12 +156,14 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
 }
 
 async fn api(state: &AppState) -> Result<StripeApi, ApiError> {
-    state.secrets().await?.stripe.clone().ok_or_else(|| {
+    let secrets = state.secrets().await?;
+    let stripe = secrets.stripe.as_ref().ok_or_else(|| {
         ApiError::unavailable(
             "billing_not_configured",
             "STRIPE_SECRET_KEY is unset: the event cannot be completed through Stripe's API; Stripe will retry.",
         )
-    })
+    })?;
+    stripe.api().map_err(stripe_error)
 }
 
 /// The payload's object in the pinned API version: parsed as sent, or fetched again by id when it

@@ -596,31 +596,12 @@ pub const DYNAMODB_OPERATION_TIMEOUT: std::time::Duration = std::time::Duration:
 /// credentials and region unless the environment gives real ones). Calls are bounded by
 /// [`DYNAMODB_CONNECT_TIMEOUT`], [`DYNAMODB_ATTEMPT_TIMEOUT`] and [`DYNAMODB_OPERATION_TIMEOUT`].
 pub async fn dynamodb_client(endpoint: Option<&str>) -> Client {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(DYNAMODB_CONNECT_TIMEOUT)
-        .operation_attempt_timeout(DYNAMODB_ATTEMPT_TIMEOUT)
-        .operation_timeout(DYNAMODB_OPERATION_TIMEOUT)
-        .build();
-    let mut loader =
-        aws_config::defaults(aws_config::BehaviorVersion::latest()).timeout_config(timeouts);
-    if let Some(endpoint) = endpoint {
-        loader = loader.endpoint_url(endpoint);
-        if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
-            loader = loader.credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-                "local",
-                "local",
-                None,
-                None,
-                "dynamodb-local",
-            ));
-        }
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            loader = loader.region(aws_config::Region::new("us-east-1"));
-        }
-    }
-    Client::new(&loader.load().await)
+    let timeouts = crate::aws::Timeouts {
+        connect: DYNAMODB_CONNECT_TIMEOUT,
+        attempt: DYNAMODB_ATTEMPT_TIMEOUT,
+        operation: DYNAMODB_OPERATION_TIMEOUT,
+    };
+    Client::new(&crate::aws::sdk_config(endpoint, timeouts, "dynamodb-local").await)
 }
 
 #[cfg(test)]

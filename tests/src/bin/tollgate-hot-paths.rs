@@ -5,8 +5,13 @@
 //! * `webhook/*`: `Stripe-Signature` verification of a 10 KB payload;
 //! * `crypto/*`: encrypting and decrypting a credential bound to its organization.
 //!
-//! Run: `cargo bench -p tollgate --bench hot_paths`, then
+//! A binary of the tests crate rather than a `cargo bench` target: `make bench` builds it in the
+//! same release build as `tollgate-bench`. Run:
+//! `cargo build --release -p tollgate-tests --bin tollgate-hot-paths`,
+//! `CRITERION_HOME=target/criterion target/release/tollgate-hot-paths --bench`, then
 //! `python3 infra/scripts/criterion-table.py target/criterion` for the Markdown table.
+//! Without `--bench` it runs every benchmark once as a test (`make test` does, in
+//! tests/tests/hot_paths.rs).
 
 use std::future::Future;
 use std::hint::black_box;
