@@ -50,6 +50,58 @@ pub fn fixture(name: &str) -> Value {
     }
 }
 
+/// Stripe's `subscription` fixture as Tollgate's tests need it: `status`, its first item on `price`
+/// (29,900 a period) for `period` (start, end as Unix seconds).
+pub fn subscription_object(
+    id: &str,
+    customer: &str,
+    status: &str,
+    price: &str,
+    period: (i64, i64),
+) -> Value {
+    let mut object = fixture("subscription");
+    object["id"] = json!(id);
+    object["customer"] = json!(customer);
+    object["status"] = json!(status);
+    object["cancel_at_period_end"] = json!(false);
+    let item = &mut object["items"]["data"][0];
+    item["price"]["id"] = json!(price);
+    item["price"]["unit_amount"] = json!(29900);
+    item["subscription"] = json!(id);
+    item["current_period_start"] = json!(period.0);
+    item["current_period_end"] = json!(period.1);
+    object
+}
+
+/// Stripe's `invoice` fixture for `subscription`: 29,900 due, paid in full (and `paid_at` set)
+/// when `status` is `paid`.
+pub fn invoice_object(
+    id: &str,
+    customer: &str,
+    subscription: &str,
+    status: &str,
+    created: i64,
+) -> Value {
+    let mut object = fixture("invoice");
+    object["id"] = json!(id);
+    object["customer"] = json!(customer);
+    object["status"] = json!(status);
+    object["created"] = json!(created);
+    object["number"] = json!(format!("TG-{id}"));
+    object["amount_due"] = json!(29900);
+    object["amount_paid"] = json!(if status == "paid" { 29900 } else { 0 });
+    object["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/{id}"));
+    object["invoice_pdf"] = json!(format!("https://pay.stripe.com/invoice/{id}/pdf"));
+    object["parent"] = json!({"type": "subscription_details", "quote_details": null,
+        "subscription_details": {"metadata": {}, "subscription": subscription}});
+    object["status_transitions"]["paid_at"] = if status == "paid" {
+        json!(created + 5)
+    } else {
+        Value::Null
+    };
+    object
+}
+
 /// The event Stripe would deliver for `object`: `{"id", "object": "event", "api_version":
 /// PINNED_API_VERSION, "created", "data": {"object"}, "livemode": false, "pending_webhooks": 1,
 /// "request": {"id": null, "idempotency_key": null}, "type"}`.

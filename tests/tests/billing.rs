@@ -3,7 +3,9 @@
 //! built from Stripe's own fixtures and signed as Stripe signs them.
 
 use serde_json::{Value, json};
-use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+use tollgate_tests::stripe_standin::{
+    StripeStandIn, fixture, invoice_object, signed_event, subscription_object,
+};
 use tollgate_tests::{TestApp, assert_error};
 
 const SECRET: &str = "whsec_test_tollgate";
@@ -31,42 +33,6 @@ async fn subscribed_customer(app: &TestApp, token: &str, sub: &str) -> String {
         .unwrap()
         .stripe_customer_id
         .unwrap()
-}
-
-fn subscription(id: &str, customer: &str, status: &str, price: &str, period: (i64, i64)) -> Value {
-    let mut object = fixture("subscription");
-    object["id"] = json!(id);
-    object["customer"] = json!(customer);
-    object["status"] = json!(status);
-    object["cancel_at_period_end"] = json!(false);
-    let item = &mut object["items"]["data"][0];
-    item["price"]["id"] = json!(price);
-    item["price"]["unit_amount"] = json!(29900);
-    item["subscription"] = json!(id);
-    item["current_period_start"] = json!(period.0);
-    item["current_period_end"] = json!(period.1);
-    object
-}
-
-fn invoice(id: &str, customer: &str, subscription: &str, status: &str, created: i64) -> Value {
-    let mut object = fixture("invoice");
-    object["id"] = json!(id);
-    object["customer"] = json!(customer);
-    object["status"] = json!(status);
-    object["created"] = json!(created);
-    object["number"] = json!(format!("TG-{id}"));
-    object["amount_due"] = json!(29900);
-    object["amount_paid"] = json!(if status == "paid" { 29900 } else { 0 });
-    object["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/{id}"));
-    object["invoice_pdf"] = json!(format!("https://pay.stripe.com/invoice/{id}/pdf"));
-    object["parent"] = json!({"type": "subscription_details", "quote_details": null,
-        "subscription_details": {"metadata": {}, "subscription": subscription}});
-    object["status_transitions"]["paid_at"] = if status == "paid" {
-        json!(created + 5)
-    } else {
-        Value::Null
-    };
-    object
 }
 
 fn checkout_completed(customer: &str, subscription: &str, organization: &str) -> Value {
@@ -374,31 +340,31 @@ fn lifecycle(customer: &str, organization: &str, tag: &str) -> Lifecycle {
                 "customer.subscription.created",
                 format!("evt_{tag}_2"),
                 t + 1,
-                subscription(&sub, customer, "active", "price_pro_monthly", period),
+                subscription_object(&sub, customer, "active", "price_pro_monthly", period),
             ),
             (
                 "invoice.paid",
                 format!("evt_{tag}_3"),
                 t + 2,
-                invoice(&format!("in_{tag}_1"), customer, &sub, "paid", t + 1),
+                invoice_object(&format!("in_{tag}_1"), customer, &sub, "paid", t + 1),
             ),
             (
                 "customer.subscription.updated",
                 format!("evt_{tag}_4"),
                 t + 100,
-                subscription(&sub, customer, "active", "price_business_monthly", period),
+                subscription_object(&sub, customer, "active", "price_business_monthly", period),
             ),
             (
                 "invoice.payment_failed",
                 format!("evt_{tag}_5"),
                 t + 200,
-                invoice(&format!("in_{tag}_2"), customer, &sub, "open", t + 150),
+                invoice_object(&format!("in_{tag}_2"), customer, &sub, "open", t + 150),
             ),
             (
                 "customer.subscription.deleted",
                 format!("evt_{tag}_6"),
                 t + 300,
-                subscription(&sub, customer, "canceled", "price_business_monthly", period),
+                subscription_object(&sub, customer, "canceled", "price_business_monthly", period),
             ),
         ],
     }
@@ -556,7 +522,7 @@ async fn bad_signatures_and_payloads_are_400_with_no_writes() {
     let app = TestApp::start_billing(&stripe, SECRET).await;
     let (token, user) = app.owner_with_organization("auth0|target").await;
     let customer = subscribed_customer(&app, &token, "auth0|target").await;
-    let object = subscription("sub_bad", &customer, "active", "price_pro_monthly", (1, 2));
+    let object = subscription_object("sub_bad", &customer, "active", "price_pro_monthly", (1, 2));
     let before = app.all_items().await;
 
     let (body, good) = signed_event(
@@ -613,7 +579,7 @@ async fn a_payload_of_another_api_version_is_fetched_not_dropped() {
     let app = TestApp::start_billing(&stripe, SECRET).await;
     let (token, _) = app.owner_with_organization("auth0|old-endpoint").await;
     let customer = subscribed_customer(&app, &token, "auth0|old-endpoint").await;
-    let current = subscription(
+    let current = subscription_object(
         "sub_old",
         &customer,
         "active",

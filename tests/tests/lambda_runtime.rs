@@ -18,7 +18,7 @@ use tollgate_tests::runtime_api::{
     FunctionProcess, HttpApiResponse, Outcome, RuntimeApi, function_binary_dir, http_api_event,
     lambda_environment, template_environment,
 };
-use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+use tollgate_tests::stripe_standin::{StripeStandIn, signed_event, subscription_object};
 
 const SERVICE_KEY: &str = "tgsk_runtime_api_SECRET_service_key";
 const WEBHOOK_SECRET: &str = "whsec_runtime_api_SECRET";
@@ -507,21 +507,6 @@ async fn organizations_and_team() {
     assert_eq!(refused.json()["error"], "subscription_active");
 }
 
-fn subscription(customer: &str, start: i64) -> Value {
-    let mut object = fixture("subscription");
-    object["id"] = json!("sub_runtime_1");
-    object["customer"] = json!(customer);
-    object["status"] = json!("active");
-    object["cancel_at_period_end"] = json!(false);
-    let item = &mut object["items"]["data"][0];
-    item["price"]["id"] = json!("price_pro_monthly");
-    item["price"]["unit_amount"] = json!(29900);
-    item["subscription"] = json!("sub_runtime_1");
-    item["current_period_start"] = json!(start);
-    item["current_period_end"] = json!(start + 30 * 86_400);
-    object
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn billing_checkout_portal_webhook_and_usage() {
     let stack = Stack::start().await;
@@ -587,7 +572,13 @@ async fn billing_checkout_portal_webhook_and_usage() {
         "customer.subscription.created",
         "evt_runtime_1",
         now,
-        subscription(&customer, now),
+        subscription_object(
+            "sub_runtime_1",
+            &customer,
+            "active",
+            "price_pro_monthly",
+            (now, now + 30 * 86_400),
+        ),
     );
     let headers = [("stripe-signature", signature.as_str()), json_body];
     let route = "POST /api/webhooks/stripe";

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tollgate::pricing::{Interval, Plan};
 use tollgate::store::PlanStatus;
-use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event, subscription_object};
 use tollgate_tests::{Reply, TestApp, assert_error};
 
 const SERVICE_KEY: &str = "tgsk_test_call_service_0123456789";
@@ -292,19 +292,6 @@ async fn concurrent_usage_counts_exactly_and_alerts_once() {
     assert_eq!(thresholds, vec!["80", "100"]);
 }
 
-fn subscription(id: &str, customer: &str, price: &str, start: i64, end: i64) -> Value {
-    let mut object = fixture("subscription");
-    object["id"] = json!(id);
-    object["customer"] = json!(customer);
-    object["status"] = json!("active");
-    object["cancel_at_period_end"] = json!(false);
-    let item = &mut object["items"]["data"][0];
-    item["price"]["id"] = json!(price);
-    item["current_period_start"] = json!(start);
-    item["current_period_end"] = json!(end);
-    object
-}
-
 fn renewal_invoice(id: &str, customer: &str, subscription: &str, start: i64, end: i64) -> Value {
     let mut object = fixture("invoice");
     object["id"] = json!(id);
@@ -360,12 +347,12 @@ async fn subscribed_starter(app: &TestApp, tag: &str) -> Subscribed {
         "customer.subscription.created",
         &format!("evt_{tag}_sub"),
         start,
-        subscription(
+        subscription_object(
             &format!("sub_{tag}"),
             &customer,
+            "active",
             "price_starter_monthly",
-            start,
-            end,
+            (start, end),
         ),
     );
     assert_eq!(

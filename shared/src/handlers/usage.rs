@@ -21,7 +21,7 @@ const RECORD_ATTEMPTS: u32 = 10;
 
 /// The billing period of an organization containing `t`: its subscription's periods while one is
 /// live (anchored on the stored period start), otherwise UTC calendar months.
-pub(crate) fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) -> Period {
+pub fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) -> Period {
     let anchored = billing
         .filter(|b| is_live(b.status))
         .and_then(|b| Some((b.current_period_start?, b.interval?)))
@@ -173,7 +173,7 @@ fn missing(field: &str) -> ApiError {
 }
 
 /// Jittered exponential backoff for transaction conflicts: 5, 10, 20 ... ms, at most 160 ms.
-async fn backoff(attempt: u32) {
+pub async fn backoff(attempt: u32) {
     let mut byte = [0u8; 1];
     let _ = aws_lc_rs::rand::fill(&mut byte);
     let base = 5u64 << attempt.min(5);

@@ -31,7 +31,9 @@ use tollgate::config::Config;
 use tollgate::pipeline::AppState;
 use tollgate::store::{Store, TenantId, schema};
 use tollgate_dev::issuer::LocalIssuer;
-use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event};
+use tollgate_tests::stripe_standin::{
+    StripeStandIn, invoice_object, signed_event, subscription_object,
+};
 
 use crate::BenchResult;
 
@@ -1178,38 +1180,6 @@ fn units_text(units: Units) -> String {
     }
 }
 
-fn subscription(id: &str, customer: &str, status: &str, period: (i64, i64)) -> Value {
-    let mut object = fixture("subscription");
-    object["id"] = json!(id);
-    object["customer"] = json!(customer);
-    object["status"] = json!(status);
-    object["cancel_at_period_end"] = json!(false);
-    let item = &mut object["items"]["data"][0];
-    item["price"]["id"] = json!("price_pro_monthly");
-    item["price"]["unit_amount"] = json!(29900);
-    item["subscription"] = json!(id);
-    item["current_period_start"] = json!(period.0);
-    item["current_period_end"] = json!(period.1);
-    object
-}
-
-fn invoice(id: &str, customer: &str, subscription: &str, created: i64) -> Value {
-    let mut object = fixture("invoice");
-    object["id"] = json!(id);
-    object["customer"] = json!(customer);
-    object["status"] = json!("paid");
-    object["created"] = json!(created);
-    object["number"] = json!(format!("TG-{id}"));
-    object["amount_due"] = json!(29900);
-    object["amount_paid"] = json!(29900);
-    object["hosted_invoice_url"] = json!(format!("https://invoice.stripe.com/i/{id}"));
-    object["invoice_pdf"] = json!(format!("https://pay.stripe.com/invoice/{id}/pdf"));
-    object["parent"] = json!({"type": "subscription_details", "quote_details": null,
-        "subscription_details": {"metadata": {}, "subscription": subscription}});
-    object["status_transitions"]["paid_at"] = json!(created + 5);
-    object
-}
-
 fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -1347,7 +1317,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
         "customer.subscription.created",
         "evt_cost_sub_created",
         created,
-        subscription("sub_cost", &customer, "active", period),
+        subscription_object("sub_cost", &customer, "active", "price_pro_monthly", period),
     );
     let body = meter
         .measure(
@@ -1468,7 +1438,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 "invoice.paid",
                 "evt_cost_invoice_paid",
                 created + 60,
-                invoice("in_cost_1", &customer, "sub_cost", created + 30),
+                invoice_object("in_cost_1", &customer, "sub_cost", "paid", created + 30),
             )),
             200,
         )
@@ -1575,7 +1545,13 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 "customer.subscription.deleted",
                 "evt_cost_sub_deleted",
                 created + 300,
-                subscription("sub_cost", &customer, "canceled", period),
+                subscription_object(
+                    "sub_cost",
+                    &customer,
+                    "canceled",
+                    "price_pro_monthly",
+                    period,
+                ),
             )),
             200,
         )

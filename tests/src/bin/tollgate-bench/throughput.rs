@@ -23,10 +23,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use time::OffsetDateTime;
+use tollgate::handlers::usage::{backoff, organization_period};
 use tollgate::pricing::Plan;
 use tollgate::ratelimit::{Bucket, Limit};
 use tollgate::store::usage::{CallRecord, RecordOutcome};
-use tollgate::store::{NewUser, OrganizationRecord, PlanStatus, Store, TenantId, is_live, schema};
+use tollgate::store::{NewUser, OrganizationRecord, PlanStatus, Store, TenantId, schema};
 use tollgate::usage::{Period, Threshold};
 use tollgate_tests::{RequestCounter, TestApp};
 
@@ -198,36 +199,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// `handlers::usage::organization_period` (crate-private there): the subscription's periods while
-/// one is live, otherwise UTC calendar months.
-fn organization_period(organization: &OrganizationRecord, t: OffsetDateTime) -> Period {
-    let anchored = organization
-        .billing
-        .as_ref()
-        .filter(|b| is_live(b.status))
-        .and_then(|b| Some((b.current_period_start?, b.interval?)))
-        .and_then(|(start, interval)| {
-            Some((OffsetDateTime::from_unix_timestamp(start).ok()?, interval))
-        });
-    match anchored {
-        Some((anchor, interval)) => {
-            tollgate::usage::subscription_period_containing(anchor, interval, t)
-        }
-        None => tollgate::usage::calendar_month(t),
-    }
-}
-
-/// `handlers::usage::backoff`: 5, 10, 20 ... ms plus jitter, at most 160 ms.
-async fn backoff(attempt: u32) {
-    let mut byte = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut byte);
-    let base = 5u64 << attempt.min(5);
-    tokio::time::sleep(Duration::from_millis(
-        base + u64::from(byte[0]) % base.max(1),
-    ))
-    .await;
-}
-
 /// The handler's whole path for one call after validation, with the same store calls in the same
 /// order: organization, then the call + counter transaction (retried on conflicts), then the
 /// counter read and any threshold alert.
@@ -255,11 +226,11 @@ async fn record_call_directly(
                 .map_err(|e| e.to_string())?
                 .ok_or("organization not found")?;
         }
-        let own = organization_period(&organization, valid.ended_at);
+        let own = organization_period(organization.billing.as_ref(), valid.ended_at);
         let billed_through = organization
             .overage_billed_through
             .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
-        let current = organization_period(&organization, now);
+        let current = organization_period(organization.billing.as_ref(), now);
         let period = tollgate::usage::billing_period_for_late_usage(&own, billed_through, &current);
         let record = CallRecord {
             organization_id: organization_id.to_owned(),
