@@ -33,9 +33,10 @@ package_seconds=$(( $(date +%s) - t0 ))
 phase "2/5 x86_64 builds for init and the measuring tool (release profile)"
 # Symbols kept (only here, not in the arm64 artifacts) so crate-sizes.py can say where size goes.
 export CARGO_PROFILE_RELEASE_STRIP=none
-# Two invocations: `--bin` would restrict every selected package to that one binary.
-cargo build --release "${packages[@]}"
-cargo build --release -p tollgate-tests --bin tollgate-bench --bin tollgate-hot-paths
+# One invocation for the functions, the hello world and the measuring tools: built separately,
+# the tools' dependencies (axum turns on hyper's server side) would give hyper, and everything
+# above it up to the AWS SDK and tollgate, a second feature set and a second release build.
+cargo build --release "${packages[@]}" -p tollgate-tests --bins
 bench_tool="target/release/tollgate-bench"
 bins="target/release"
 

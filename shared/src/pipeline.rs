@@ -60,7 +60,7 @@ impl Secrets {
 
 /// The Stripe client, built on the first Stripe call and then shared (one connection pool per
 /// warm container). Only the checkout, portal and webhook handlers call [`LazyStripe::api`], so the
-/// other functions' binaries leave async-stripe's client out (docs/BENCHMARKS.md, size).
+/// other functions never build its HTTP client.
 pub struct LazyStripe {
     settings: StripeSettings,
     api: std::sync::OnceLock<StripeApi>,

@@ -1,6 +1,5 @@
 //! The `permission-check` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run::<tollgate::routes::serve::PermissionCheck>().await
+fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::entry::permission_check()
 }

@@ -1,7 +1,6 @@
 //! The `rotate-keys` Lambda (no route): a one-off re-encryption of every integration credential
 //! under the active key; `tollgate-dev rotate-keys` runs the same code locally.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run_rotate_keys().await
+fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::entry::rotate_keys()
 }

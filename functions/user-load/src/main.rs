@@ -1,6 +1,5 @@
 //! The `user-load` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
 
-#[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::run::<tollgate::routes::serve::UserLoad>().await
+fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::entry::user_load()
 }

@@ -1,58 +1,51 @@
 //! Stripe API client: the few calls Tollgate makes, and the parsing of webhook objects.
 //!
-//! Built on async-stripe 1.0 (the split crates: client, `core` for customers, `checkout`,
-//! `billing`), which pins one Stripe API version, [`PINNED_API_VERSION`]: every request carries it
-//! as `Stripe-Version`, so Stripe answers in the shapes of the pinned types. The webhook endpoint
-//! must be created with the same version, or its payloads may not fit (see below).
+//! Stripe's REST API spoken directly over reqwest (the HTTP client the JWKS fetch already uses):
+//! form-encoded requests, JSON answers, `Authorization: Bearer <secret key>` and
+//! `Stripe-Version:` [`PINNED_API_VERSION`] on every request, so Stripe answers in that version's
+//! shapes. The webhook endpoint must be created with the same version, or its payloads may not fit
+//! (see below). A generated SDK (async-stripe) was used before: its object types were most of the
+//! Stripe functions' binaries and a third of a clean release build (docs/BENCHMARKS.md).
 //!
 //! # Objects
-//! API responses and webhook `data.object` payloads parse into async-stripe's pinned types
-//! (`stripe_shared::Subscription`, `Invoice`, `CheckoutSession`) through the crates' own miniserde
-//! implementations — the very code the client uses for responses, so a webhook payload is accepted
-//! exactly when the API's answer for the same object would be. A payload of another API version
-//! that lacks a field the pinned type requires fails with a [`ShapeError`] instead of being
-//! misread; the webhook handler then fetches the object by id ([`StripeApi::retrieve_subscription`]
-//! and friends answer in the pinned version) or answers 5xx so Stripe retries.
+//! API responses and webhook `data.object` payloads parse into this module's own types, which hold
+//! the fields Tollgate reads with the types and required-ness API version [`PINNED_API_VERSION`]
+//! gives them (Stripe's published fixtures, `tests/fixtures`, are the reference). Other fields are
+//! ignored. A payload that lacks a field Tollgate reads, or has it with another type, fails with a
+//! [`ShapeError`] instead of being misread; the webhook handler then fetches the object by id
+//! ([`StripeApi::retrieve_subscription`] and friends answer in the pinned version) or answers 5xx
+//! so Stripe retries.
 //!
-//! From the typed objects we keep only the facts Tollgate needs ([`SubscriptionFacts`],
+//! From the objects we keep only the facts Tollgate needs ([`SubscriptionFacts`],
 //! [`InvoiceFacts`], [`CheckoutFacts`]). Expandable references (customer, subscription) may be an
 //! id or an expanded object: both give the id.
 //!
 //! Older API versions, concretely:
-//! - Subscription periods live on the items since 2025-03-31.basil. The pinned
-//!   `SubscriptionItem` *requires* `current_period_start/end`, so an older payload (periods only at
+//! - Subscription periods live on the items since 2025-03-31.basil, and the pinned version
+//!   requires `current_period_start/end` on every item, so an older payload (periods only at
 //!   the top level) is a [`ShapeError`] whose detail says so. The top-level fields are still read
 //!   when the subscription has no item at all (nothing to take the period from).
 //! - Invoices name their subscription in `parent.subscription_details.subscription` since basil;
-//!   the pinned type still accepts the old top-level `subscription`, which is the fallback.
+//!   the old top-level `subscription` is the fallback.
 //!
 //! # Errors and secrets
 //! Network failures, timeouts, Stripe 5xx, 429 and 409 (a concurrent request with the same
 //! idempotency key) are [`StripeError::Unavailable`] (transient: answer 502/503 so the caller or
 //! Stripe retries); other 4xx are [`StripeError::Rejected`] with
 //! Stripe's own code and message. Nothing here logs. The secret key is never part of `Debug`
-//! output nor of any error message (Stripe's messages are scrubbed of it, should one quote it).
+//! output nor of any error message (Stripe's messages are scrubbed of it, should one quote it),
+//! and its header is marked sensitive.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
+use serde::Deserialize;
 use serde_json::Value;
-use stripe::{IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::invoice::RetrieveInvoice;
-use stripe_billing::invoice_item::CreateInvoiceItem;
-use stripe_billing::subscription::RetrieveSubscription;
-use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
-    RetrieveCheckoutSession,
-};
-use stripe_core::customer::CreateCustomer;
-use stripe_shared::{CheckoutSession, CheckoutSessionMode, Invoice, Subscription};
 
-/// The Stripe API version async-stripe 1.0.0-rc.10 pins (`stripe_shared::version::VERSION`) and
-/// sends as `Stripe-Version` on every request. Create the webhook endpoint with this version.
+/// The Stripe API version Tollgate speaks: sent as `Stripe-Version` on every request, and the
+/// version whose object shapes the types below follow. Create the webhook endpoint with it.
 pub const PINNED_API_VERSION: &str = "2026-09-30.endive";
 
 /// The default `STRIPE_API_BASE`.
@@ -191,8 +184,10 @@ pub struct CheckoutSessionCreated {
 /// build it once per cold start: [`StripeApi::new`] does no I/O.
 #[derive(Clone)]
 pub struct StripeApi {
-    client: stripe::Client,
+    http: reqwest::Client,
     api_base: String,
+    /// `Bearer <key>`, marked sensitive. Never printed.
+    authorization: HeaderValue,
     /// Kept only to scrub it from error messages; never printed.
     secret_key: Arc<str>,
 }
@@ -207,9 +202,9 @@ impl fmt::Debug for StripeApi {
     }
 }
 
-/// A validated Stripe secret key and API base: what [`StripeApi::build`] needs. Holds no
-/// async-stripe type, so a function that never calls Stripe carries none of its code (the error
-/// type of async-stripe's client builder alone drags in ~2 MB of drop glue for Stripe's objects).
+/// A validated Stripe secret key and API base: what [`StripeApi::build`] needs. Building the HTTP
+/// client is left to the first Stripe call ([`crate::pipeline::LazyStripe`]), so functions that
+/// never call Stripe do not pay for it at cold start.
 #[derive(Clone)]
 pub struct StripeSettings {
     api_base: String,
@@ -262,6 +257,73 @@ impl StripeSettings {
     }
 }
 
+/// One request: method, path under `/v1/`, form fields (POST only), idempotency key.
+struct Call<'a> {
+    op: &'static str,
+    post: bool,
+    path: String,
+    form: Vec<(&'a str, &'a str)>,
+    idempotency_key: Option<&'a str>,
+}
+
+impl<'a> Call<'a> {
+    fn get(op: &'static str, path: String) -> Self {
+        Call {
+            op,
+            post: false,
+            path,
+            form: Vec::new(),
+            idempotency_key: None,
+        }
+    }
+
+    fn post(op: &'static str, path: &str, form: Vec<(&'a str, &'a str)>) -> Self {
+        Call {
+            op,
+            post: true,
+            path: path.to_owned(),
+            form,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sends `Idempotency-Key: <key>` (checked first: visible ASCII, 1–255 characters).
+    fn idempotent(mut self, key: &'a str) -> Result<Self, StripeError> {
+        check_idempotency_key(key)?;
+        self.idempotency_key = Some(key);
+        Ok(self)
+    }
+}
+
+/// The `id` of a created object.
+#[derive(Deserialize)]
+struct Created {
+    id: String,
+}
+
+/// A billing portal session: where to send the user.
+#[derive(Deserialize)]
+struct PortalSession {
+    id: String,
+    url: String,
+}
+
+/// Stripe's error answer: `{"error": {"type", "code", "message", ...}}`.
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: ApiError,
+}
+
+#[derive(Deserialize)]
+struct ApiError {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
 impl StripeApi {
     /// A client for `api_base` with the secret key `secret_key` ([`StripeSettings::new`], then
     /// [`StripeApi::build`]). No network I/O.
@@ -271,19 +333,17 @@ impl StripeApi {
 
     /// The client for validated settings. No network I/O.
     pub fn build(settings: &StripeSettings) -> Result<StripeApi, StripeError> {
-        // async-stripe appends `v1/<path>` to the base as given.
-        let client = stripe::ClientBuilder::new(&*settings.secret_key)
-            .url(format!("{}/", settings.api_base))
-            .timeout(REQUEST_TIMEOUT)
-            .request_strategy(RequestStrategy::Once)
-            .app_info("tollgate", Some(env!("CARGO_PKG_VERSION").to_owned()), None)
-            .build()
-            .map_err(|err| {
-                StripeError::Unavailable(format!("invalid Stripe client configuration: {err}"))
-            })?;
+        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", settings.secret_key))
+            .map_err(|_| {
+            StripeError::Unavailable(
+                "the Stripe secret key contains characters a key never has".to_owned(),
+            )
+        })?;
+        authorization.set_sensitive(true);
         Ok(StripeApi {
-            client,
+            http: crate::trust::reqwest_client(REQUEST_TIMEOUT),
             api_base: settings.api_base.clone(),
+            authorization,
             secret_key: settings.secret_key.clone(),
         })
     }
@@ -302,21 +362,14 @@ impl StripeApi {
         email: Option<&str>,
         idempotency_key: &str,
     ) -> Result<String, StripeError> {
-        const OP: &str = "create customer";
-        let strategy = idempotent(idempotency_key)?;
-        let mut request = CreateCustomer::new()
-            .name(name)
-            .metadata(organization_metadata(organization_id));
+        let mut form = vec![("name", name)];
         if let Some(email) = email {
-            request = request.email(email);
+            form.push(("email", email));
         }
-        let customer = request
-            .customize()
-            .request_strategy(strategy)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        Ok(customer.id.as_str().to_owned())
+        form.push((ORGANIZATION_METADATA_FIELD, organization_id));
+        let call = Call::post("create customer", "customers", form).idempotent(idempotency_key)?;
+        let customer: Created = self.send(call).await?;
+        Ok(customer.id)
     }
 
     /// Creates a subscription-mode Checkout Session. Sends exactly `mode=subscription`,
@@ -329,30 +382,29 @@ impl StripeApi {
         idempotency_key: &str,
     ) -> Result<CheckoutSessionCreated, StripeError> {
         const OP: &str = "create checkout session";
-        let strategy = idempotent(idempotency_key)?;
-        let mut line_item = CreateCheckoutSessionLineItems::new();
-        line_item.price = Some(request.price_id.to_owned());
-        line_item.quantity = Some(1);
-        let mut subscription_data = CreateCheckoutSessionSubscriptionData::new();
-        subscription_data.metadata = Some(organization_metadata(request.organization_id));
-        let session = CreateCheckoutSession::new()
-            .mode(CheckoutSessionMode::Subscription)
-            .customer(request.customer_id)
-            .client_reference_id(request.organization_id)
-            .line_items(vec![line_item])
-            .subscription_data(subscription_data)
-            .success_url(request.success_url)
-            .cancel_url(request.cancel_url)
-            .customize()
-            .request_strategy(strategy)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        let id = session.id.as_str().to_owned();
+        let form = vec![
+            ("mode", "subscription"),
+            ("customer", request.customer_id),
+            ("client_reference_id", request.organization_id),
+            ("line_items[0][price]", request.price_id),
+            ("line_items[0][quantity]", "1"),
+            (
+                "subscription_data[metadata][organizationId]",
+                request.organization_id,
+            ),
+            ("success_url", request.success_url),
+            ("cancel_url", request.cancel_url),
+        ];
+        let call = Call::post(OP, "checkout/sessions", form).idempotent(idempotency_key)?;
+        let session: CheckoutSession = self.send(call).await?;
         match session.url {
-            Some(url) if !url.is_empty() => Ok(CheckoutSessionCreated { id, url }),
+            Some(url) if !url.is_empty() => Ok(CheckoutSessionCreated {
+                id: session.id,
+                url,
+            }),
             _ => Err(StripeError::UnexpectedShape(format!(
-                "{OP}: checkout session {id} has no url"
+                "{OP}: checkout session {} has no url",
+                session.id
             ))),
         }
     }
@@ -364,16 +416,14 @@ impl StripeApi {
         return_url: &str,
     ) -> Result<String, StripeError> {
         const OP: &str = "create billing portal session";
-        let session = CreateBillingPortalSession::new()
-            .customer(customer_id)
-            .return_url(return_url)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
+        let form = vec![("customer", customer_id), ("return_url", return_url)];
+        let session: PortalSession = self
+            .send(Call::post(OP, "billing_portal/sessions", form))
+            .await?;
         if session.url.is_empty() {
             return Err(StripeError::UnexpectedShape(format!(
                 "{OP}: portal session {} has no url",
-                session.id.as_str()
+                session.id
             )));
         }
         Ok(session.url)
@@ -383,34 +433,28 @@ impl StripeApi {
     pub async fn retrieve_subscription(&self, id: &str) -> Result<SubscriptionFacts, StripeError> {
         const OP: &str = "retrieve subscription";
         check_id(OP, id)?;
-        let subscription = RetrieveSubscription::new(id)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        subscription_facts(&subscription, None)
-            .map_err(|err| StripeError::UnexpectedShape(format!("{OP}: {err}")))
+        let subscription: Subscription = self
+            .send(Call::get(OP, format!("subscriptions/{id}")))
+            .await?;
+        Ok(subscription_facts(subscription, None))
     }
 
     /// Retrieves an invoice (in the pinned API version).
     pub async fn retrieve_invoice(&self, id: &str) -> Result<InvoiceFacts, StripeError> {
         const OP: &str = "retrieve invoice";
         check_id(OP, id)?;
-        let invoice = RetrieveInvoice::new(id)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        invoice_facts(&invoice).map_err(|err| StripeError::UnexpectedShape(format!("{OP}: {err}")))
+        let invoice: Invoice = self.send(Call::get(OP, format!("invoices/{id}"))).await?;
+        invoice_facts(invoice).map_err(|err| StripeError::UnexpectedShape(format!("{OP}: {err}")))
     }
 
     /// Retrieves a Checkout Session (in the pinned API version).
     pub async fn retrieve_checkout_session(&self, id: &str) -> Result<CheckoutFacts, StripeError> {
         const OP: &str = "retrieve checkout session";
         check_id(OP, id)?;
-        let session = RetrieveCheckoutSession::new(id)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        Ok(checkout_facts(&session))
+        let session: CheckoutSession = self
+            .send(Call::get(OP, format!("checkout/sessions/{id}")))
+            .await?;
+        Ok(checkout_facts(session))
     }
 
     /// Adds an invoice item of `amount_cents` in `currency` (ISO code, lower case) to the draft
@@ -427,87 +471,121 @@ impl StripeApi {
         idempotency_key: &str,
     ) -> Result<String, StripeError> {
         const OP: &str = "create invoice item";
-        let strategy = idempotent(idempotency_key)?;
-        let amount = i64::try_from(amount_cents).map_err(|_| StripeError::Rejected {
-            status: 400,
-            code: Some("amount_too_large".to_owned()),
-            message: format!("{OP}: amount {amount_cents} does not fit Stripe's integer"),
-        })?;
-        let currency: stripe_types::Currency = match currency.trim().to_ascii_lowercase().parse() {
-            Ok(currency) => currency,
-            Err(never) => match never {},
-        };
-        let metadata: HashMap<String, String> = metadata
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
-        let mut request = CreateInvoiceItem::new()
-            .customer(customer_id)
-            .invoice(invoice_id)
-            .amount(amount)
-            .currency(currency)
-            .description(description);
-        if !metadata.is_empty() {
-            request = request.metadata(metadata);
+        if i64::try_from(amount_cents).is_err() {
+            return Err(StripeError::Rejected {
+                status: 400,
+                code: Some("amount_too_large".to_owned()),
+                message: format!("{OP}: amount {amount_cents} does not fit Stripe's integer"),
+            });
         }
-        let item = request
-            .customize()
-            .request_strategy(strategy)
-            .send(&self.client)
-            .await
-            .map_err(|err| self.map_error(OP, err))?;
-        Ok(item.id.as_str().to_owned())
+        let amount = amount_cents.to_string();
+        let currency = currency.trim().to_ascii_lowercase();
+        let metadata_fields: Vec<String> = metadata
+            .iter()
+            .map(|(key, _)| format!("metadata[{key}]"))
+            .collect();
+        let mut form = vec![
+            ("customer", customer_id),
+            ("invoice", invoice_id),
+            ("amount", amount.as_str()),
+            ("currency", currency.as_str()),
+            ("description", description),
+        ];
+        form.extend(
+            metadata_fields
+                .iter()
+                .zip(metadata)
+                .map(|(field, (_, value))| (field.as_str(), *value)),
+        );
+        let call = Call::post(OP, "invoiceitems", form).idempotent(idempotency_key)?;
+        let item: Created = self.send(call).await?;
+        Ok(item.id)
     }
 
-    /// Maps async-stripe's error to ours, scrubbing the secret key from anything Stripe quoted.
-    fn map_error(&self, op: &'static str, err: stripe::StripeError) -> StripeError {
-        match err {
-            stripe::StripeError::Stripe(api, status) => {
-                let code = api.code.as_ref().map(|code| code.as_str().to_owned());
-                let message = api
-                    .message
-                    .as_deref()
-                    .map(|message| self.scrub(message))
-                    .unwrap_or_else(|| format!("Stripe {} without a message", api.type_.as_str()));
-                // 409: the request raced another with the same idempotency key (or on the same
-                // object); like 429 and 5xx, the same request is expected to succeed later.
-                let transient = status >= 500
-                    || status == 429
-                    || status == 409
-                    || matches!(code.as_deref(), Some("lock_timeout" | "rate_limit"));
-                if transient {
-                    StripeError::Unavailable(format!("{op}: Stripe answered {status}: {message}"))
-                } else {
-                    StripeError::Rejected {
-                        status,
-                        code,
-                        message,
-                    }
-                }
-            }
-            stripe::StripeError::Timeout => StripeError::Unavailable(format!(
+    /// Sends one request once (the caller, or Stripe for a webhook, retries with the same
+    /// idempotency key) and parses a 2xx answer as `T`.
+    async fn send<T: serde::de::DeserializeOwned>(&self, call: Call<'_>) -> Result<T, StripeError> {
+        let op = call.op;
+        let url = format!("{}/v1/{}", self.api_base, call.path);
+        let mut request = if call.post {
+            let mut body = form_urlencoded::Serializer::new(String::new());
+            body.extend_pairs(&call.form);
+            self.http
+                .post(url)
+                .header(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/x-www-form-urlencoded"),
+                )
+                .body(body.finish())
+        } else {
+            self.http.get(url)
+        };
+        request = request
+            .header(AUTHORIZATION, self.authorization.clone())
+            .header("Stripe-Version", PINNED_API_VERSION)
+            .header(USER_AGENT, USER_AGENT_VALUE);
+        if let Some(key) = call.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|err| self.transport(op, &err))?;
+        let status = response.status().as_u16();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|err| self.transport(op, &err))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&body).map_err(|_| {
+                StripeError::UnexpectedShape(format!(
+                    "{op}: the response does not match API version {PINNED_API_VERSION}"
+                ))
+            });
+        }
+        Err(self.refusal(op, status, &body))
+    }
+
+    /// A request that got no answer: Stripe out of reach, a reset connection, the timeout.
+    fn transport(&self, op: &'static str, err: &reqwest::Error) -> StripeError {
+        if err.is_timeout() {
+            return StripeError::Unavailable(format!(
                 "{op}: no answer within {} s",
                 REQUEST_TIMEOUT.as_secs()
-            )),
-            stripe::StripeError::ClientError(message)
-            | stripe::StripeError::ConfigError(message) => {
-                StripeError::Unavailable(format!("{op}: {}", self.scrub(&message)))
+            ));
+        }
+        // reqwest's message names the URL (base and path; the key travels in a header).
+        StripeError::Unavailable(format!("{op}: {}", self.scrub(&error_chain(err))))
+    }
+
+    /// Maps a non-2xx answer, scrubbing the secret key from anything Stripe quoted.
+    fn refusal(&self, op: &'static str, status: u16, body: &[u8]) -> StripeError {
+        // An error status whose body is not Stripe's error JSON (a proxy's 502 page, say) is not
+        // a refusal by Stripe: treat it as transient rather than lose the request.
+        let Ok(ErrorBody { error }) = serde_json::from_slice::<ErrorBody>(body) else {
+            return StripeError::Unavailable(format!(
+                "{op}: Stripe answered {status} without its error body"
+            ));
+        };
+        let message = error
+            .message
+            .as_deref()
+            .map(|message| self.scrub(message))
+            .unwrap_or_else(|| format!("Stripe {} without a message", error.kind));
+        // 409: the request raced another with the same idempotency key (or on the same object);
+        // like 429 and 5xx, the same request is expected to succeed later.
+        let transient = status >= 500
+            || status == 429
+            || status == 409
+            || matches!(error.code.as_deref(), Some("lock_timeout" | "rate_limit"));
+        if transient {
+            StripeError::Unavailable(format!("{op}: Stripe answered {status}: {message}"))
+        } else {
+            StripeError::Rejected {
+                status,
+                code: error.code,
+                message,
             }
-            // async-stripe reports an error status whose body is not Stripe's error JSON (a proxy's
-            // 502 page, say) with these two messages and no status: it is not a refusal by Stripe,
-            // so treat it as transient rather than lose the request. Anything else it fails to
-            // deserialize is a 2xx body that does not fit the pinned types.
-            stripe::StripeError::JSONDeserialize(message)
-                if message == "error deserializing Stripe error"
-                    || message == "Response was not valid UTF-8" =>
-            {
-                StripeError::Unavailable(format!(
-                    "{op}: Stripe answered an error without its error body"
-                ))
-            }
-            stripe::StripeError::JSONDeserialize(_) => StripeError::UnexpectedShape(format!(
-                "{op}: the response does not match API version {PINNED_API_VERSION}"
-            )),
         }
     }
 
@@ -516,28 +594,41 @@ impl StripeApi {
     }
 }
 
-fn organization_metadata(organization_id: &str) -> HashMap<String, String> {
-    HashMap::from([(
-        ORGANIZATION_METADATA_KEY.to_owned(),
-        organization_id.to_owned(),
-    )])
+/// `tollgate/<version>`: who is calling, as Stripe asks integrations to say.
+const USER_AGENT_VALUE: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
+
+/// The form field naming the owning organization on customers.
+const ORGANIZATION_METADATA_FIELD: &str = "metadata[organizationId]";
+
+/// An error and its sources, one line (reqwest's own `Display` is only the outermost).
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
-/// The request strategy sending `Idempotency-Key: <key>` once.
-fn idempotent(key: &str) -> Result<RequestStrategy, StripeError> {
-    let invalid = |reason: String| StripeError::Rejected {
+/// Stripe's rule for `Idempotency-Key`: 1–255 characters; visible ASCII so it is a header value.
+fn check_idempotency_key(key: &str) -> Result<(), StripeError> {
+    let invalid = |reason: &str| StripeError::Rejected {
         status: 400,
         code: Some("idempotency_key_invalid".to_owned()),
         message: format!("invalid idempotency key: {reason}"),
     };
-    if !key.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            "only visible ASCII characters are allowed".to_owned(),
-        ));
+    if key.is_empty() {
+        return Err(invalid("it is empty"));
     }
-    IdempotencyKey::new(key)
-        .map(RequestStrategy::Idempotent)
-        .map_err(|err| invalid(err.to_string()))
+    if key.len() > 255 {
+        return Err(invalid("it is longer than 255 characters"));
+    }
+    if !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid("only visible ASCII characters are allowed"));
+    }
+    Ok(())
 }
 
 /// Ids become part of the request path: letters, digits and `_` only.
@@ -556,6 +647,138 @@ fn check_id(op: &'static str, id: &str) -> Result<(), StripeError> {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Objects: the fields Tollgate reads, typed and required as in the pinned API version.
+
+/// An expandable reference: the id, or the expanded object (which has one).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Expandable {
+    Id(String),
+    Object { id: String },
+}
+
+impl Expandable {
+    fn into_id(self) -> String {
+        match self {
+            Expandable::Id(id) | Expandable::Object { id } => id,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Subscription {
+    id: String,
+    customer: Expandable,
+    status: String,
+    items: List<SubscriptionItem>,
+    cancel_at_period_end: bool,
+    currency: String,
+    metadata: std::collections::HashMap<String, String>,
+    created: i64,
+    /// Only in API versions before 2025-03-31.basil (read when there is no item).
+    #[serde(default)]
+    current_period_start: Option<i64>,
+    #[serde(default)]
+    current_period_end: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct List<T> {
+    data: Vec<T>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionItem {
+    price: Price,
+    #[serde(default)]
+    quantity: Option<u64>,
+    current_period_start: i64,
+    current_period_end: i64,
+}
+
+#[derive(Deserialize)]
+struct Price {
+    id: String,
+    currency: String,
+    #[serde(default)]
+    unit_amount: Option<i64>,
+    #[serde(default)]
+    recurring: Option<Recurring>,
+}
+
+#[derive(Deserialize)]
+struct Recurring {
+    interval: String,
+}
+
+#[derive(Deserialize)]
+struct Invoice {
+    /// None only for a preview invoice.
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    customer: Option<Expandable>,
+    #[serde(default)]
+    parent: Option<InvoiceParent>,
+    /// Before 2025-03-31.basil.
+    #[serde(default)]
+    subscription: Option<Expandable>,
+    amount_due: i64,
+    amount_paid: i64,
+    currency: String,
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    hosted_invoice_url: Option<String>,
+    #[serde(default)]
+    invoice_pdf: Option<String>,
+    period_start: i64,
+    period_end: i64,
+    status_transitions: StatusTransitions,
+    created: i64,
+    #[serde(default)]
+    billing_reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct InvoiceParent {
+    #[serde(default)]
+    subscription_details: Option<SubscriptionDetails>,
+}
+
+#[derive(Deserialize)]
+struct SubscriptionDetails {
+    subscription: Expandable,
+}
+
+#[derive(Deserialize)]
+struct StatusTransitions {
+    #[serde(default)]
+    paid_at: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct CheckoutSession {
+    id: String,
+    #[serde(default)]
+    customer: Option<Expandable>,
+    #[serde(default)]
+    subscription: Option<Expandable>,
+    #[serde(default)]
+    client_reference_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<std::collections::HashMap<String, String>>,
+    mode: String,
+    #[serde(default)]
+    status: Option<String>,
+    payment_status: String,
+    #[serde(default)]
+    url: Option<String>,
+}
+
 /// Parses a webhook's `data.object` as a subscription of the pinned API version.
 pub fn parse_subscription(object: &Value) -> Result<SubscriptionFacts, ShapeError> {
     const OBJECT: &str = "subscription";
@@ -565,23 +788,23 @@ pub fn parse_subscription(object: &Value) -> Result<SubscriptionFacts, ShapeErro
         }
         err
     })?;
-    subscription_facts(&subscription, Some(object))
+    Ok(subscription_facts(subscription, Some(object)))
 }
 
 /// Parses a webhook's `data.object` as an invoice of the pinned API version.
 pub fn parse_invoice(object: &Value) -> Result<InvoiceFacts, ShapeError> {
     let invoice: Invoice = parse_pinned("invoice", object)?;
-    invoice_facts(&invoice)
+    invoice_facts(invoice)
 }
 
 /// Parses a webhook's `data.object` as a Checkout Session of the pinned API version.
 pub fn parse_checkout_session(object: &Value) -> Result<CheckoutFacts, ShapeError> {
     let session: CheckoutSession = parse_pinned("checkout.session", object)?;
-    Ok(checkout_facts(&session))
+    Ok(checkout_facts(session))
 }
 
-/// Deserializes `object` into the pinned type `T` with async-stripe's own (miniserde) impls.
-fn parse_pinned<T: miniserde::Deserialize>(
+/// Deserializes `object` into `T`, checking its `object` name first.
+fn parse_pinned<T: serde::de::DeserializeOwned>(
     name: &'static str,
     object: &Value,
 ) -> Result<T, ShapeError> {
@@ -608,12 +831,15 @@ fn parse_pinned<T: miniserde::Deserialize>(
             )));
         }
     }
-    miniserde::json::from_str(&object.to_string()).map_err(|_| {
-        shape(
-            "a field the pinned type requires is missing or has another type \
-             (a payload of another API version?)"
-                .to_owned(),
-        )
+    T::deserialize(object).map_err(|err| {
+        // serde names a missing field without quoting the payload; other messages may quote a
+        // value (an email, say), so they are not repeated.
+        let message = err.to_string();
+        shape(if message.starts_with("missing field") {
+            format!("{message} (a payload of another API version?)")
+        } else {
+            "a field Tollgate reads has another type (a payload of another API version?)".to_owned()
+        })
     })
 }
 
@@ -646,112 +872,97 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-fn subscription_facts(
-    subscription: &Subscription,
-    raw: Option<&Value>,
-) -> Result<SubscriptionFacts, ShapeError> {
-    let item = subscription.items.data.first();
-    let price = item.map(|item| &item.price);
+fn subscription_facts(subscription: Subscription, raw: Option<&Value>) -> SubscriptionFacts {
+    let item = subscription.items.data.into_iter().next();
     // Older API versions: the period is at the top level (only reachable for a subscription
-    // without items, since the pinned item type requires its own period).
-    let raw_period = |field: &str| raw.and_then(|raw| raw.get(field)).and_then(Value::as_i64);
-    let (current_period_start, current_period_end) = match item {
+    // without items, since every item must carry its own period).
+    let top_level = |field: &str, parsed: Option<i64>| {
+        parsed.or_else(|| raw.and_then(|raw| raw.get(field)).and_then(Value::as_i64))
+    };
+    let (current_period_start, current_period_end) = match &item {
         Some(item) => (
             Some(item.current_period_start),
             Some(item.current_period_end),
         ),
         None => (
-            raw_period("current_period_start"),
-            raw_period("current_period_end"),
+            top_level("current_period_start", subscription.current_period_start),
+            top_level("current_period_end", subscription.current_period_end),
         ),
     };
-    let amount_cents = item.and_then(|item| {
+    let amount_cents = item.as_ref().and_then(|item| {
         let unit = u64::try_from(item.price.unit_amount?).ok()?;
         unit.checked_mul(item.quantity.unwrap_or(1))
     });
-    Ok(SubscriptionFacts {
-        id: subscription.id.as_str().to_owned(),
-        customer_id: subscription.customer.id().as_str().to_owned(),
-        status: subscription.status.as_str().to_owned(),
-        price_id: price.map(|price| price.id.as_str().to_owned()),
+    let price = item.map(|item| item.price);
+    let organization_id = subscription
+        .metadata
+        .get(ORGANIZATION_METADATA_KEY)
+        .filter(|id| !id.is_empty())
+        .cloned();
+    SubscriptionFacts {
+        id: subscription.id,
+        customer_id: subscription.customer.into_id(),
+        status: subscription.status,
+        currency: Some(
+            price
+                .as_ref()
+                .map(|price| price.currency.clone())
+                .unwrap_or(subscription.currency),
+        ),
+        interval: price
+            .as_ref()
+            .and_then(|price| price.recurring.as_ref())
+            .map(|recurring| recurring.interval.clone()),
+        price_id: price.map(|price| price.id),
         cancel_at_period_end: subscription.cancel_at_period_end,
         current_period_start,
         current_period_end,
         amount_cents,
-        currency: Some(
-            price
-                .map(|price| price.currency.to_string())
-                .unwrap_or_else(|| subscription.currency.to_string()),
-        ),
-        interval: price
-            .and_then(|price| price.recurring.as_ref())
-            .map(|recurring| recurring.interval.as_str().to_owned()),
-        organization_id: subscription
-            .metadata
-            .get(ORGANIZATION_METADATA_KEY)
-            .filter(|id| !id.is_empty())
-            .cloned(),
+        organization_id,
         created: subscription.created,
-    })
+    }
 }
 
-fn invoice_facts(invoice: &Invoice) -> Result<InvoiceFacts, ShapeError> {
+fn invoice_facts(invoice: Invoice) -> Result<InvoiceFacts, ShapeError> {
     let shape = |detail: &str| ShapeError {
         object: "invoice",
         detail: detail.to_owned(),
     };
     let id = invoice
         .id
-        .as_ref()
         .ok_or_else(|| shape("it has no id (a preview invoice?)"))?;
     let customer = invoice
         .customer
-        .as_ref()
         .ok_or_else(|| shape("it has no customer"))?;
     let amount = |value: i64, field: &str| {
         u64::try_from(value).map_err(|_| shape(&format!("{field} is negative")))
     };
     let subscription_id = invoice
         .parent
-        .as_ref()
-        .and_then(|parent| parent.subscription_details.as_ref())
-        .map(|details| details.subscription.id().as_str().to_owned())
-        .or_else(|| {
-            invoice
-                .subscription
-                .as_ref()
-                .map(|subscription| subscription.id().as_str().to_owned())
-        });
+        .and_then(|parent| parent.subscription_details)
+        .map(|details| details.subscription.into_id())
+        .or_else(|| invoice.subscription.map(Expandable::into_id));
     Ok(InvoiceFacts {
-        id: id.as_str().to_owned(),
-        number: invoice.number.clone(),
-        customer_id: customer.id().as_str().to_owned(),
+        id,
+        number: invoice.number,
+        customer_id: customer.into_id(),
         subscription_id,
         amount_due: amount(invoice.amount_due, "amount_due")?,
         amount_paid: amount(invoice.amount_paid, "amount_paid")?,
-        currency: invoice.currency.to_string(),
-        status: invoice
-            .status
-            .as_ref()
-            .map(|status| status.as_str().to_owned()),
-        hosted_invoice_url: invoice.hosted_invoice_url.clone(),
-        invoice_pdf: invoice.invoice_pdf.clone(),
+        currency: invoice.currency,
+        status: invoice.status,
+        hosted_invoice_url: invoice.hosted_invoice_url,
+        invoice_pdf: invoice.invoice_pdf,
         period_start: Some(invoice.period_start),
         period_end: Some(invoice.period_end),
         paid_at: invoice.status_transitions.paid_at,
         created: invoice.created,
-        billing_reason: invoice
-            .billing_reason
-            .as_ref()
-            .map(|reason| reason.as_str().to_owned()),
+        billing_reason: invoice.billing_reason,
     })
 }
 
-fn checkout_facts(session: &CheckoutSession) -> CheckoutFacts {
-    let client_reference_id = session
-        .client_reference_id
-        .clone()
-        .filter(|id| !id.is_empty());
+fn checkout_facts(session: CheckoutSession) -> CheckoutFacts {
+    let client_reference_id = session.client_reference_id.filter(|id| !id.is_empty());
     let organization_id = session
         .metadata
         .as_ref()
@@ -760,22 +971,13 @@ fn checkout_facts(session: &CheckoutSession) -> CheckoutFacts {
         .cloned()
         .or_else(|| client_reference_id.clone());
     CheckoutFacts {
-        id: session.id.as_str().to_owned(),
-        customer_id: session
-            .customer
-            .as_ref()
-            .map(|customer| customer.id().as_str().to_owned()),
-        subscription_id: session
-            .subscription
-            .as_ref()
-            .map(|subscription| subscription.id().as_str().to_owned()),
+        id: session.id,
+        customer_id: session.customer.map(Expandable::into_id),
+        subscription_id: session.subscription.map(Expandable::into_id),
         client_reference_id,
-        mode: session.mode.as_str().to_owned(),
-        status: session
-            .status
-            .as_ref()
-            .map(|status| status.as_str().to_owned()),
-        payment_status: session.payment_status.as_str().to_owned(),
+        mode: session.mode,
+        status: session.status,
+        payment_status: session.payment_status,
         organization_id,
     }
 }
@@ -783,11 +985,6 @@ fn checkout_facts(session: &CheckoutSession) -> CheckoutFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pinned_version_is_the_crates() {
-        assert_eq!(stripe_shared::version::VERSION.as_str(), PINNED_API_VERSION);
-    }
 
     #[test]
     fn client_and_futures_can_cross_threads() {
@@ -838,14 +1035,19 @@ mod tests {
 
     #[test]
     fn idempotency_keys_and_ids_are_checked() {
-        assert!(idempotent("checkout:org_1:abc").is_ok());
-        assert!(matches!(idempotent(""), Err(StripeError::Rejected { .. })));
+        assert!(check_idempotency_key("checkout:org_1:abc").is_ok());
+        assert!(check_idempotency_key(&"k".repeat(255)).is_ok());
+        for bad in ["", "a b", "ключ", "k\n"] {
+            assert!(
+                matches!(
+                    check_idempotency_key(bad),
+                    Err(StripeError::Rejected { .. })
+                ),
+                "{bad:?}"
+            );
+        }
         assert!(matches!(
-            idempotent("a b"),
-            Err(StripeError::Rejected { .. })
-        ));
-        assert!(matches!(
-            idempotent(&"k".repeat(256)),
+            check_idempotency_key(&"k".repeat(256)),
             Err(StripeError::Rejected { .. })
         ));
         assert!(check_id("op", "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw").is_ok());
