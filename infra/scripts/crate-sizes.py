@@ -19,7 +19,7 @@ for line in out.splitlines():
     # crate of the innermost impl/fn: strip leading generic wrappers
     n = name
     m = re.match(r'^(?:<)*(?:core::ptr::drop_in_place<)?<?([A-Za-z_][A-Za-z0-9_]*)::', n)
-    crate = m.group(1) if m else ("C (aws-lc) and assembly" if "::" not in n else "?")
+    crate = m.group(1) if m else ("C and assembly (ring, libc glue)" if "::" not in n else "?")
     if crate in ("core","alloc","std") and ("<" in n):
         # attribute generic instantiations to the first non-std crate mentioned
         for m2 in re.finditer(r'<(?:&(?:mut )?|\*(?:const|mut) )*([a-z_][a-z0-9_]*)::', n):

@@ -5,7 +5,7 @@
 #
 #   infra/scripts/package.sh [EXTRA_PACKAGE...]
 #
-# cargo-lambda and zig (the cross C compiler and linker; aws-lc-sys builds C) come from PyPI into
+# cargo-lambda and zig (the cross C compiler and linker; ring builds C and assembly) come from PyPI into
 # the project venv (infra/requirements-package.txt); the Rust standard library for
 # aarch64-unknown-linux-gnu comes from rustup. Prints each artifact's size; the table is also
 # written to target/lambda/sizes.tsv (name, bootstrap bytes, zip bytes).

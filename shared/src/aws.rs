@@ -86,7 +86,7 @@ fn region_from_environment() -> Option<aws_config::Region> {
         .map(aws_config::Region::new)
 }
 
-/// The SDK's own hyper/rustls client (aws-lc, the SDK's cipher suites), trusting only the
+/// The SDK's own hyper/rustls client (ring), trusting only the
 /// compiled-in Amazon Trust Services roots. Built per SDK client, not shared in a static: its
 /// connection pool belongs to the Tokio runtime that opened the connections.
 pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
@@ -97,7 +97,7 @@ pub fn https_client() -> aws_sdk_dynamodb::config::SharedHttpClient {
         .with_trust_store(trust_store)
         .build();
     let builder = aws_smithy_http_client::Builder::new().tls_provider(tls::Provider::Rustls(
-        tls::rustls_provider::CryptoMode::AwsLc,
+        tls::rustls_provider::CryptoMode::Ring,
     ));
     match context {
         Ok(context) => builder.tls_context(context).build_https(),

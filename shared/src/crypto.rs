@@ -9,7 +9,7 @@
 //!
 //! * `v1` — the format version, literally.
 //! * `<kid>` — the id of the key that encrypted the value: 1–32 characters of `[A-Za-z0-9_-]`.
-//! * `<nonce>` — the 96-bit (12-byte) nonce, fresh from the system CSPRNG (aws-lc-rs) for every
+//! * `<nonce>` — the 96-bit (12-byte) nonce, fresh from the system CSPRNG (ring) for every
 //!   encryption, encoded as **base64url without padding** (RFC 4648 §5, alphabet `A-Z a-z 0-9 - _`,
 //!   no `=`): always 16 characters.
 //! * `<ciphertext+tag>` — the AES-256-GCM ciphertext followed by its 16-byte tag, also base64url
@@ -396,7 +396,8 @@ impl KeyRing {
             .get(&self.active)
             .ok_or_else(|| CryptoError::UnknownKey(self.active.clone()))?;
         let mut nonce = [0u8; V1_NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| CryptoError::Encrypt)?;
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
+            .map_err(|_| CryptoError::Encrypt)?;
         let cipher = Aes256Gcm::new(&key.0.into());
         let mut buffer = Vec::with_capacity(plaintext.len() + TAG_LEN);
         buffer.extend_from_slice(plaintext);

@@ -97,6 +97,8 @@ pub enum StartupError {
     Stripe(#[from] StripeError),
     #[error("ENCRYPTION_KEYS / ENCRYPTION_ACTIVE_KEY are not valid: {0}")]
     Encryption(#[from] crate::crypto::CryptoConfigError),
+    #[error(transparent)]
+    HttpClient(#[from] crate::trust::HttpClientError),
 }
 
 impl AppState {
@@ -157,7 +159,8 @@ impl AppState {
         store: Store,
         secret_source: SecretSource,
     ) -> Result<Arc<Self>, StartupError> {
-        let http = crate::trust::reqwest_client(std::time::Duration::from_secs(3));
+        crate::trust::install_ring_defaults();
+        let http = crate::trust::reqwest_client(crate::auth::jwt::JWKS_FETCH_TIMEOUT)?;
         let verifier = match &config.jwt {
             Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http)?),
             None => None,

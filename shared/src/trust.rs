@@ -67,18 +67,39 @@ fn pem_bundle<'a>(certificates: impl Iterator<Item = &'a [u8]>) -> String {
     pem
 }
 
-/// The HTTP client for the identity provider's JWKS: reqwest over rustls (aws-lc), trusting only
-/// [`mozilla_roots`] instead of the platform verifier's file reads.
-pub fn reqwest_client(timeout: Duration) -> reqwest::Client {
-    let roots = mozilla_roots().filter_map(|der| reqwest::Certificate::from_der(der).ok());
+/// Makes ring the process-wide default crypto provider of rustls and of jsonwebtoken. reqwest is
+/// built without a provider of its own: a client built without [`reqwest_client`]'s preconfigured
+/// TLS (the tests' plain-HTTP clients) panics in `build` unless one is installed. Idempotent.
+pub fn install_ring_defaults() {
+    // Err: already installed, and ring is the only provider in this build.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::auth::jwt_crypto::install();
+}
+
+/// The HTTPS client could not be built (it never fails with ring's provider and these roots; the
+/// error exists so that a future change fails at init with a reason rather than panicking).
+#[derive(Debug, thiserror::Error)]
+#[error("the HTTPS client could not be built: {0}")]
+pub struct HttpClientError(String);
+
+/// The HTTPS client for the identity provider's JWKS and for Stripe: reqwest over rustls (ring),
+/// trusting Mozilla's roots as pre-parsed trust anchors (`webpki-roots`: no certificate is parsed
+/// at cold start, no file read). HTTP/1.1.
+pub fn reqwest_client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+    let roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| HttpClientError(error.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     reqwest::Client::builder()
         .timeout(timeout)
-        .tls_certs_only(roots)
+        .tls_backend_preconfigured(tls)
         .build()
-        .unwrap_or_else(|error| {
-            tracing::warn!(%error, "HTTP client with compiled-in roots refused; using the defaults");
-            reqwest::Client::new()
-        })
+        .map_err(|error| HttpClientError(error.to_string()))
 }
 
 #[cfg(test)]

@@ -131,6 +131,7 @@ impl TestApp {
         let server = tokio::spawn(async move {
             let _ = tollgate_dev::server::serve(listener, router).await;
         });
+        tollgate::trust::install_ring_defaults();
         TestApp {
             dynamodb_requests,
             base_url,
@@ -190,14 +191,7 @@ impl TestApp {
 
     /// Signs arbitrary claims with the trusted key (for expired, wrong-issuer ... tokens).
     pub fn sign(&self, claims: Value) -> String {
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.issuer.kid().to_owned());
-        let key = self.issuer_key();
-        jsonwebtoken::encode(&header, &claims, &key).expect("sign")
-    }
-
-    fn issuer_key(&self) -> jsonwebtoken::EncodingKey {
-        self.issuer.encoding_key()
+        self.issuer.sign(&claims).expect("sign")
     }
 
     pub async fn request(

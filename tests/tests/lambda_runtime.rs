@@ -141,7 +141,7 @@ async fn serve_jwks(jwks: String) -> (String, tokio::task::JoinHandle<()>) {
 }
 
 fn hex_sha256(text: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
@@ -939,14 +939,9 @@ async fn with_only_dynamodb_unreachable_a_signed_in_request_gets_503_within_the_
     ]);
     let team = boot("team", environment).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-    header.kid = Some(issuer.kid().to_owned());
-    let token = jsonwebtoken::encode(
-        &header,
-        &json!({"sub": "rt|stranded", "iss": issuer_url, "iat": now, "nbf": now, "exp": now + 600}),
-        &issuer.encoding_key(),
-    )
-    .expect("sign");
+    let token = issuer
+        .sign(&json!({"sub": "rt|stranded", "iss": issuer_url, "iat": now, "nbf": now, "exp": now + 600}))
+        .expect("sign");
     // The token verifies; the rate-limit window update (let through when it fails) and the user
     // read both meet a DynamoDB that never answers: bounded by the client's timeouts.
     let started = std::time::Instant::now();
@@ -979,14 +974,9 @@ impl LocalIssuerToken {
     fn new(issuer: &str) -> Self {
         let key = tollgate_dev::issuer::LocalIssuer::generate().expect("key");
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(key.kid().to_owned());
-        let token = jsonwebtoken::encode(
-            &header,
-            &json!({"sub": "rt|nobody", "iss": issuer, "iat": now, "nbf": now, "exp": now + 600}),
-            &key.encoding_key(),
-        )
-        .expect("sign");
+        let token = key
+            .sign(&json!({"sub": "rt|nobody", "iss": issuer, "iat": now, "nbf": now, "exp": now + 600}))
+            .expect("sign");
         LocalIssuerToken { token }
     }
 }

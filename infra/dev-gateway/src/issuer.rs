@@ -3,11 +3,11 @@
 
 use std::path::{Path, PathBuf};
 
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde::Serialize;
 
 /// The `iss` of every locally minted token.
@@ -84,10 +84,15 @@ impl LocalIssuer {
     }
 
     fn from_pkcs8(pkcs8: Vec<u8>) -> Option<Self> {
-        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &pkcs8).ok()?;
+        let pair = EcdsaKeyPair::from_pkcs8(
+            &ECDSA_P256_SHA256_FIXED_SIGNING,
+            &pkcs8,
+            &SystemRandom::new(),
+        )
+        .ok()?;
         let public_point = pair.public_key().as_ref().to_vec();
         // The kid names the key, so a new key is told apart from the old one by verifiers.
-        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &public_point);
+        let digest = ring::digest::digest(&ring::digest::SHA256, &public_point);
         let kid = format!("dev-{}", &URL_SAFE_NO_PAD.encode(digest.as_ref())[..16]);
         Some(Self {
             pkcs8,
@@ -124,7 +129,8 @@ impl LocalIssuer {
     }
 
     /// Signs `claims` with the local key.
-    pub fn sign(&self, claims: &TokenClaims) -> Result<String, IssuerError> {
+    pub fn sign(&self, claims: &impl Serialize) -> Result<String, IssuerError> {
+        tollgate::auth::jwt_crypto::install();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding_key())?)

@@ -302,6 +302,7 @@ impl JwtVerifier {
     /// Checks the configuration and parses the inline JWKS, if any. Does no network I/O: without
     /// an inline JWKS the keys are fetched on the first [`JwtVerifier::verify`].
     pub fn new(config: JwtConfig, http: reqwest::Client) -> Result<Self, JwksError> {
+        super::jwt_crypto::install();
         if config.issuer.trim().is_empty() {
             return Err(JwksError::EmptyIssuer);
         }
@@ -665,7 +666,7 @@ fn key_slot(jwk: &Jwk) -> KeySlot {
     }
     let alg = match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
-            // RSA-2048 to RSA-8192, as aws-lc verifies them.
+            // RSA-2048 to RSA-8192, as ring verifies them.
             let modulus_len = URL_SAFE_NO_PAD
                 .decode(&rsa.n)
                 .map(|n| n.iter().skip_while(|b| **b == 0).count())
@@ -720,17 +721,15 @@ mod tests {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::rsa::KeySize;
-    use aws_lc_rs::signature::{
-        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
-        RsaPublicKeyComponents,
-    };
     use axum::extract::State;
     use axum::http::{StatusCode, header};
     use axum::response::{IntoResponse, Response};
     use base64::engine::general_purpose::STANDARD;
     use jsonwebtoken::{EncodingKey, Header};
+    use ring::rand::SystemRandom;
+    use ring::signature::{
+        ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
+    };
     use serde_json::json;
 
     use super::*;
@@ -759,12 +758,20 @@ mod tests {
         ec: EcTestKey,
     }
 
-    /// Generated once per test binary: RSA-2048 generation is the slow part.
+    /// RSA keys from shared/testdata (ring does not generate RSA keys); the EC key is fresh.
     fn keys() -> &'static TestKeys {
         static KEYS: OnceLock<TestKeys> = OnceLock::new();
         KEYS.get_or_init(|| TestKeys {
-            rsa: rsa_key("rsa-1"),
-            rsa2: rsa_key("rsa-2"),
+            rsa: rsa_key(
+                "rsa-1",
+                include_str!("../../testdata/jwt-rsa-1.key.pem"),
+                include_str!("../../testdata/jwt-rsa-1.pub.pem"),
+            ),
+            rsa2: rsa_key(
+                "rsa-2",
+                include_str!("../../testdata/jwt-rsa-2.key.pem"),
+                include_str!("../../testdata/jwt-rsa-2.pub.pem"),
+            ),
             ec: ec_key("ec-1"),
         })
     }
@@ -773,39 +780,36 @@ mod tests {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    fn pem(label: &str, der: &[u8]) -> String {
-        let body = STANDARD.encode(der);
-        let mut out = format!("-----BEGIN {label}-----\n");
-        for line in body.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap());
-            out.push('\n');
-        }
-        out.push_str(&format!("-----END {label}-----\n"));
-        out
+    /// The DER inside a one-block PEM.
+    fn pem_der(pem: &str) -> Vec<u8> {
+        let body: String = pem
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        STANDARD.decode(body).unwrap()
     }
 
-    fn rsa_key(kid: &str) -> RsaTestKey {
-        let pair = RsaKeyPair::generate(KeySize::Rsa2048).unwrap();
-        let pkcs8 = pair.as_der().unwrap();
-        let encoding =
-            EncodingKey::from_rsa_pem(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes()).unwrap();
-        let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    fn rsa_key(kid: &str, private_pem: &str, public_pem: &str) -> RsaTestKey {
+        let pair = RsaKeyPair::from_pkcs8(&pem_der(private_pem)).unwrap();
+        let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
+        let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
         let jwk = json!({
             "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
-            "n": b64(&components.n), "e": b64(&components.e),
+            "n": b64(&public.n), "e": b64(&public.e),
         });
-        let spki = pair.public_key().as_der().unwrap();
         RsaTestKey {
             encoding,
             jwk,
             public_pkcs1_der: pair.public_key().as_ref().to_vec(),
-            public_pem: pem("PUBLIC KEY", spki.as_ref()),
+            public_pem: public_pem.to_owned(),
         }
     }
 
     fn ec_key(kid: &str) -> EcTestKey {
-        let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).unwrap();
-        let pkcs8 = pair.to_pkcs8v1().unwrap();
+        let rng = SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+            .unwrap();
         let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
         // Uncompressed SEC1 point: 0x04 || x || y.
         let point = pair.public_key().as_ref();
@@ -848,6 +852,7 @@ mod tests {
     }
 
     fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
+        super::super::jwt_crypto::install();
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -871,6 +876,7 @@ mod tests {
     }
 
     fn http() -> reqwest::Client {
+        crate::trust::install_ring_defaults();
         reqwest::Client::builder().no_proxy().build().unwrap()
     }
 

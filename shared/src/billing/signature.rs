@@ -19,7 +19,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use aws_lc_rs::hmac;
+use ring::hmac;
 use subtle::{Choice, ConstantTimeEq};
 
 /// Stripe's default: a delivery whose timestamp is more than 5 minutes away from now is rejected.

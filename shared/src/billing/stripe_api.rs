@@ -341,7 +341,8 @@ impl StripeApi {
         })?;
         authorization.set_sensitive(true);
         Ok(StripeApi {
-            http: crate::trust::reqwest_client(REQUEST_TIMEOUT),
+            http: crate::trust::reqwest_client(REQUEST_TIMEOUT)
+                .map_err(|err| StripeError::Unavailable(err.to_string()))?,
             api_base: settings.api_base.clone(),
             authorization,
             secret_key: settings.secret_key.clone(),

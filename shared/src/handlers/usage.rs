@@ -175,7 +175,7 @@ fn missing(field: &str) -> ApiError {
 /// Jittered exponential backoff for transaction conflicts: 5, 10, 20 ... ms, at most 160 ms.
 pub async fn backoff(attempt: u32) {
     let mut byte = [0u8; 1];
-    let _ = aws_lc_rs::rand::fill(&mut byte);
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
     let base = 5u64 << attempt.min(5);
     tokio::time::sleep(std::time::Duration::from_millis(
         base + u64::from(byte[0]) % base.max(1),

@@ -19,16 +19,13 @@ use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::encoding::AsDer;
-use aws_lc_rs::rsa::KeySize;
-use aws_lc_rs::signature::{
-    ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair, RsaPublicKeyComponents,
-};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use ring::rand::SystemRandom;
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
 use serde_json::{Value, json};
 use tollgate::auth::jwt::{JwtConfig, JwtVerifier};
 use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, WebhookSecrets};
@@ -74,22 +71,22 @@ fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn pem(label: &str, der: &[u8]) -> String {
-    let body = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in body.as_bytes().chunks(64) {
-        out.push_str(std::str::from_utf8(line).expect("base64 is ASCII"));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+/// The DER inside a one-block PEM.
+fn pem_der(pem: &str) -> Vec<u8> {
+    let body: String = pem
+        .lines()
+        .filter(|line| !line.starts_with("-----"))
+        .collect();
+    STANDARD.decode(body).expect("test key PEM is base64")
 }
 
 /// A fresh P-256 key: its signing key and its public JWK.
 fn ec_key(kid: &str) -> (EncodingKey, Value) {
-    let pair =
-        EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING).expect("P-256 key generation");
-    let pkcs8 = pair.to_pkcs8v1().expect("P-256 key as PKCS#8");
+    let rng = SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+        .expect("P-256 key generation");
+    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .expect("P-256 PKCS#8 parses");
     let encoding = EncodingKey::from_ec_der(pkcs8.as_ref());
     // Uncompressed SEC1 point: 0x04 || x || y.
     let point = pair.public_key().as_ref();
@@ -101,16 +98,17 @@ fn ec_key(kid: &str) -> (EncodingKey, Value) {
     (encoding, jwk)
 }
 
-/// A fresh RSA-2048 key: its signing key and its public JWK.
+/// The RSA-2048 test key of shared/testdata (ring does not generate RSA keys): its signing key
+/// and its public JWK.
 fn rsa_key(kid: &str) -> (EncodingKey, Value) {
-    let pair = RsaKeyPair::generate(KeySize::Rsa2048).expect("RSA-2048 key generation");
-    let pkcs8 = pair.as_der().expect("RSA key as PKCS#8");
-    let encoding = EncodingKey::from_rsa_pem(pem("PRIVATE KEY", pkcs8.as_ref()).as_bytes())
+    let private_pem = include_str!("../../../shared/testdata/jwt-rsa-1.key.pem");
+    let pair = RsaKeyPair::from_pkcs8(&pem_der(private_pem)).expect("RSA PKCS#8 parses");
+    let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes())
         .expect("RSA PKCS#8 PEM is accepted by jsonwebtoken");
-    let components = RsaPublicKeyComponents::<Vec<u8>>::from(pair.public_key());
+    let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
     let jwk = json!({
         "kty": "RSA", "kid": kid, "use": "sig", "alg": "RS256",
-        "n": b64url(&components.n), "e": b64url(&components.e),
+        "n": b64url(&public.n), "e": b64url(&public.e),
     });
     (encoding, jwk)
 }
@@ -132,6 +130,7 @@ fn claims() -> Value {
 }
 
 fn sign(alg: Algorithm, kid: &str, key: &EncodingKey) -> String {
+    tollgate::auth::jwt_crypto::install();
     let mut header = Header::new(alg);
     header.kid = Some(kid.to_owned());
     jsonwebtoken::encode(&header, &claims(), key).expect("signing the benchmark token")
@@ -143,6 +142,7 @@ fn bench_jwt(c: &mut Criterion) {
     let mut config = JwtConfig::new(ISSUER);
     // The JWKS is inline, so every kid below is cached from construction: no fetch, ever.
     config.inline_jwks = Some(json!({ "keys": [ec_jwk, rsa_jwk] }).to_string());
+    tollgate::trust::install_ring_defaults();
     let http = reqwest::Client::builder()
         .no_proxy()
         .build()

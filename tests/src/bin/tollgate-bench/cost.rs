@@ -844,6 +844,7 @@ impl Gateway {
         let server = tokio::spawn(async move {
             let _ = tollgate_dev::server::serve(listener, router).await;
         });
+        tollgate::trust::install_ring_defaults();
         Ok(Gateway {
             base_url,
             issuer,
@@ -862,13 +863,7 @@ impl Gateway {
             "sub": sub, "iss": ISSUER, "iat": now, "nbf": now, "exp": now + 3600,
             "email": email, "name": name,
         });
-        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
-        header.kid = Some(self.issuer.kid().to_owned());
-        Ok(jsonwebtoken::encode(
-            &header,
-            &claims,
-            &self.issuer.encoding_key(),
-        )?)
+        Ok(self.issuer.sign(&claims)?)
     }
 
     async fn send(&self, call: &Call) -> Result<Reply, Error> {

@@ -154,6 +154,7 @@ where
 
 /// One HTTP/1.1 client per worker, keeping at most one idle connection: one connection each.
 fn worker_clients(concurrency: usize) -> Result<Vec<reqwest::Client>, Error> {
+    tollgate::trust::install_ring_defaults();
     (0..concurrency)
         .map(|_| {
             reqwest::Client::builder()
