@@ -1,13 +1,13 @@
 //! The root certificates every outbound HTTPS client trusts: Mozilla's, compiled into the binary.
 //!
 //! The default clients read the operating system's trust store when they are built, at cold start:
-//! the SDK's (once per SDK client) and reqwest's platform verifier (the JWKS client). On a Debian
-//! host that is a ~140-certificate bundle plus 292 files of `/etc/ssl/certs` per client, and it was
-//! most of a function's init time (docs/BENCHMARKS.md). Compiled in (`webpki-root-certs`, the set
-//! the Stripe client already trusts through `webpki-roots`), init reads no file and behaves the same
-//! on every host. The AWS SDK clients trust only the Amazon Trust Services roots of that set; the
-//! JWKS client (Clerk, Auth0: public CAs) trusts all of it. `cargo update -p webpki-root-certs`
-//! refreshes the set.
+//! the SDK's (once per SDK client) and reqwest's platform verifier. On a Debian host that was a
+//! ~140-certificate bundle plus 292 files of `/etc/ssl/certs` per client, most of a function's
+//! init time (docs/BENCHMARKS.md). Compiled in, init reads no file and behaves the same on every
+//! host. The AWS SDK clients trust only the Amazon Trust Services roots, taken from Mozilla's set
+//! as DER certificates (`webpki-root-certs`) and handed to the SDK as PEM; the reqwest client for
+//! the JWKS and Stripe (public CAs) trusts the whole set as pre-parsed trust anchors
+//! (`webpki-roots`). `cargo update -p webpki-root-certs -p webpki-roots` refreshes both.
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -104,6 +104,8 @@ pub fn reqwest_client(timeout: Duration) -> Result<reqwest::Client, HttpClientEr
 
 #[cfg(test)]
 mod tests {
+    use rustls::pki_types::pem::PemObject as _;
+
     use super::*;
 
     fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -153,21 +155,10 @@ mod tests {
         assert!(!pem.iter().any(|der| contains(der, b"DigiCert")));
     }
 
-    /// Decodes the bundle independently of the encoder: base64 between the markers.
+    /// Decodes the bundle independently of the encoder, with rustls's PEM reader.
     fn pem_blocks(pem: &str) -> Vec<Vec<u8>> {
-        pem.split("-----BEGIN CERTIFICATE-----\n")
-            .filter(|block| !block.is_empty())
-            .map(|block| {
-                let body: String = block
-                    .split("-----END CERTIFICATE-----")
-                    .next()
-                    .unwrap_or_default()
-                    .lines()
-                    .collect();
-                base64::engine::general_purpose::STANDARD
-                    .decode(body)
-                    .unwrap_or_default()
-            })
+        rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+            .map(|certificate| certificate.expect("a PEM certificate").to_vec())
             .collect()
     }
 }

@@ -724,12 +724,13 @@ mod tests {
     use axum::extract::State;
     use axum::http::{StatusCode, header};
     use axum::response::{IntoResponse, Response};
-    use base64::engine::general_purpose::STANDARD;
     use jsonwebtoken::{EncodingKey, Header};
     use ring::rand::SystemRandom;
     use ring::signature::{
         ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair,
     };
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject as _;
     use serde_json::json;
 
     use super::*;
@@ -780,17 +781,9 @@ mod tests {
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
-    /// The DER inside a one-block PEM.
-    fn pem_der(pem: &str) -> Vec<u8> {
-        let body: String = pem
-            .lines()
-            .filter(|line| !line.starts_with("-----"))
-            .collect();
-        STANDARD.decode(body).unwrap()
-    }
-
     fn rsa_key(kid: &str, private_pem: &str, public_pem: &str) -> RsaTestKey {
-        let pair = RsaKeyPair::from_pkcs8(&pem_der(private_pem)).unwrap();
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(private_pem.as_bytes()).unwrap();
+        let pair = RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).unwrap();
         let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes()).unwrap();
         let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
         let jwk = json!({
@@ -852,7 +845,7 @@ mod tests {
     }
 
     fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
-        super::super::jwt_crypto::install();
+        crate::auth::jwt_crypto::install();
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, key).unwrap()

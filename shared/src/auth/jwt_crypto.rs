@@ -249,8 +249,8 @@ fn compute_digest(data: &[u8], hash: ThumbprintHash) -> Result<Vec<u8>, Error> {
 
 #[cfg(test)]
 mod tests {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::STANDARD;
+    use rustls::pki_types::PrivatePkcs8KeyDer;
+    use rustls::pki_types::pem::PemObject as _;
 
     use super::*;
 
@@ -259,9 +259,9 @@ mod tests {
     const OTHER_RSA_PUBLIC: &str = include_str!("../../testdata/jwt-rsa-2.pub.pem");
     const MESSAGE: &[u8] = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1c2VyXzEifQ";
 
-    fn der(pem: &str) -> Vec<u8> {
-        let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-        STANDARD.decode(body).unwrap()
+    fn rsa_pair() -> sig::RsaKeyPair {
+        let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(RSA_PRIVATE.as_bytes()).unwrap();
+        sig::RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).unwrap()
     }
 
     fn sign(alg: Algorithm, key: &EncodingKey) -> Vec<u8> {
@@ -293,7 +293,7 @@ mod tests {
     fn rsa_keys() -> (EncodingKey, DecodingKey, DecodingKey) {
         let encoding = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
         let pem = DecodingKey::from_rsa_pem(RSA_PUBLIC.as_bytes()).unwrap();
-        let pair = sig::RsaKeyPair::from_pkcs8(&der(RSA_PRIVATE)).unwrap();
+        let pair = rsa_pair();
         let public = sig::RsaPublicKeyComponents::<Vec<u8>>::from(pair.public());
         let components = DecodingKey::from_rsa_raw_components(&public.n, &public.e);
         (encoding, pem, components)
@@ -398,7 +398,7 @@ mod tests {
 
     #[test]
     fn key_utilities_give_public_components_and_digests() {
-        let pair = sig::RsaKeyPair::from_pkcs8(&der(RSA_PRIVATE)).unwrap();
+        let pair = rsa_pair();
         let encoding = EncodingKey::from_rsa_pem(RSA_PRIVATE.as_bytes()).unwrap();
         let (n, e) = rsa_components_from_private_key(encoding.as_bytes()).unwrap();
         assert_eq!(

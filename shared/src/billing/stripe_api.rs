@@ -40,6 +40,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::error::DisplayErrorContext;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue, USER_AGENT};
 use serde::Deserialize;
 use serde_json::Value;
@@ -555,8 +556,10 @@ impl StripeApi {
                 REQUEST_TIMEOUT.as_secs()
             ));
         }
-        // reqwest's message names the URL (base and path; the key travels in a header).
-        StripeError::Unavailable(format!("{op}: {}", self.scrub(&error_chain(err))))
+        // The error and its causes (as the store reports the SDK's); reqwest's names the URL (base
+        // and path: the key travels in a sensitive header, which it never prints).
+        let detail = DisplayErrorContext(err).to_string();
+        StripeError::Unavailable(format!("{op}: {}", self.scrub(&detail)))
     }
 
     /// Maps a non-2xx answer, scrubbing the secret key from anything Stripe quoted.
@@ -600,18 +603,6 @@ const USER_AGENT_VALUE: &str = concat!("tollgate/", env!("CARGO_PKG_VERSION"));
 
 /// The form field naming the owning organization on customers.
 const ORGANIZATION_METADATA_FIELD: &str = "metadata[organizationId]";
-
-/// An error and its sources, one line (reqwest's own `Display` is only the outermost).
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
 
 /// Stripe's rule for `Idempotency-Key`: 1–255 characters; visible ASCII so it is a header value.
 fn check_idempotency_key(key: &str) -> Result<(), StripeError> {

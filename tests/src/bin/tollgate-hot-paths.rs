@@ -20,12 +20,14 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _, RsaKeyPair};
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
 use tollgate::auth::jwt::{JwtConfig, JwtVerifier};
 use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, WebhookSecrets};
@@ -71,15 +73,6 @@ fn b64url(bytes: &[u8]) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// The DER inside a one-block PEM.
-fn pem_der(pem: &str) -> Vec<u8> {
-    let body: String = pem
-        .lines()
-        .filter(|line| !line.starts_with("-----"))
-        .collect();
-    STANDARD.decode(body).expect("test key PEM is base64")
-}
-
 /// A fresh P-256 key: its signing key and its public JWK.
 fn ec_key(kid: &str) -> (EncodingKey, Value) {
     let rng = SystemRandom::new();
@@ -102,7 +95,9 @@ fn ec_key(kid: &str) -> (EncodingKey, Value) {
 /// and its public JWK.
 fn rsa_key(kid: &str) -> (EncodingKey, Value) {
     let private_pem = include_str!("../../../shared/testdata/jwt-rsa-1.key.pem");
-    let pair = RsaKeyPair::from_pkcs8(&pem_der(private_pem)).expect("RSA PKCS#8 parses");
+    let pkcs8 = PrivatePkcs8KeyDer::from_pem_slice(private_pem.as_bytes())
+        .expect("the test key is a PKCS#8 PEM");
+    let pair = RsaKeyPair::from_pkcs8(pkcs8.secret_pkcs8_der()).expect("RSA PKCS#8 parses");
     let encoding = EncodingKey::from_rsa_pem(private_pem.as_bytes())
         .expect("RSA PKCS#8 PEM is accepted by jsonwebtoken");
     let public = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public());
