@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # `make dev`: DynamoDB Local (data kept in .tollgate/dynamodb), the table, a token, and the API on
 # TOLLGATE_ADDR (default 127.0.0.1:3000) through the dev gateway. Ctrl-C stops everything.
+#
+# Billing: without STRIPE_SECRET_KEY the gateway runs the local Stripe stand-in on
+# STRIPE_STANDIN_ADDR (default 127.0.0.1:12111), with a price for every plan and a local webhook
+# secret (.tollgate/dev-stripe-webhook-secret); `tollgate-dev stripe pay <sessionId>` pays a
+# checkout. With STRIPE_SECRET_KEY (a test-mode key) it talks to Stripe itself.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -8,8 +13,8 @@ cd "$root"
 
 export TOLLGATE_ADDR="${TOLLGATE_ADDR:-127.0.0.1:3000}"
 export TABLE_NAME="${TABLE_NAME:-tollgate}"
-trap 'infra/scripts/dynamodb-local.sh stop dev' EXIT INT TERM
 if [[ -z "${DYNAMODB_ENDPOINT:-}" ]]; then
+  trap 'infra/scripts/dynamodb-local.sh stop dev' EXIT INT TERM
   DYNAMODB_ENDPOINT="$(infra/scripts/dynamodb-local.sh start dev "${DYNAMODB_PORT:-8000}" "$root/.tollgate/dynamodb")"
   export DYNAMODB_ENDPOINT
 fi
@@ -22,10 +27,19 @@ if [[ -z "${SERVICE_KEY_HASHES:-}" ]]; then
   export SERVICE_KEY_HASHES
 fi
 
+serve_args=()
+if [[ -z "${STRIPE_SECRET_KEY:-}" ]]; then
+  standin="${STRIPE_STANDIN_ADDR:-127.0.0.1:12111}"
+  serve_args=(--stripe-standin "$standin")
+  # The stand-in's own key, URL and the local secret `stripe pay` signs with replace these.
+  unset STRIPE_API_BASE STRIPE_WEBHOOK_SECRET
+fi
+
 cargo build --quiet -p tollgate-dev
 dev=target/debug/tollgate-dev
 "$dev" create-table
 
+B="http://$TOLLGATE_ADDR"
 if [[ -z "${JWT_ISSUER:-}" ]]; then
   token="$("$dev" token --sub "dev|alice" --email alice@example.com --name "Alice Dev")"
   cat <<MSG
@@ -33,19 +47,42 @@ if [[ -z "${JWT_ISSUER:-}" ]]; then
 Ready-to-use token (local issuer, 12 h) for user dev|alice:
 
   export TOKEN='$token'
-
-Try:
-  curl -s http://$TOLLGATE_ADDR/api/me -H "Authorization: Bearer \$TOKEN"
-  curl -s -X POST http://$TOLLGATE_ADDR/api/permissions/check -H "Authorization: Bearer \$TOKEN" \\
-       -H 'content-type: application/json' -d '{"permissions":["users:read","calls:read:own"],"features":["apiAccess"]}'
 More tokens: $dev token --sub SUB --email EMAIL [--name NAME]
 MSG
-  if [[ -n "${DEV_SERVICE_KEY:-}" ]]; then cat <<MSG
-Usage from the call-handling service (service key $DEV_SERVICE_KEY, local only):
-  curl -s -X POST http://$TOLLGATE_ADDR/api/usage/calls -H "Authorization: Bearer $DEV_SERVICE_KEY" \\
-       -H 'content-type: application/json' \\
-       -d '{"organizationId":"org_...","callId":"call-1","durationSeconds":125,"endedAt":"'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
-MSG
-  fi
+else
+  echo; echo "Put a token from $JWT_ISSUER in \$TOKEN."
 fi
-exec "$dev" serve
+service_key="${DEV_SERVICE_KEY:-\$SERVICE_KEY}"
+if [[ -n "${serve_args[*]}" ]]; then
+  pay_line="  $dev stripe pay --gateway \$B --stripe-api-base http://$standin \"\$SESSION\""
+else
+  pay_line="  # Stripe test mode: open the checkout url, pay with card 4242 4242 4242 4242; \`stripe listen\`
+  # forwards the events to $B/api/webhooks/stripe (its secret in STRIPE_WEBHOOK_SECRET)."
+fi
+cat <<MSG
+
+The whole walk (each user onboards once; data is kept in .tollgate/dynamodb, so for another walk
+use another user: export TOKEN=\$($dev token --sub "dev|\$RANDOM")):
+
+  B=$B; H="Authorization: Bearer \$TOKEN"; J='content-type: application/json'
+  pick() { python3 -c 'import json,sys; d=json.load(sys.stdin); print(json.dumps(d), file=sys.stderr); print(d.get(sys.argv[1], ""))' "\$1"; }
+  # who am I (the first call creates the user)
+  curl -s -w '\\n' \$B/api/me -H "\$H"
+  # 1. onboard: a new organization, you its OWNER
+  ORG=\$(curl -s -X POST \$B/api/organizations -H "\$H" -H "\$J" -d '{"name":"Acme Dev"}' | pick id)
+  # 2. checkout: a BUSINESS subscription, monthly
+  SESSION=\$(curl -s -X POST \$B/api/billing/checkout -H "\$H" -H "\$J" -d '{"plan":"BUSINESS","interval":"monthly"}' | pick sessionId)
+  # 3. pay it as the customer would
+$pay_line
+  # 4. the plan applies: subscription, entitlements
+  curl -s -w '\\n' \$B/api/billing/subscription -H "\$H"
+  curl -s -w '\\n' -X POST \$B/api/permissions/check -H "\$H" -H "\$J" -d '{"permissions":["users:read","calls:read:own"],"features":["apiAccess"]}'
+  # 5. usage from the call-handling service (service key $service_key, local only)
+  curl -s -w '\\n' -X POST \$B/api/usage/calls -H "Authorization: Bearer $service_key" -H "\$J" \\
+       -d '{"organizationId":"'"\$ORG"'","callId":"call-1","durationSeconds":125,"endedAt":"'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
+  # 6. usage against the plan's allowance
+  curl -s -w '\\n' \$B/api/billing/usage -H "\$H"
+
+MSG
+# Not exec: the trap stops the DynamoDB Local started here when the gateway stops.
+"$dev" serve "${serve_args[@]}"

@@ -6,7 +6,8 @@
 # SET picks the pinned requirement files installed into the venv:
 #   tools        (default) infra/requirements.txt + infra/requirements-test.txt: cfn-lint,
 #                aws-sam-cli, moto's server (make lint, make test)
-#   package      infra/requirements-package.txt: cargo-lambda and ziglang (make package, make bench)
+#   package      infra/requirements-package.txt: cargo-lambda and ziglang (make package, make bench,
+#                make sam-build)
 #   conformance  infra/requirements-conformance.txt: schemathesis (make conformance)
 # Each set is (re)installed only when its files (or the pip pin below) changed since its last
 # successful install; the stamp is .venv/.requirements-<SET>.sha256.

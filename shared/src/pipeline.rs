@@ -15,7 +15,7 @@ use crate::billing::stripe_api::{StripeApi, StripeError, StripeSettings};
 use crate::config::Config;
 use crate::handlers;
 use crate::http::ApiError;
-use crate::ratelimit::{Bucket, RateStatus};
+use crate::ratelimit::{Bucket, LimiterFailure, RateStatus};
 use crate::rbac::{self, Decision};
 use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch, Serves};
 use crate::secrets::{SecretSource, SecretValues};
@@ -528,8 +528,10 @@ async fn run<S: Serves>(
     }
 }
 
-/// Counts the request against `bucket` for `subject`; over the limit → 429. A limiter outage
-/// lets the request through (logged): the stage throttle still bounds traffic.
+/// Counts the request against `bucket` for `subject`; over the limit → 429. A passing limiter
+/// failure lets the request through (warned, with a count): the stage throttle still bounds
+/// traffic. A limiter table that refuses the update (missing, not permitted) is a deployment
+/// error: 503, logged at error.
 async fn count(
     state: &AppState,
     bucket: Bucket,
@@ -547,9 +549,17 @@ async fn count(
         .await
     {
         Ok(status) => status,
-        Err(error) => {
-            tracing::warn!(bucket = bucket.as_str(), %error, "rate limiter unavailable; request let through");
+        Err(error) if error.failure == LimiterFailure::Transient => {
+            let fail_opens = crate::ratelimit::count_fail_open();
+            tracing::warn!(bucket = bucket.as_str(), fail_opens, %error, "rate limiter unavailable; request let through");
             return Ok(());
+        }
+        Err(error) => {
+            tracing::error!(bucket = bucket.as_str(), %error, "rate limiter table refused the update: a deployment error");
+            return Err(ApiError::unavailable(
+                "store_unavailable",
+                "Storage is unavailable right now; nothing was changed. Try again shortly.",
+            ));
         }
     };
     *rate = Some(match *rate {

@@ -10,8 +10,19 @@
 //! The Stripe webhook is not limited (Stripe is verified by signature and retries on 429 would only
 //! delay billing). Service keys are not limited per key (the call-handling service posts every
 //! call); the stage throttle in `template.yaml` bounds them.
+//!
+//! When the window update fails, [`classify`] decides: throttling, a timeout, a connection that
+//! could not be made or a DynamoDB server fault lets the request through uncounted (logged at warn
+//! with [`count_fail_open`]'s running count; the stage throttle still bounds traffic); anything
+//! else (missing table, no permission, an invalid request) is a deployment error that answers 503,
+//! so a broken deploy shows on its first request instead of silently running without limits.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 
 /// Which limit a request is counted against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -156,6 +167,89 @@ impl RateStatus {
             self
         }
     }
+}
+
+/// What a failed window update means for the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimiterFailure {
+    /// A passing problem (throttled, timed out, not reached, a server fault): let the request
+    /// through uncounted.
+    Transient,
+    /// A refusal no retry fixes (missing table, no permission, an invalid request): a deployment
+    /// error, answered 503.
+    Misconfigured,
+}
+
+/// A window update that failed, classified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("rate limiter window update failed ({code}): {detail}")]
+pub struct LimiterError {
+    pub failure: LimiterFailure,
+    /// The service's error code (`AccessDeniedException`, ...) or the transport problem.
+    pub code: String,
+    pub detail: String,
+}
+
+impl LimiterError {
+    pub fn from_sdk(error: SdkError<UpdateItemError, HttpResponse>) -> Self {
+        let (failure, code) = classify(&error);
+        Self {
+            failure,
+            code,
+            detail: DisplayErrorContext(&error).to_string(),
+        }
+    }
+}
+
+/// DynamoDB's throttling error codes: the table is there and allowed, just busy.
+const THROTTLING_CODES: [&str; 3] = [
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+];
+
+/// Classifies a failed window update (`ConditionalCheckFailedException`, "over the limit", is not
+/// a failure and never reaches here) and names it for the log.
+pub fn classify(error: &SdkError<UpdateItemError, HttpResponse>) -> (LimiterFailure, String) {
+    match error {
+        SdkError::TimeoutError(_) => (LimiterFailure::Transient, "timeout".to_owned()),
+        SdkError::DispatchFailure(failure) => {
+            let kind = if failure.is_timeout() {
+                "connect timeout"
+            } else if failure.is_io() {
+                "connection failed"
+            } else {
+                "dispatch failure"
+            };
+            (LimiterFailure::Transient, kind.to_owned())
+        }
+        // The answer was cut off or garbled on its way: the network, not the deployment.
+        SdkError::ResponseError(_) => (LimiterFailure::Transient, "response error".to_owned()),
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or("unknown service error");
+            // A 5xx is DynamoDB's own fault (InternalServerError), which its retries are for.
+            let transient =
+                THROTTLING_CODES.contains(&code) || service.raw().status().is_server_error();
+            let failure = if transient {
+                LimiterFailure::Transient
+            } else {
+                LimiterFailure::Misconfigured
+            };
+            (failure, code.to_owned())
+        }
+        // The request could not be built: a bug or a bad setting, not an outage.
+        _ => (
+            LimiterFailure::Misconfigured,
+            "construction failure".to_owned(),
+        ),
+    }
+}
+
+static FAIL_OPENS: AtomicU64 = AtomicU64::new(0);
+
+/// Counts one request let through uncounted by this process; returns the running total.
+pub fn count_fail_open() -> u64 {
+    FAIL_OPENS.fetch_add(1, Ordering::Relaxed) + 1
 }
 
 #[cfg(test)]

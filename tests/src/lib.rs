@@ -1,6 +1,7 @@
 //! Test harness for whole flows: a dev gateway on 127.0.0.1 (the same router `tollgate-dev serve`
 //! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
 
+pub mod aws_recorder;
 pub mod moto;
 pub mod runtime_api;
 pub mod stripe_standin;

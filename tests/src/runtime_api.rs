@@ -516,7 +516,8 @@ pub fn function_binary_dir() -> PathBuf {
     target.join("debug")
 }
 
-fn template() -> Yaml {
+/// `template.yaml` as YAML (CloudFormation's short-form tags kept as tagged values).
+pub fn template() -> Yaml {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
     let text = std::fs::read_to_string(path).expect("template.yaml");
     serde_norway::from_str(&text).expect("template.yaml parses")
@@ -564,4 +565,97 @@ pub fn template_environment(
         }
     }
     variables
+}
+
+/// An identity provider for function processes: serves `jwks` at `<issuer>.well-known/jwks.json`
+/// on a free 127.0.0.1 port; returns the issuer URL (with its trailing slash).
+pub async fn serve_jwks(jwks: String) -> std::io::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let issuer_url = format!("http://{}/", listener.local_addr()?);
+    let router = Router::new().route(
+        "/.well-known/jwks.json",
+        get(move || {
+            let jwks = jwks.clone();
+            async move { ([("content-type", "application/json")], jwks) }
+        }),
+    );
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Ok((issuer_url, server))
+}
+
+/// A function process started on its own Runtime API, initialised and waiting for invocations.
+pub struct Booted {
+    pub binary: String,
+    pub runtime: RuntimeApi,
+    pub process: FunctionProcess,
+}
+
+impl Booted {
+    /// Starts `binary` (from [`function_binary_dir`]) with Lambda's environment plus
+    /// `environment`, and waits up to `init_limit` for its first `invocation/next`.
+    ///
+    /// # Panics
+    /// When the binary is not built or does not finish its init (a test failure, with its output).
+    pub async fn start(
+        binary: &str,
+        environment: Vec<(String, String)>,
+        init_limit: Duration,
+    ) -> Booted {
+        let path = function_binary_dir().join(binary);
+        assert!(
+            path.is_file(),
+            "{} is not built: `make test` builds the function binaries first (cargo build --bins)",
+            path.display()
+        );
+        let runtime = RuntimeApi::start(binary).await.expect("Runtime API starts");
+        let mut full = lambda_environment(binary, &runtime);
+        full.extend(environment);
+        let mut process = FunctionProcess::spawn(&path, &full).expect("the binary starts");
+        if runtime.wait_for_init(init_limit).await.is_none() {
+            let exited = process.exited();
+            panic!(
+                "{binary} did not ask for an invocation within {init_limit:?} (init error: {:?}, exit: {exited:?}); output:\n{}",
+                runtime.init_error(),
+                process.output().join("\n")
+            );
+        }
+        Booted {
+            binary: binary.to_owned(),
+            runtime,
+            process,
+        }
+    }
+
+    /// Invokes the function with an HTTP API event for `route_key` (`"GET /api/users/{id}"`) at
+    /// `path` (with its query) and reads the answer as API Gateway does.
+    ///
+    /// # Panics
+    /// When the function does not answer within `limit` or answers with an invocation error.
+    pub async fn call(
+        &self,
+        route_key: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        limit: Duration,
+    ) -> HttpApiResponse {
+        let method = route_key.split(' ').next().unwrap_or("GET");
+        let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
+        let event = http_api_event(route_key, method, raw_path, query, headers, body);
+        let outcome = self
+            .runtime
+            .invoke(&event, limit)
+            .await
+            .unwrap_or_else(|error| {
+                panic!(
+                    "{} {route_key}: {error}; output:\n{}",
+                    self.binary,
+                    self.process.output().join("\n")
+                )
+            });
+        HttpApiResponse::parse(&outcome)
+            .unwrap_or_else(|error| panic!("{} {route_key}: {error}", self.binary))
+    }
 }

@@ -182,3 +182,264 @@ async fn the_default_user_limit_is_exact_at_the_boundary_and_resets() {
     assert!(!next_window.limited);
     assert_eq!(next_window.remaining, 999);
 }
+
+/// DynamoDB Local behind a proxy that answers the limiter's window updates (`UpdateItem` on a
+/// `RATE#` key) as `fault` says, in DynamoDB's wire format (awsJson 1.0 error body), and forwards
+/// everything else unchanged. DynamoDB Local ignores IAM, so this is how a denied, throttled or
+/// silent table reaches the real SDK.
+struct FaultyDynamoDb {
+    endpoint: String,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FaultyDynamoDb {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+/// What the proxy does with a window update, given its partition key (`RATE#<bucket>#<subject>`).
+#[derive(Clone, Copy)]
+enum Fault {
+    /// Answers with this HTTP status and DynamoDB error code.
+    Error(u16, &'static str),
+    /// Answers with the error code named by the subject (`RATE#user#ThrottlingException`), 500
+    /// for `InternalServerError`, else 400.
+    CodeFromSubject,
+    /// Never answers.
+    Hang,
+}
+
+impl FaultyDynamoDb {
+    async fn start(fault: Fault) -> FaultyDynamoDb {
+        use axum::body::Bytes;
+        use axum::http::{HeaderMap, StatusCode, Uri};
+        use axum::response::IntoResponse;
+        let upstream = tollgate_tests::dynamodb_endpoint();
+        // reqwest is built without a TLS provider of its own: ring's, as everywhere.
+        tollgate::trust::install_ring_defaults();
+        let client = reqwest::Client::new();
+        let handler = move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let upstream = upstream.clone();
+            let client = client.clone();
+            async move {
+                let target = headers
+                    .get("x-amz-target")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default();
+                let request: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                let key = request["Key"]["PK"]["S"].as_str().unwrap_or_default();
+                if target.ends_with(".UpdateItem") && key.starts_with("RATE#") {
+                    let (status, code) = match fault {
+                        Fault::Error(status, code) => (status, code.to_owned()),
+                        Fault::CodeFromSubject => {
+                            let code = key.rsplit('#').next().unwrap_or_default().to_owned();
+                            (
+                                if code == "InternalServerError" {
+                                    500
+                                } else {
+                                    400
+                                },
+                                code,
+                            )
+                        }
+                        Fault::Hang => {
+                            tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                            (500, "InternalServerError".to_owned())
+                        }
+                    };
+                    let body = json!({
+                        "__type": format!("com.amazonaws.dynamodb.v20120810#{code}"),
+                        "message": format!("{code} (injected by the test proxy)"),
+                    });
+                    return (
+                        StatusCode::from_u16(status).unwrap(),
+                        [("content-type", "application/x-amz-json-1.0")],
+                        body.to_string(),
+                    )
+                        .into_response();
+                }
+                let mut forwarded = client.post(format!("{upstream}{}", uri.path())).body(body);
+                for (name, value) in &headers {
+                    if !matches!(name.as_str(), "host" | "content-length") {
+                        forwarded = forwarded.header(name, value);
+                    }
+                }
+                let answer = forwarded.send().await.expect("DynamoDB Local answers");
+                let status = answer.status();
+                let content_type = answer
+                    .headers()
+                    .get("content-type")
+                    .cloned()
+                    .unwrap_or_else(|| "application/x-amz-json-1.0".parse().unwrap());
+                let bytes = answer.bytes().await.expect("DynamoDB Local's body");
+                (status, [("content-type", content_type)], bytes).into_response()
+            }
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let router = axum::Router::new().fallback(handler);
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FaultyDynamoDb { endpoint, server }
+    }
+}
+
+/// A gateway whose DynamoDB is `faulty` (the limits are TestApp's generous ones).
+async fn app_behind(faulty: &FaultyDynamoDb) -> TestApp {
+    let endpoint = faulty.endpoint.clone();
+    TestApp::start_with(move |config| config.dynamodb_endpoint = Some(endpoint)).await
+}
+
+#[tokio::test]
+async fn a_missing_limiter_table_is_a_deployment_error_answered_503_at_once() {
+    // The table the functions are configured with does not exist: DynamoDB Local answers the
+    // window update with ResourceNotFoundException.
+    let app = TestApp::start_with(|config| {
+        config.table_name = format!("missing-{}", uuid::Uuid::new_v4().simple());
+    })
+    .await;
+    let token = app.token("auth0|misdeployed", None, None);
+    let reply = app.get("/api/me", &token).await;
+    assert_error(&reply, 503, "store_unavailable");
+    // The limiter's refusal answered the request: nothing else was asked of DynamoDB.
+    assert_eq!(app.dynamodb_requests.take(), vec!["UpdateItem"]);
+}
+
+#[tokio::test]
+async fn access_denied_on_the_limiter_table_answers_503_and_changes_nothing() {
+    let faulty = FaultyDynamoDb::start(Fault::Error(400, "AccessDeniedException")).await;
+    let app = app_behind(&faulty).await;
+    let token = app.token("auth0|denied", None, None);
+    let reply = app.get("/api/me", &token).await;
+    assert_error(&reply, 503, "store_unavailable");
+    assert!(!reply.headers.contains_key("ratelimit-limit"));
+    assert_eq!(app.dynamodb_requests.take(), vec!["UpdateItem"]);
+    assert!(app.all_items().await.is_empty(), "no user was created");
+}
+
+#[tokio::test]
+async fn a_throttled_limiter_lets_the_request_through_uncounted() {
+    let faulty =
+        FaultyDynamoDb::start(Fault::Error(400, "ProvisionedThroughputExceededException")).await;
+    let app = app_behind(&faulty).await;
+    let token = app.token("auth0|throttled", None, None);
+    let reply = app.get("/api/me", &token).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(
+        !reply.headers.contains_key("ratelimit-limit"),
+        "not counted"
+    );
+    assert!(
+        app.store
+            .get_user("auth0|throttled")
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_limiter_that_never_answers_lets_the_request_through_within_the_timeout() {
+    let faulty = FaultyDynamoDb::start(Fault::Hang).await;
+    let app = app_behind(&faulty).await;
+    let token = app.token("auth0|patient", None, None);
+    let started = std::time::Instant::now();
+    let reply = app.get("/api/me", &token).await;
+    let took = started.elapsed();
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert!(!reply.headers.contains_key("ratelimit-limit"));
+    // Bounded by the DynamoDB client's operation timeout, inside the 10 s function timeout.
+    assert!(
+        took >= tollgate::store::DYNAMODB_OPERATION_TIMEOUT
+            && took < std::time::Duration::from_secs(10),
+        "{took:?}"
+    );
+}
+
+/// Each way the window update can fail, as the real SDK reads it off the wire, is classified:
+/// throttling, a server fault, a timeout or a refused connection lets requests through; any
+/// other refusal is a deployment error.
+#[tokio::test]
+async fn limiter_failures_are_classified_by_what_a_retry_could_fix() {
+    use aws_sdk_dynamodb::config::retry::RetryConfig;
+    use tollgate::ratelimit::{Bucket, LimiterFailure, RateLimits};
+    use tollgate::store::Store;
+
+    // Retries off: the classification, not the SDK's backoff, is under test.
+    async fn store_at(endpoint: &str, table: &str) -> Store {
+        let client = tollgate::store::dynamodb_client(Some(endpoint)).await;
+        let client = aws_sdk_dynamodb::Client::from_conf(
+            client
+                .config()
+                .to_builder()
+                .retry_config(RetryConfig::disabled())
+                .build(),
+        );
+        Store::new(client, table)
+    }
+    let limit = RateLimits::default().user;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let table = format!("classify-{}", uuid::Uuid::new_v4().simple());
+    let direct = tollgate::store::dynamodb_client(Some(&tollgate_tests::dynamodb_endpoint())).await;
+    tollgate::store::schema::create_table(&direct, &table)
+        .await
+        .unwrap();
+
+    let faulty = FaultyDynamoDb::start(Fault::CodeFromSubject).await;
+    let store = store_at(&faulty.endpoint, &table).await;
+    for (code, expected) in [
+        (
+            "ProvisionedThroughputExceededException",
+            LimiterFailure::Transient,
+        ),
+        ("ThrottlingException", LimiterFailure::Transient),
+        ("RequestLimitExceeded", LimiterFailure::Transient),
+        ("InternalServerError", LimiterFailure::Transient),
+        ("AccessDeniedException", LimiterFailure::Misconfigured),
+        ("ResourceNotFoundException", LimiterFailure::Misconfigured),
+        ("ValidationException", LimiterFailure::Misconfigured),
+        ("UnrecognizedClientException", LimiterFailure::Misconfigured),
+    ] {
+        let error = store
+            .hit_rate_limit(Bucket::User, code, limit, now)
+            .await
+            .expect_err(code);
+        assert_eq!(
+            (error.failure, error.code.as_str()),
+            (expected, code),
+            "{error}"
+        );
+    }
+
+    // The same table, reached directly, counts as before.
+    let fine = store_at(&tollgate_tests::dynamodb_endpoint(), &table)
+        .await
+        .hit_rate_limit(Bucket::User, "auth0|fine", limit, now)
+        .await
+        .unwrap();
+    assert_eq!(fine.remaining, limit.max - 1);
+
+    // Nothing listens: a refused connection is a dispatch failure, let through.
+    let port = tollgate_tests::moto::free_port();
+    let refused = store_at(&format!("http://127.0.0.1:{port}"), &table)
+        .await
+        .hit_rate_limit(Bucket::User, "auth0|x", limit, now)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.failure, LimiterFailure::Transient, "{refused}");
+
+    // An answer that never comes: the operation timeout, let through.
+    let silent = FaultyDynamoDb::start(Fault::Hang).await;
+    let timed_out = store_at(&silent.endpoint, &table)
+        .await
+        .hit_rate_limit(Bucket::User, "auth0|x", limit, now)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (timed_out.failure, timed_out.code.as_str()),
+        (LimiterFailure::Transient, "timeout"),
+        "{timed_out}"
+    );
+}

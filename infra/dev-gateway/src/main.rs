@@ -1,4 +1,4 @@
-//! `tollgate-dev`: the local stack's command line (`serve`, `create-table`, `token`).
+//! `tollgate-dev`: the local stack's command line (`serve`, `create-table`, `token`, `stripe`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,11 +9,13 @@ use tollgate::config::Config;
 use tollgate::pipeline::AppState;
 use tollgate::store::{Store, schema};
 use tollgate_dev::issuer::{LOCAL_ISSUER, LocalIssuer};
+use tollgate_dev::stripe_pay::{self, PayTarget};
+use tollgate_dev::stripe_standin::{self, StripeStandIn};
 
 #[derive(Parser)]
 #[command(
     name = "tollgate-dev",
-    about = "Tollgate's local stack: API gateway, table, tokens"
+    about = "Tollgate's local stack: API gateway, table, tokens, Stripe stand-in"
 )]
 struct Cli {
     /// Where the local issuer keeps its signing key.
@@ -24,6 +26,15 @@ struct Cli {
         global = true
     )]
     key_file: PathBuf,
+    /// Where the local Stripe webhook signing secret is kept: the gateway checks it when it runs
+    /// with the Stripe stand-in, and `stripe pay` signs with it.
+    #[arg(
+        long,
+        env = "TOLLGATE_DEV_WEBHOOK_SECRET_FILE",
+        default_value = ".tollgate/dev-stripe-webhook-secret",
+        global = true
+    )]
+    webhook_secret_file: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -34,6 +45,15 @@ enum Command {
     Serve {
         #[arg(long, env = "TOLLGATE_ADDR", default_value = "127.0.0.1:3000")]
         addr: SocketAddr,
+        /// Also run the local Stripe stand-in on this address (port 0: a free one) and bill
+        /// through it: no Stripe account needed. Refused when STRIPE_SECRET_KEY is set.
+        #[arg(long, env = "TOLLGATE_STRIPE_STANDIN", value_name = "ADDR")]
+        stripe_standin: Option<SocketAddr>,
+    },
+    /// The local Stripe stand-in: run it on its own, or pay a checkout through it.
+    Stripe {
+        #[command(subcommand)]
+        command: StripeCommand,
     },
     /// Create the DynamoDB table (TABLE_NAME at DYNAMODB_ENDPOINT) if it does not exist.
     CreateTable,
@@ -62,6 +82,34 @@ enum Command {
         /// Lifetime in seconds.
         #[arg(long, default_value_t = 12 * 3600)]
         ttl: i64,
+    },
+}
+
+#[derive(Subcommand)]
+enum StripeCommand {
+    /// Run the stand-in on its own, selling the STRIPE_PRICE_* prices (for a gateway started
+    /// elsewhere with STRIPE_API_BASE pointing at it).
+    Serve {
+        #[arg(long, default_value = stripe_standin::DEFAULT_ADDR)]
+        addr: SocketAddr,
+    },
+    /// Complete a checkout as a paying customer would: pay the session at the stand-in, then send
+    /// the gateway the signed events Stripe sends (checkout.session.completed,
+    /// customer.subscription.created, invoice.paid).
+    Pay {
+        /// The checkout's `sessionId` (cs_...), from POST /api/billing/checkout.
+        session_id: String,
+        /// The gateway's base URL.
+        #[arg(long, env = "TOLLGATE_URL", default_value = "http://127.0.0.1:3000")]
+        gateway: String,
+        /// The stand-in's base URL.
+        #[arg(long, env = "STRIPE_API_BASE", default_value = stripe_standin::DEFAULT_URL)]
+        stripe_api_base: String,
+        /// The gateway's webhook signing secret; default: the local one `serve --stripe-standin`
+        /// made (`make dev` runs it so). Not read from STRIPE_WEBHOOK_SECRET: a secret left in the
+        /// shell from a Stripe CLI session is not the one the stand-in gateway checks.
+        #[arg(long)]
+        webhook_secret: Option<String>,
     },
 }
 
@@ -163,7 +211,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{token}");
             Ok(())
         }
-        Command::Serve { addr } => {
+        Command::Serve {
+            addr,
+            stripe_standin,
+        } => {
             let local_jwks = if config.jwt.is_none() {
                 let issuer =
                     LocalIssuer::load_or_create(&cli.key_file).map_err(|e| e.to_string())?;
@@ -175,6 +226,13 @@ async fn run(cli: Cli) -> Result<(), String> {
                 Some(jwks)
             } else {
                 None
+            };
+            // Kept alive while the gateway serves; dropping it stops the stand-in.
+            let _standin = match stripe_standin {
+                Some(standin_addr) => {
+                    Some(start_standin(&mut config, standin_addr, &cli.webhook_secret_file).await?)
+                }
+                None => None,
             };
             let store = Store::connect(&config).await;
             let state = AppState::new(config, store).map_err(|e| e.to_string())?;
@@ -192,5 +250,160 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())
         }
+        Command::Stripe {
+            command: StripeCommand::Serve { addr },
+        } => {
+            let standin = StripeStandIn::start_on(addr, &config.prices)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            println!("Stripe stand-in listening on {}", standin.base_url);
+            println!(
+                "  STRIPE_API_BASE={} STRIPE_SECRET_KEY={}",
+                standin.base_url,
+                stripe_standin::SECRET_KEY
+            );
+            tokio::signal::ctrl_c()
+                .await
+                .map_err(|e| format!("cannot wait for Ctrl-C: {e}"))
+        }
+        Command::Stripe {
+            command:
+                StripeCommand::Pay {
+                    session_id,
+                    gateway,
+                    stripe_api_base,
+                    webhook_secret,
+                },
+        } => {
+            let webhook_secret = match webhook_secret.as_deref().and_then(stripe_pay::first_secret)
+            {
+                Some(secret) => secret.to_owned(),
+                None => stripe_pay::read_webhook_secret(&cli.webhook_secret_file)
+                    .map_err(|e| e.to_string())?,
+            };
+            let target = PayTarget {
+                gateway_url: gateway,
+                stripe_api_base,
+                stripe_secret_key: stripe_standin::SECRET_KEY.to_owned(),
+                webhook_secret,
+            };
+            let payment = stripe_pay::pay(&target, &session_id)
+                .await
+                .map_err(|e| e.to_string())?;
+            print_payment(&target, &payment);
+            if payment.deliveries.iter().all(|d| d.accepted()) {
+                Ok(())
+            } else {
+                Err("the gateway refused an event (see above)".to_owned())
+            }
+        }
+    }
+}
+
+/// Starts the Stripe stand-in on `addr` selling the configured prices, and points `config`'s
+/// billing at it: its URL, the stand-in's key, and the local webhook secret kept in `secret_file`.
+async fn start_standin(
+    config: &mut Config,
+    addr: SocketAddr,
+    secret_file: &std::path::Path,
+) -> Result<StripeStandIn, String> {
+    if config.stripe_secret_key.is_some() {
+        return Err(
+            "STRIPE_SECRET_KEY is set: unset it to bill through the Stripe stand-in, or run without \
+             --stripe-standin (TOLLGATE_STRIPE_STANDIN) to use Stripe test mode"
+                .to_owned(),
+        );
+    }
+    let standin = StripeStandIn::start_on(addr, &config.prices)
+        .await
+        .map_err(|e| format!("cannot start the Stripe stand-in on {addr}: {e}"))?;
+    config.stripe_api_base = standin.base_url.clone();
+    config.stripe_secret_key = Some(stripe_standin::SECRET_KEY.to_owned());
+    // Always the local secret file, which `stripe pay` reads too: a STRIPE_WEBHOOK_SECRET left
+    // from a Stripe CLI session would make the stand-in's events fail their signature check.
+    config.stripe_webhook_secrets = stripe_pay::load_or_create_webhook_secret(secret_file)
+        .map_err(|e| {
+            format!(
+                "cannot read or write the local webhook secret at {}: {e}",
+                secret_file.display()
+            )
+        })?;
+    println!(
+        "Stripe stand-in (no Stripe account) listening on {}: every plan's monthly and yearly price; \
+         pay a checkout with `tollgate-dev stripe pay <sessionId>`",
+        standin.base_url
+    );
+    Ok(standin)
+}
+
+/// One line per event sent (type, id and what it says) and the gateway's answer.
+fn print_payment(target: &PayTarget, payment: &stripe_pay::Payment) {
+    let session = &payment.session;
+    let subscription = &payment.subscription;
+    let item = &subscription["items"]["data"][0];
+    println!(
+        "Checkout session {} ({} mode, {}) for organization {}, customer {}",
+        text(&session["id"]),
+        text(&session["mode"]),
+        text(&session["status"]),
+        text(&session["client_reference_id"]),
+        text(&session["customer"]),
+    );
+    println!(
+        "Paid at the stand-in: subscription {} ({}, price {} at {} {} per {}), invoice {} ({})",
+        text(&subscription["id"]),
+        text(&subscription["status"]),
+        text(&item["price"]["id"]),
+        item["price"]["unit_amount"]
+            .as_u64()
+            .map(tollgate::pricing::format_usd_cents)
+            .unwrap_or_default(),
+        text(&item["price"]["currency"]).to_uppercase(),
+        text(&item["price"]["recurring"]["interval"]),
+        text(&payment.invoice["id"]),
+        text(&payment.invoice["status"]),
+    );
+    println!(
+        "Sent to {}/api/webhooks/stripe, signed with the gateway's webhook secret:",
+        target.gateway_url.trim_end_matches('/')
+    );
+    for delivery in &payment.deliveries {
+        let object = &delivery.event["data"]["object"];
+        let about = match delivery.event_type() {
+            "checkout.session.completed" => format!(
+                "session {}, subscription {}, client_reference_id {}",
+                text(&object["id"]),
+                text(&object["subscription"]),
+                text(&object["client_reference_id"])
+            ),
+            "customer.subscription.created" => format!(
+                "subscription {} {}, price {}, metadata {}",
+                text(&object["id"]),
+                text(&object["status"]),
+                text(&object["items"]["data"][0]["price"]["id"]),
+                object["metadata"]
+            ),
+            _ => format!(
+                "invoice {} {}, amount_paid {}",
+                text(&object["id"]),
+                text(&object["status"]),
+                object["amount_paid"]
+            ),
+        };
+        println!(
+            "  {} {} ({about})\n    -> {} {}",
+            delivery.event_type(),
+            delivery.event_id(),
+            delivery.status,
+            delivery.answer
+        );
+    }
+}
+
+/// A JSON string without quotes; anything else as JSON.
+fn text(value: &serde_json::Value) -> String {
+    match value.as_str() {
+        Some(text) => text.to_owned(),
+        None => value.to_string(),
     }
 }

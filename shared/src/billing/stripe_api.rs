@@ -10,11 +10,11 @@
 //! # Objects
 //! API responses and webhook `data.object` payloads parse into this module's own types, which hold
 //! the fields Tollgate reads with the types and required-ness API version [`PINNED_API_VERSION`]
-//! gives them (Stripe's published fixtures, `tests/fixtures`, are the reference). Other fields are
-//! ignored. A payload that lacks a field Tollgate reads, or has it with another type, fails with a
-//! [`ShapeError`] instead of being misread; the webhook handler then fetches the object by id
-//! ([`StripeApi::retrieve_subscription`] and friends answer in the pinned version) or answers 5xx
-//! so Stripe retries.
+//! gives them (Stripe's published fixtures, `infra/dev-gateway/fixtures`, are the reference).
+//! Other fields are ignored. A payload that lacks a field Tollgate reads, or has it with another
+//! type, fails with a [`ShapeError`] instead of being misread; the webhook handler then fetches the
+//! object by id ([`StripeApi::retrieve_subscription`] and friends answer in the pinned version) or
+//! answers 5xx so Stripe retries.
 //!
 //! From the objects we keep only the facts Tollgate needs ([`SubscriptionFacts`],
 //! [`InvoiceFacts`], [`CheckoutFacts`]). Expandable references (customer, subscription) may be an

@@ -3,19 +3,20 @@
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 
-use super::{Store, StoreError, key_map, sdk_error};
-use crate::ratelimit::{Bucket, Limit, RateStatus, window};
+use super::{Store, key_map};
+use crate::ratelimit::{Bucket, Limit, LimiterError, RateStatus, window};
 
 impl Store {
     /// Counts one request of `subject` against `limit`. The update only succeeds while the count
-    /// is below the limit, so a limited caller adds nothing more to the table.
+    /// is below the limit, so a limited caller adds nothing more to the table. A failure comes
+    /// classified ([`crate::ratelimit::classify`]).
     pub async fn hit_rate_limit(
         &self,
         bucket: Bucket,
         subject: &str,
         limit: Limit,
         now: i64,
-    ) -> Result<RateStatus, StoreError> {
+    ) -> Result<RateStatus, LimiterError> {
         let (start, end) = window(now, limit.window);
         let key = (
             format!("RATE#{}#{subject}", bucket.as_str()),
@@ -56,7 +57,7 @@ impl Store {
             {
                 Ok(RateStatus::after(limit.max, limit.max + 1, now, end))
             }
-            Err(error) => Err(sdk_error("UpdateItem", error)),
+            Err(error) => Err(LimiterError::from_sdk(error)),
         }
     }
 }
