@@ -13,6 +13,12 @@
 # request is refused for its bad signature before anything is read or written. Remove the
 # organization afterwards with DELETE /api/organization as that user if you wish.
 #
+# GET /api/me also joins a pending invitation of the token's email, as a first sign-in does: use a
+# user that nobody has invited, or it joins that organization and the script stops there.
+#
+# The token and the key go only to BASE_URL: it must be https:// (http:// only for a loopback
+# host, as the dev gateway), and no redirect is followed.
+#
 # One line per step; exits 1 at the first unexpected status or body, 2 on bad usage.
 set -euo pipefail
 if [[ $# -ne 1 || -z "${TOKEN:-}" || -z "${SERVICE_KEY:-}" ]]; then
@@ -25,12 +31,31 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 base = sys.argv[1].rstrip("/")
+parsed_base = urllib.parse.urlsplit(base)
+loopback = parsed_base.hostname in ("localhost", "::1") or (
+    parsed_base.hostname or "").startswith("127.")
+if not parsed_base.hostname or not (
+        parsed_base.scheme == "https" or (parsed_base.scheme == "http" and loopback)):
+    print(f"smoke.sh: BASE_URL must be https://... (http:// only on a loopback host), not {base!r}: "
+          "the token and the service key would travel in clear text", file=sys.stderr)
+    sys.exit(2)
 token = os.environ["TOKEN"]
 service_key = os.environ["SERVICE_KEY"]
 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is answered as it is: following it would send the token and the key elsewhere."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+opener = urllib.request.build_opener(NoRedirect)
 
 
 def call(method, path, auth=None, body=None, headers=None):
@@ -45,7 +70,7 @@ def call(method, path, auth=None, body=None, headers=None):
     for name, value in (headers or {}).items():
         request.add_header(name, value)
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with opener.open(request, timeout=30) as response:
             status, raw = response.status, response.read()
     except urllib.error.HTTPError as error:
         status, raw = error.code, error.read()

@@ -7,6 +7,9 @@
 //! | `sensitive` | the user, on checkout/portal sessions, invitations, integration creation | 5 per 15 minutes |
 //! | `failed_auth` | source IP, rejected tokens and service keys | 5 per 15 minutes |
 //!
+//! A subject longer than 256 bytes is keyed by its SHA-256 (`store::ratelimit::window_partition`),
+//! so no `sub` claim can make the window key too long for DynamoDB.
+//!
 //! The Stripe webhook is not limited (Stripe is verified by signature and retries on 429 would only
 //! delay billing). Service keys are not limited per key (the call-handling service posts every
 //! call); the stage throttle in `template.yaml` bounds them.
@@ -14,8 +17,9 @@
 //! When the window update fails, [`classify`] decides: throttling, a timeout, a connection that
 //! could not be made or a DynamoDB server fault lets the request through uncounted (logged at warn
 //! with [`count_fail_open`]'s running count; the stage throttle still bounds traffic); anything
-//! else (missing table, no permission, an invalid request) is a deployment error that answers 503,
-//! so a broken deploy shows on its first request instead of silently running without limits.
+//! else (missing table, no permission, an invalid request, a client that cannot sign or send) is a
+//! deployment error that answers 503, so a broken deploy shows on its first request instead of
+//! silently running without limits.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -213,15 +217,16 @@ const THROTTLING_CODES: [&str; 3] = [
 pub fn classify(error: &SdkError<UpdateItemError, HttpResponse>) -> (LimiterFailure, String) {
     match error {
         SdkError::TimeoutError(_) => (LimiterFailure::Transient, "timeout".to_owned()),
-        SdkError::DispatchFailure(failure) => {
-            let kind = if failure.is_timeout() {
-                "connect timeout"
-            } else if failure.is_io() {
-                "connection failed"
-            } else {
-                "dispatch failure"
-            };
-            (LimiterFailure::Transient, kind.to_owned())
+        SdkError::DispatchFailure(failure) if failure.is_timeout() => {
+            (LimiterFailure::Transient, "connect timeout".to_owned())
+        }
+        SdkError::DispatchFailure(failure) if failure.is_io() => {
+            (LimiterFailure::Transient, "connection failed".to_owned())
+        }
+        // Neither the network nor a timeout: no credentials, a bad endpoint setting, a client
+        // that cannot send at all. No retry fixes that.
+        SdkError::DispatchFailure(_) => {
+            (LimiterFailure::Misconfigured, "dispatch failure".to_owned())
         }
         // The answer was cut off or garbled on its way: the network, not the deployment.
         SdkError::ResponseError(_) => (LimiterFailure::Transient, "response error".to_owned()),

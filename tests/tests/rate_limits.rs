@@ -129,6 +129,50 @@ async fn failed_and_anonymous_attempts_are_limited_per_source_ip() {
     );
 }
 
+/// A `sub` claim is the issuer's to choose, and DynamoDB refuses a partition key over 2,048 bytes:
+/// a subject whose own user record fits (`USER#<sub>`) but whose window key (`RATE#user#<sub>`,
+/// `RATE#sensitive#<sub>`) would not must still be counted and limited, never answered 503 as if
+/// the limiter's table were misconfigured (nor let through uncounted, as before).
+#[tokio::test]
+async fn a_subject_too_long_for_a_plain_window_key_is_still_counted_and_limited() {
+    let app = app(2, 100, 100, 100).await;
+    let sub = format!("auth0|{}", "x".repeat(2040 - 6));
+    let long = app.token(&sub, None, None);
+    let first = app.get("/api/me", &long).await;
+    assert_eq!(first.status, 201, "{}", first.body);
+    assert_eq!(first.headers["ratelimit-remaining"], "1");
+    assert_eq!(app.get("/api/me", &long).await.status, 200);
+    assert_error(&app.get("/api/me", &long).await, 429, "rate_limited");
+    // Another subject sharing the long one's first 2,000 bytes has its own window.
+    let other = format!("auth0|{}y", "x".repeat(2040 - 7));
+    let reply = app.get("/api/me", &app.token(&other, None, None)).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+
+    // The sensitive bucket's longer prefix too: an invitation by an owner whose sub fits
+    // `RATE#user#` but not `RATE#sensitive#`.
+    let app = self::app(1000, 1, 100, 100).await;
+    let sub = format!("auth0|{}", "z".repeat(2036 - 6));
+    let (owner, _) = app
+        .organization_on_plan(&sub, Plan::Business, PlanStatus::Active)
+        .await;
+    let invited = app
+        .post(
+            "/api/users",
+            &owner,
+            json!({"email": "long1@example.com", "role": "VIEWER"}),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    let again = app
+        .post(
+            "/api/users",
+            &owner,
+            json!({"email": "long2@example.com", "role": "VIEWER"}),
+        )
+        .await;
+    assert_error(&again, 429, "rate_limited");
+}
+
 #[tokio::test]
 async fn limit_windows_expire_by_ttl() {
     let app = app(3, 100, 100, 100).await;
@@ -429,6 +473,24 @@ async fn limiter_failures_are_classified_by_what_a_retry_could_fix() {
         .await
         .unwrap_err();
     assert_eq!(refused.failure, LimiterFailure::Transient, "{refused}");
+
+    // A client that cannot sign (no credentials at all): no retry fixes it, answered 503.
+    let unsigned = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .endpoint_url(tollgate_tests::dynamodb_endpoint())
+            .build(),
+    );
+    let no_credentials = Store::new(unsigned, &table)
+        .hit_rate_limit(Bucket::User, "auth0|x", limit, now)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        no_credentials.failure,
+        LimiterFailure::Misconfigured,
+        "{no_credentials}"
+    );
 
     // An answer that never comes: the operation timeout, let through.
     let silent = FaultyDynamoDb::start(Fault::Hang).await;

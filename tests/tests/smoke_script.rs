@@ -108,3 +108,73 @@ async fn stops_at_the_first_wrong_answer() {
         .expect("run");
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// The token and the service key go to BASE_URL only: never over plain HTTP to a host that is not
+/// loopback, and never along a redirect (urllib would carry `Authorization` to the new host).
+#[tokio::test]
+async fn credentials_go_only_to_the_base_url_over_https_or_loopback() {
+    use std::sync::{Arc, Mutex};
+    const TOKEN: &str = "eyJ.smoke_redirect_SECRET.sig";
+
+    // Plain HTTP to another host is refused before any request (exit 2, a usage error).
+    let plain = smoke_at("http://tollgate.invalid", TOKEN).await;
+    assert_eq!(plain.status.code(), Some(2), "{}", stdout(&plain));
+    assert!(
+        String::from_utf8_lossy(&plain.stderr).contains("https://"),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+
+    // A deployment that redirects: the other host must never see the credentials.
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let elsewhere = {
+        let seen = seen.clone();
+        axum::Router::new().fallback(move |headers: axum::http::HeaderMap| {
+            let seen = seen.clone();
+            async move {
+                let authorization = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_owned);
+                seen.lock()
+                    .unwrap()
+                    .push(authorization.clone().unwrap_or_default());
+                match authorization {
+                    None => (
+                        axum::http::StatusCode::UNAUTHORIZED,
+                        axum::Json(serde_json::json!({"error": "missing_token", "message": "m"})),
+                    ),
+                    Some(_) => (
+                        axum::http::StatusCode::OK,
+                        axum::Json(serde_json::json!({"user": {"id": "usr_1"}})),
+                    ),
+                }
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = format!("http://{}", listener.local_addr().unwrap());
+    let other = tokio::spawn(async move { axum::serve(listener, elsewhere).await.ok() });
+    let redirecting = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let location = format!("{target}{uri}");
+        async move { axum::response::Redirect::temporary(&location) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let redirector = tokio::spawn(async move { axum::serve(listener, redirecting).await.ok() });
+
+    let output = smoke_at(&base, TOKEN).await;
+    other.abort();
+    redirector.abort();
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|authorization| authorization.is_empty()),
+        "the credentials followed a redirect to another host: {seen:?}"
+    );
+    assert!(
+        stdout(&output).contains("answered 307"),
+        "{}",
+        stdout(&output)
+    );
+}

@@ -253,6 +253,14 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Stripe {
             command: StripeCommand::Serve { addr },
         } => {
+            if !addr.ip().is_loopback() {
+                // The stand-in takes any key: whoever reaches it can create and pay checkout sessions.
+                eprintln!(
+                    "tollgate-dev: warning: the Stripe stand-in listens on {addr}, beyond this machine's \
+             loopback; anyone who reaches it can create and pay checkout sessions (events still \
+             need the local webhook secret)"
+                );
+            }
             let standin = StripeStandIn::start_on(addr, &config.prices)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
@@ -312,6 +320,14 @@ async fn start_standin(
             "STRIPE_SECRET_KEY is set: unset it to bill through the Stripe stand-in, or run without \
              --stripe-standin (TOLLGATE_STRIPE_STANDIN) to use Stripe test mode"
                 .to_owned(),
+        );
+    }
+    if !addr.ip().is_loopback() {
+        // The stand-in takes any key: whoever reaches it can create and pay checkout sessions.
+        eprintln!(
+            "tollgate-dev: warning: the Stripe stand-in listens on {addr}, beyond this machine's \
+             loopback; anyone who reaches it can create and pay checkout sessions (events still \
+             need the local webhook secret)"
         );
     }
     let standin = StripeStandIn::start_on(addr, &config.prices)

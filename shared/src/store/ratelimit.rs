@@ -2,6 +2,7 @@
 //! update and expired by TTL.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use sha2::{Digest, Sha256};
 
 use super::{Store, key_map};
 use crate::ratelimit::{Bucket, Limit, LimiterError, RateStatus, window};
@@ -18,10 +19,7 @@ impl Store {
         now: i64,
     ) -> Result<RateStatus, LimiterError> {
         let (start, end) = window(now, limit.window);
-        let key = (
-            format!("RATE#{}#{subject}", bucket.as_str()),
-            format!("W#{start}"),
-        );
+        let key = (window_partition(bucket, subject), format!("W#{start}"));
         let result = self
             .client
             .update_item()
@@ -59,5 +57,50 @@ impl Store {
             }
             Err(error) => Err(LimiterError::from_sdk(error)),
         }
+    }
+}
+
+/// Subjects up to this many bytes key their window as they are (`RATE#<bucket>#<subject>`).
+pub const MAX_PLAIN_SUBJECT: usize = 256;
+
+/// The partition key of `subject`'s windows in `bucket`. A `sub` claim is the issuer's to choose
+/// and DynamoDB refuses a partition key over 2,048 bytes (a `ValidationException`, which the
+/// limiter answers 503 as a deployment error): a subject longer than [`MAX_PLAIN_SUBJECT`] is
+/// keyed by its SHA-256 under `RATE#<bucket>~sha256#`, which no plain subject can produce, so no
+/// caller can make the window update invalid.
+pub fn window_partition(bucket: Bucket, subject: &str) -> String {
+    if subject.len() <= MAX_PLAIN_SUBJECT {
+        format!("RATE#{}#{subject}", bucket.as_str())
+    } else {
+        let digest = hex::encode(Sha256::digest(subject.as_bytes()));
+        format!("RATE#{}~sha256#{digest}", bucket.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_subjects_are_keyed_by_their_hash_short_ones_as_they_are() {
+        assert_eq!(
+            window_partition(Bucket::User, "auth0|abc"),
+            "RATE#user#auth0|abc"
+        );
+        let plain = "s".repeat(MAX_PLAIN_SUBJECT);
+        assert_eq!(
+            window_partition(Bucket::Sensitive, &plain),
+            format!("RATE#sensitive#{plain}")
+        );
+        let long = "s".repeat(MAX_PLAIN_SUBJECT + 1);
+        let hashed = window_partition(Bucket::Sensitive, &long);
+        assert!(hashed.starts_with("RATE#sensitive~sha256#"), "{hashed}");
+        assert_eq!(hashed.len(), "RATE#sensitive~sha256#".len() + 64);
+        assert_ne!(
+            hashed,
+            window_partition(Bucket::Sensitive, &format!("{long}t"))
+        );
+        let huge = "h".repeat(100_000);
+        assert!(window_partition(Bucket::FailedAuth, &huge).len() < 100);
     }
 }
