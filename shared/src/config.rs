@@ -46,6 +46,14 @@ pub const DEFAULT_APP_URL: &str = "http://localhost:5173";
 pub enum ConfigError {
     #[error("{name} is not valid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    /// `JWT_ISSUER` without an audience or authorized party: every application of the identity
+    /// provider's tenant could sign in here.
+    #[error(
+        "JWT_ISSUER is set but JWT_AUDIENCE and JWT_AUTHORIZED_PARTIES are both empty; set at least one \
+         (Auth0: JWT_AUDIENCE=<your API identifier>; Clerk: JWT_AUTHORIZED_PARTIES=<your frontend \
+         origins>) so that tokens minted for other applications of the same identity provider are refused"
+    )]
+    AudienceRequired,
 }
 
 impl Config {
@@ -81,6 +89,9 @@ impl Config {
                 jwt.inline_jwks = get("JWT_JWKS");
                 jwt.audience = list("JWT_AUDIENCE");
                 jwt.authorized_parties = list("JWT_AUTHORIZED_PARTIES");
+                if jwt.audience.is_empty() && jwt.authorized_parties.is_empty() {
+                    return Err(ConfigError::AudienceRequired);
+                }
                 if let Some(seconds) = get("JWT_LEEWAY_SECONDS") {
                     let seconds = seconds.parse::<u64>().map_err(|_| ConfigError::Invalid {
                         name: "JWT_LEEWAY_SECONDS",
@@ -179,6 +190,7 @@ mod tests {
     fn explicit_jwks_url_wins_and_bad_leeway_is_named() {
         let config = config(&[
             ("JWT_ISSUER", "https://t.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
             ("JWT_JWKS_URL", "http://127.0.0.1:9/jwks"),
         ])
         .unwrap();
@@ -186,8 +198,44 @@ mod tests {
             config.jwt.unwrap().jwks_url.as_deref(),
             Some("http://127.0.0.1:9/jwks")
         );
-        let error = super::tests::config(&[("JWT_ISSUER", "x"), ("JWT_LEEWAY_SECONDS", "soon")])
-            .unwrap_err();
+        let error = super::tests::config(&[
+            ("JWT_ISSUER", "x"),
+            ("JWT_AUDIENCE", "api"),
+            ("JWT_LEEWAY_SECONDS", "soon"),
+        ])
+        .unwrap_err();
         assert!(error.to_string().contains("JWT_LEEWAY_SECONDS"));
+    }
+
+    #[test]
+    fn an_issuer_needs_an_audience_or_authorized_parties() {
+        for blank in [
+            &[][..],
+            &[("JWT_AUDIENCE", " "), ("JWT_AUTHORIZED_PARTIES", ", ,")][..],
+        ] {
+            let mut vars = vec![("JWT_ISSUER", "https://t.auth0.com/")];
+            vars.extend_from_slice(blank);
+            let error = config(&vars).unwrap_err();
+            assert_eq!(error, ConfigError::AudienceRequired);
+            let message = error.to_string();
+            assert!(
+                message.contains("JWT_AUDIENCE") && message.contains("JWT_AUTHORIZED_PARTIES"),
+                "{message}"
+            );
+        }
+        let auth0 = config(&[
+            ("JWT_ISSUER", "https://t.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
+        ])
+        .unwrap();
+        assert_eq!(auth0.jwt.unwrap().audience, vec!["https://api.example.com"]);
+        let clerk = config(&[
+            ("JWT_ISSUER", "https://x.clerk.accounts.dev"),
+            ("JWT_AUTHORIZED_PARTIES", "https://app.example.com"),
+        ])
+        .unwrap();
+        assert!(clerk.jwt.unwrap().audience.is_empty());
+        // Without an issuer nothing is required (user routes answer 503).
+        assert!(config(&[("JWT_AUDIENCE", "")]).unwrap().jwt.is_none());
     }
 }

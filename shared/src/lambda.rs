@@ -8,7 +8,10 @@ use crate::routes::Serves;
 /// the process. The binary contains only that function's handlers.
 pub async fn run<S: Serves>() -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    let state = AppState::from_env().await?;
+    let state = match AppState::from_env().await {
+        Ok(state) => state,
+        Err(error) => return Err(init_failed(error).await),
+    };
     lambda_http::run(lambda_http::service_fn(move |request| {
         let state = state.clone();
         async move {
@@ -24,7 +27,10 @@ pub async fn run<S: Serves>() -> Result<(), lambda_http::Error> {
 /// re-encrypts every integration credential under the active key and answers the report.
 pub async fn run_rotate_keys() -> Result<(), lambda_http::Error> {
     crate::telemetry::init();
-    let state = AppState::from_env().await?;
+    let state = match AppState::from_env().await {
+        Ok(state) => state,
+        Err(error) => return Err(init_failed(error).await),
+    };
     lambda_http::lambda_runtime::run(lambda_http::service_fn(
         move |_event: lambda_http::LambdaEvent<serde_json::Value>| {
             let state = state.clone();
@@ -40,6 +46,39 @@ pub async fn run_rotate_keys() -> Result<(), lambda_http::Error> {
         },
     ))
     .await
+}
+
+/// A cold start that cannot build its state (bad configuration): logged, reported to the Runtime
+/// API's `init/error` (Lambda shows the message as the init error), and returned so the process
+/// exits. The messages name settings, never their values.
+async fn init_failed(error: pipeline::StartupError) -> lambda_http::Error {
+    tracing::error!(error = %error, "init failed");
+    // The runtime loop never started, so nothing else tells the Runtime API.
+    if let Ok(api) = std::env::var("AWS_LAMBDA_RUNTIME_API") {
+        let document = serde_json::json!({"errorMessage": error.to_string(), "errorType": "Runtime.InitError"});
+        // A plain-HTTP client; rustls needs its provider installed before any client is built.
+        crate::trust::install_ring_defaults();
+        let sent = match reqwest::Client::builder()
+            .no_proxy()
+            .timeout(std::time::Duration::from_secs(2))
+            .build()
+        {
+            Ok(client) => client
+                .post(format!("http://{api}/2018-06-01/runtime/init/error"))
+                .header("Lambda-Runtime-Function-Error-Type", "Runtime.InitError")
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(document.to_string())
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(reason) = sent {
+            tracing::warn!(reason = %reason, "could not report the init error to the Runtime API");
+        }
+    }
+    error.into()
 }
 
 /// Each function binary's whole `main`: a Tokio runtime (as `#[tokio::main]` builds it) running

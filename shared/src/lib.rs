@@ -21,5 +21,6 @@ pub mod secrets;
 pub mod store;
 pub mod team;
 pub mod telemetry;
+pub mod text;
 pub mod trust;
 pub mod usage;

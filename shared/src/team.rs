@@ -116,27 +116,13 @@ pub fn normalize_organization_name(raw: &str) -> Result<String, &'static str> {
     Ok(name)
 }
 
-/// Email addresses as stored and matched: trimmed and lower-cased; a plain shape check
-/// (one `@`, non-empty local part, a dot in the domain, no spaces, at most 254 characters).
+/// Email addresses as stored and matched: trimmed and ASCII lower-cased only (a Kelvin sign is
+/// not a `k`); refused unless plausible (see [`crate::text::is_plausible_email`]: one `@`, a
+/// non-empty local part, a dotted domain, no spaces, control or format characters, at most 254
+/// bytes).
 pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
-    let email = raw.trim().to_lowercase();
-    let valid = email.len() <= 254
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
-        && match email.split_once('@') {
-            Some((local, domain)) => {
-                !local.is_empty()
-                    && !domain.contains('@')
-                    && domain.contains('.')
-                    && !domain.starts_with('.')
-                    && !domain.ends_with('.')
-            }
-            None => false,
-        };
-    if valid {
-        Ok(email)
-    } else {
-        Err("`email` must be an email address such as name@example.com.")
-    }
+    crate::text::normalize_email(raw)
+        .ok_or("`email` must be an email address such as name@example.com.")
 }
 
 #[cfg(test)]

@@ -186,3 +186,175 @@ async fn service_keys_are_not_user_tokens() {
     assert_error(&reply, 401, "invalid_token");
     assert!(app.all_items().await.is_empty());
 }
+
+/// Configuration as a deployment reads it from its environment.
+fn config_from(vars: &[(&str, &str)]) -> Result<tollgate::config::Config, String> {
+    let vars: std::collections::HashMap<&str, &str> = vars.iter().copied().collect();
+    tollgate::config::Config::from_lookup(|name| vars.get(name).map(|v| (*v).to_owned()))
+        .map_err(|error| error.to_string())
+}
+
+/// Tokens meant for this API: with an issuer, an audience (Auth0) or authorized parties (Clerk)
+/// must be configured, so a token the same tenant minted for another API or application is
+/// refused instead of signing its bearer in.
+#[tokio::test]
+async fn token_for_another_api_of_the_same_tenant_is_refused() {
+    const API: &str = "https://api.tollgate.test";
+    const APP: &str = "https://app.tollgate.test";
+    for unset in [
+        &[("JWT_ISSUER", TEST_ISSUER)][..],
+        &[
+            ("JWT_ISSUER", TEST_ISSUER),
+            ("JWT_AUDIENCE", ""),
+            ("JWT_AUTHORIZED_PARTIES", " "),
+        ][..],
+    ] {
+        let error = config_from(unset).expect_err("an issuer alone must not configure sign-in");
+        assert!(
+            error.contains("JWT_AUDIENCE") && error.contains("JWT_AUTHORIZED_PARTIES"),
+            "{error}"
+        );
+    }
+
+    // Auth0: the API identifier in JWT_AUDIENCE; Auth0 sends `aud` as an array.
+    let auth0 = config_from(&[("JWT_ISSUER", TEST_ISSUER), ("JWT_AUDIENCE", API)])
+        .expect("issuer and audience")
+        .jwt
+        .expect("jwt");
+    let app = TestApp::start_with(|config| {
+        let jwt = config.jwt.as_mut().unwrap();
+        jwt.audience = auth0.audience.clone();
+        jwt.authorized_parties = auth0.authorized_parties.clone();
+    })
+    .await;
+    let token = |aud: Option<serde_json::Value>| {
+        let mut claims = json!({"sub": "auth0|u", "iss": TEST_ISSUER, "exp": now() + 600});
+        if let Some(aud) = aud {
+            claims["aud"] = aud;
+        }
+        app.sign(claims)
+    };
+    for other in [
+        Some(json!([
+            "https://other-api.tollgate.test",
+            "https://tenant.auth0.com/userinfo"
+        ])),
+        Some(json!("https://other-api.tollgate.test")),
+        None,
+    ] {
+        assert_rejected(&app, Some(&bearer(&token(other))), "invalid_token").await;
+    }
+    let mine = token(Some(json!([API, "https://tenant.auth0.com/userinfo"])));
+    assert_eq!(app.get("/api/me", &mine).await.status, 201);
+
+    // Clerk: the frontend origins in JWT_AUTHORIZED_PARTIES, matched against `azp`.
+    let clerk = config_from(&[("JWT_ISSUER", TEST_ISSUER), ("JWT_AUTHORIZED_PARTIES", APP)])
+        .expect("issuer and authorized parties")
+        .jwt
+        .expect("jwt");
+    let app = TestApp::start_with(|config| {
+        let jwt = config.jwt.as_mut().unwrap();
+        jwt.audience = clerk.audience.clone();
+        jwt.authorized_parties = clerk.authorized_parties.clone();
+    })
+    .await;
+    let token = |azp: Option<&str>| {
+        let mut claims = json!({"sub": "user_clerk", "iss": TEST_ISSUER, "exp": now() + 600});
+        if let Some(azp) = azp {
+            claims["azp"] = json!(azp);
+        }
+        app.sign(claims)
+    };
+    for other in [Some("https://other-app.tollgate.test"), None] {
+        assert_rejected(&app, Some(&bearer(&token(other))), "invalid_token").await;
+    }
+    assert_eq!(app.get("/api/me", &token(Some(APP))).await.status, 201);
+}
+
+/// The value of a CloudFormation rule expression (`!Ref`, `!Equals`, `!Not`, `!Or`, `!And`,
+/// strings) for the given parameter values.
+fn rule_value(node: &serde_norway::Value, parameters: &dyn Fn(&str) -> String) -> RuleValue {
+    use serde_norway::Value as Yaml;
+    match node {
+        Yaml::String(text) => RuleValue::Text(text.clone()),
+        Yaml::Bool(value) => RuleValue::Bool(*value),
+        Yaml::Tagged(tagged) => {
+            let args: Vec<RuleValue> = match &tagged.value {
+                Yaml::Sequence(items) => items.iter().map(|i| rule_value(i, parameters)).collect(),
+                other => vec![rule_value(other, parameters)],
+            };
+            let bool_of = |value: &RuleValue| match value {
+                RuleValue::Bool(b) => *b,
+                RuleValue::Text(t) => panic!("a condition where a boolean belongs: {t}"),
+            };
+            match &tagged.tag {
+                tag if *tag == "Ref" => match &args[..] {
+                    [RuleValue::Text(name)] => RuleValue::Text(parameters(name)),
+                    other => panic!("!Ref of {other:?}"),
+                },
+                tag if *tag == "Equals" => RuleValue::Bool(args[0] == args[1]),
+                tag if *tag == "Not" => RuleValue::Bool(!bool_of(&args[0])),
+                tag if *tag == "Or" => RuleValue::Bool(args.iter().any(bool_of)),
+                tag if *tag == "And" => RuleValue::Bool(args.iter().all(bool_of)),
+                tag => panic!("a rule function this test does not evaluate: {tag}"),
+            }
+        }
+        other => panic!("a rule expression this test does not evaluate: {other:?}"),
+    }
+}
+
+#[derive(Debug, PartialEq)]
+enum RuleValue {
+    Text(String),
+    Bool(bool),
+}
+
+/// The template refuses (CloudFormation `Rules`) a stack with JwtIssuer but neither JwtAudience
+/// nor JwtAuthorizedParties, and its descriptions say which one each provider needs.
+#[test]
+fn the_template_requires_an_audience_or_authorized_parties_with_an_issuer() {
+    let template = tollgate_tests::runtime_api::template();
+    let rules = template["Rules"].as_mapping().expect("template Rules");
+    let deployable = |issuer: &str, audience: &str, parties: &str| {
+        let parameters = |name: &str| match name {
+            "JwtIssuer" => issuer.to_owned(),
+            "JwtAudience" => audience.to_owned(),
+            "JwtAuthorizedParties" => parties.to_owned(),
+            other => template["Parameters"][other]["Default"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        };
+        rules.values().all(|rule| {
+            let applies = rule
+                .get("RuleCondition")
+                .is_none_or(|c| rule_value(c, &parameters) == RuleValue::Bool(true));
+            !applies
+                || rule["Assertions"]
+                    .as_sequence()
+                    .expect("Assertions")
+                    .iter()
+                    .all(|a| rule_value(&a["Assert"], &parameters) == RuleValue::Bool(true))
+        })
+    };
+    assert!(!deployable("https://tenant.auth0.com/", "", ""));
+    assert!(deployable(
+        "https://tenant.auth0.com/",
+        "https://api.example.com",
+        ""
+    ));
+    assert!(deployable(
+        "https://x.clerk.accounts.dev",
+        "",
+        "https://app.example.com"
+    ));
+    assert!(deployable("", "", ""));
+    let description = |name: &str| {
+        template["Parameters"][name]["Description"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(description("JwtAudience").contains("Auth0: your API identifier"));
+    assert!(description("JwtAuthorizedParties").contains("Clerk: your frontend origins"));
+}

@@ -35,6 +35,8 @@ const NEW_KEY: &str = "222222222222222222222222222222222222222222222222222222222
 const LIMIT: Duration = Duration::from_secs(10);
 const INIT_LIMIT: Duration = Duration::from_secs(5);
 const JSON: (&str, &str) = ("content-type", "application/json");
+/// The API identifier the binaries require in `aud` (the template's JwtAudience).
+const AUDIENCE: &str = "https://api.tollgate.test";
 
 /// The deployed stack, locally: the table in DynamoDB Local, the secret in moto, Stripe stood
 /// in, an identity provider serving its JWKS. `app` is the in-process gateway over the same table,
@@ -107,7 +109,8 @@ impl Stack {
     fn token(&self, sub: &str) -> String {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         self.app.sign(json!({
-            "sub": sub, "iss": self.issuer_url, "iat": now, "nbf": now, "exp": now + 600,
+            "sub": sub, "iss": self.issuer_url, "aud": AUDIENCE, "iat": now, "nbf": now,
+            "exp": now + 600,
             "email": email(sub), "email_verified": true, "name": "IAM Tester",
         }))
     }
@@ -130,6 +133,7 @@ impl Stack {
             }
             "TollgateSecret" => Some(self.secret_of(binary).to_owned()),
             "JwtIssuer" => Some(self.issuer_url.clone()),
+            "JwtAudience" => Some(AUDIENCE.to_owned()),
             "AppUrl" => Some("https://app.tollgate.test".to_owned()),
             _ => None,
         }

@@ -24,6 +24,8 @@ const SERVICE_KEY: &str = "tgsk_runtime_api_SECRET_service_key";
 const WEBHOOK_SECRET: &str = "whsec_runtime_api_SECRET";
 const STRIPE_KEY: &str = "sk_test_runtime_api_SECRET";
 const ENCRYPTION_KEY: &str = "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a";
+/// The API identifier the binaries require in `aud` (the template's JwtAudience).
+const AUDIENCE: &str = "https://api.tollgate.test";
 /// The template's function timeout: an answer later than this is a timeout in AWS.
 const FUNCTION_TIMEOUT: Duration = Duration::from_secs(10);
 /// A generous bound on init of a debug binary; the real check is that init touches no network.
@@ -87,8 +89,8 @@ impl Stack {
     fn token(&self, sub: &str, email: &str) -> String {
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         self.app.sign(json!({
-            "sub": sub, "iss": self.issuer_url, "iat": now, "nbf": now, "exp": now + 600,
-            "email": email, "email_verified": true, "name": "Runtime Tester",
+            "sub": sub, "iss": self.issuer_url, "aud": AUDIENCE, "iat": now, "nbf": now,
+            "exp": now + 600, "email": email, "email_verified": true, "name": "Runtime Tester",
         }))
     }
 
@@ -98,6 +100,7 @@ impl Stack {
             "TollgateTable" => Some(table.clone()),
             "TollgateSecret" => Some(self.secret_arn.clone()),
             "JwtIssuer" => Some(self.issuer_url.clone()),
+            "JwtAudience" => Some(AUDIENCE.to_owned()),
             "AppUrl" => Some("https://app.tollgate.test".to_owned()),
             _ => None,
         });
@@ -794,6 +797,7 @@ async fn with_every_dependency_unreachable_init_is_prompt_and_requests_get_503()
                 "arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate-AbCdEf".to_owned(),
             ),
             "JwtIssuer" => Some(format!("{hole}/")),
+            "JwtAudience" => Some(AUDIENCE.to_owned()),
             _ => None,
         });
         environment.extend([
@@ -931,6 +935,7 @@ async fn with_only_dynamodb_unreachable_a_signed_in_request_gets_503_within_the_
             Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate-AbCdEf".to_owned())
         }
         "JwtIssuer" => Some(issuer_url.clone()),
+        "JwtAudience" => Some(AUDIENCE.to_owned()),
         _ => None,
     });
     environment.extend([
@@ -940,7 +945,7 @@ async fn with_only_dynamodb_unreachable_a_signed_in_request_gets_503_within_the_
     let team = boot("team", environment).await;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let token = issuer
-        .sign(&json!({"sub": "rt|stranded", "iss": issuer_url, "iat": now, "nbf": now, "exp": now + 600}))
+        .sign(&json!({"sub": "rt|stranded", "iss": issuer_url, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600}))
         .expect("sign");
     // The token verifies; the rate-limit window update (let through when it fails) and the user
     // read both meet a DynamoDB that never answers: bounded by the client's timeouts.
@@ -975,8 +980,61 @@ impl LocalIssuerToken {
         let key = tollgate_dev::issuer::LocalIssuer::generate().expect("key");
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
         let token = key
-            .sign(&json!({"sub": "rt|nobody", "iss": issuer, "iat": now, "nbf": now, "exp": now + 600}))
+            .sign(&json!({"sub": "rt|nobody", "iss": issuer, "aud": AUDIENCE, "iat": now, "nbf": now, "exp": now + 600}))
             .expect("sign");
         LocalIssuerToken { token }
     }
+}
+
+/// Tokens meant for this API: a binary whose template environment sets JwtIssuer but neither
+/// JwtAudience nor JwtAuthorizedParties (their defaults are empty) refuses to start, and the
+/// Runtime API receives the reason on `init/error`, naming both variables.
+#[tokio::test(flavor = "multi_thread")]
+async fn init_refuses_an_issuer_without_audience_or_authorized_parties() {
+    let binary = "user-load";
+    let path = function_binary_dir().join(binary);
+    assert!(
+        path.is_file(),
+        "{} is not built: `make test` builds the function binaries first (cargo build --bins)",
+        path.display()
+    );
+    let runtime = RuntimeApi::start(binary).await.expect("Runtime API starts");
+    let mut environment = lambda_environment(binary, &runtime);
+    environment.extend(template_environment(binary, &|target| match target {
+        "TollgateTable" => Some("tollgate-init-test".to_owned()),
+        "TollgateSecret" => {
+            Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate-AbCdEf".to_owned())
+        }
+        "JwtIssuer" => Some("https://tenant.auth0.com/".to_owned()),
+        _ => None,
+    }));
+    let mut process = FunctionProcess::spawn(&path, &environment).expect("starts");
+    let ready = runtime.wait_for_init(INIT_LIMIT).await;
+    assert_eq!(
+        ready,
+        None,
+        "{binary} started without an audience; output:\n{}",
+        process.output().join("\n")
+    );
+    let Some(Outcome::Error { error_type, body }) = runtime.init_error() else {
+        panic!(
+            "nothing posted to init/error; output:\n{}",
+            process.output().join("\n")
+        );
+    };
+    assert_eq!(error_type.as_deref(), Some("Runtime.InitError"));
+    let document: Value = serde_json::from_slice(&body).expect("a JSON error document");
+    let message = document["errorMessage"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("JWT_AUDIENCE") && message.contains("JWT_AUTHORIZED_PARTIES"),
+        "{document}"
+    );
+    assert_eq!(document["errorType"], "Runtime.InitError");
+    // The process exits instead of serving.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while process.exited().is_none() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(process.exited().is_some_and(|status| !status.success()));
+    assert_eq!(runtime.next_requests(), 0);
 }

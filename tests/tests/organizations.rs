@@ -245,3 +245,55 @@ async fn deletion_is_refused_while_subscribed_and_then_members_lose_access_at_on
         201
     );
 }
+
+/// Organization names and the billing email refuse bidi controls and zero-width characters
+/// (Unicode format characters), on creation and on update, and write nothing.
+#[tokio::test]
+async fn bidi_and_zero_width_characters_in_organization_name_and_billing_email_are_400s() {
+    let app = TestApp::start().await;
+    let (token, _) = app
+        .organization_on_plan("auth0|bidi", Plan::Professional, PlanStatus::Active)
+        .await;
+    let newcomer = app.token("auth0|bidi-newcomer", None, None);
+    app.get("/api/me", &newcomer).await;
+    let hidden = [
+        "\u{202E}", "\u{202A}", "\u{2066}", "\u{2069}", "\u{200B}", "\u{200D}", "\u{200F}",
+        "\u{FEFF}", "\u{2060}", "\u{AD}",
+    ];
+    let before = app.all_items().await;
+    for c in hidden {
+        let name = format!("Acme{c} Calls");
+        let email = format!("billing{c}@acme.test");
+        let domain = format!("billing@ac{c}me.test");
+        for (body, code) in [
+            (json!({"name": name}), "invalid_name"),
+            (
+                json!({"name": "Acme", "billingEmail": email}),
+                "invalid_billing_email",
+            ),
+            (
+                json!({"name": "Acme", "billingEmail": domain}),
+                "invalid_billing_email",
+            ),
+        ] {
+            let created = app
+                .post("/api/organizations", &newcomer, body.clone())
+                .await;
+            assert_error(&created, 400, code);
+            let updated = app.patch("/api/organization", &token, body).await;
+            assert_error(&updated, 400, code);
+        }
+    }
+    assert_eq!(app.all_items().await, before);
+    // Plain names and addresses in any script are still fine.
+    let updated = app
+        .patch(
+            "/api/organization",
+            &token,
+            json!({"name": "Ташкент Колл", "billingEmail": "Billing@Acme.test"}),
+        )
+        .await;
+    assert_eq!(updated.status, 200, "{}", updated.body);
+    assert_eq!(updated.body["name"], "Ташкент Колл");
+    assert_eq!(updated.body["billingEmail"], "billing@acme.test");
+}

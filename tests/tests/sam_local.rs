@@ -94,9 +94,13 @@ fn names_the_configuration_reads() -> BTreeSet<String> {
     let asked = Mutex::new(BTreeSet::new());
     let lookup = |name: &str| {
         asked.lock().expect("lock").insert(name.to_owned());
-        (name == "JWT_ISSUER").then(|| "https://issuer.example.com/".to_owned())
+        match name {
+            "JWT_ISSUER" => Some("https://issuer.example.com/".to_owned()),
+            "JWT_AUDIENCE" => Some("https://api.example.com".to_owned()),
+            _ => None,
+        }
     };
-    Config::from_lookup(lookup).expect("configuration with only an issuer");
+    Config::from_lookup(lookup).expect("configuration with only an issuer and an audience");
     SecretValues::from_lookup(lookup).expect("no secret values");
     asked.into_inner().expect("lock")
 }
@@ -196,6 +200,7 @@ fn local_environment(binary: &str) -> Vec<(String, String)> {
         "TollgateTable" => Some("tollgate".to_owned()),
         "TollgateSecret" => Some(String::new()),
         "JwtIssuer" => Some("tollgate-dev".to_owned()),
+        "JwtAudience" => Some("tollgate-dev-api".to_owned()),
         _ => None,
     })
 }

@@ -12,6 +12,9 @@ use serde::Serialize;
 
 /// The `iss` of every locally minted token.
 pub const LOCAL_ISSUER: &str = "tollgate-dev";
+/// The `aud` of every locally minted token, and the audience the gateway (and `sam local`,
+/// through env.example.json's `JWT_AUDIENCE`) requires of the local issuer's tokens.
+pub const LOCAL_AUDIENCE: &str = "tollgate-dev-api";
 
 #[derive(Debug, thiserror::Error)]
 pub enum IssuerError {
@@ -35,6 +38,7 @@ pub enum IssuerError {
 pub struct TokenClaims {
     pub sub: String,
     pub iss: String,
+    pub aud: String,
     pub iat: i64,
     pub nbf: i64,
     pub exp: i64,
@@ -148,6 +152,7 @@ impl LocalIssuer {
         self.sign(&TokenClaims {
             sub: sub.to_owned(),
             iss: LOCAL_ISSUER.to_owned(),
+            aud: LOCAL_AUDIENCE.to_owned(),
             iat: now,
             nbf: now,
             exp: now + ttl_seconds,

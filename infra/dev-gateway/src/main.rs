@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use tollgate::config::Config;
 use tollgate::pipeline::AppState;
 use tollgate::store::{Store, schema};
-use tollgate_dev::issuer::{LOCAL_ISSUER, LocalIssuer};
+use tollgate_dev::issuer::{LOCAL_AUDIENCE, LOCAL_ISSUER, LocalIssuer};
 use tollgate_dev::stripe_pay::{self, PayTarget};
 use tollgate_dev::stripe_standin::{self, StripeStandIn};
 
@@ -220,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                     LocalIssuer::load_or_create(&cli.key_file).map_err(|e| e.to_string())?;
                 let jwks = issuer.jwks();
                 let mut jwt = tollgate::auth::jwt::JwtConfig::new(LOCAL_ISSUER);
+                jwt.audience = vec![LOCAL_AUDIENCE.to_owned()];
                 jwt.inline_jwks = Some(jwks.to_string());
                 jwt.jwks_url = Some(format!("http://{addr}/.well-known/jwks.json"));
                 config.jwt = Some(jwt);

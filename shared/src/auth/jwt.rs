@@ -52,6 +52,7 @@ pub struct JwtConfig {
     /// JWKS JSON given inline (`JWT_JWKS`): no network at cold start.
     pub inline_jwks: Option<String>,
     /// Empty: `aud` is not checked. Otherwise `aud` (string or array) must contain one of these.
+    /// [`crate::config::Config`] requires this or `authorized_parties` to be non-empty.
     pub audience: Vec<String>,
     /// Empty: `azp` is not checked. Otherwise `azp` must be present and one of these.
     pub authorized_parties: Vec<String>,
@@ -136,21 +137,49 @@ pub struct Claims {
 impl Claims {
     /// `name` when it has text; else the first and last name (OIDC `given_name`/`family_name`, or
     /// Clerk's `first_name`/`last_name`) joined from the parts that have text; else `None`.
-    /// Never `""`, never `"null null"`.
+    /// Never `""`, never `"null null"`; always acceptable display text
+    /// ([`crate::text::person_name`]: no control or format character, at most 200 characters).
     pub fn display_name(&self) -> Option<String> {
-        fn text(value: &Option<String>) -> Option<&str> {
-            value.as_deref().map(str::trim).filter(|s| !s.is_empty())
+        fn text(value: &Option<String>) -> Option<String> {
+            value.as_deref().and_then(crate::text::person_name)
         }
         if let Some(name) = text(&self.name) {
-            return Some(name.to_owned());
+            return Some(name);
         }
         let first = text(&self.given_name).or_else(|| text(&self.first_name));
         let last = text(&self.family_name).or_else(|| text(&self.last_name));
         match (first, last) {
-            (Some(first), Some(last)) => Some(format!("{first} {last}")),
-            (Some(one), None) | (None, Some(one)) => Some(one.to_owned()),
+            (Some(first), Some(last)) => crate::text::person_name(&format!("{first} {last}")),
+            (Some(one), None) | (None, Some(one)) => Some(one),
             (None, None) => None,
         }
+    }
+
+    /// The identity claims as the service keeps them: an `email` that is not a plausible address
+    /// ([`crate::text::is_plausible_email`]) is dropped (treated as absent), a kept one is
+    /// trimmed; a name claim that is not acceptable display text (a control or format character
+    /// such as a bidi override or zero-width space, or more than 200 characters) is dropped.
+    /// Dropped rather than cleaned: removing characters or cutting a name changes what it says,
+    /// and the identity provider is where it gets fixed.
+    pub fn with_checked_identity(mut self) -> Self {
+        self.email = self
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|email| crate::text::is_plausible_email(email))
+            .map(str::to_owned);
+        for name in [
+            &mut self.name,
+            &mut self.given_name,
+            &mut self.family_name,
+            &mut self.first_name,
+            &mut self.last_name,
+        ] {
+            if name.as_deref().and_then(crate::text::person_name).is_none() {
+                *name = None;
+            }
+        }
+        self
     }
 }
 
@@ -403,7 +432,7 @@ impl JwtVerifier {
                 mapped
             },
         )?;
-        self.claims(&data.claims)
+        self.claims(&data.claims).map(Claims::with_checked_identity)
     }
 
     /// Checks what jsonwebtoken's `Validation` does not, and builds [`Claims`] leniently (an odd
@@ -1847,5 +1876,92 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(claims.display_name().as_deref(), Some("Bo"));
+    }
+
+    // ---- identity data ----
+
+    #[tokio::test]
+    async fn identity_claims_that_are_not_what_they_claim_are_dropped() {
+        let verifier = inline_verifier().await;
+        let token = rs256(&with(
+            with(
+                with(claims(), "name", json!("Ann\u{202E}eeL")),
+                "given_name",
+                json!("Ann"),
+            ),
+            "family_name",
+            json!("Lee\u{200B}"),
+        ));
+        let verified = verifier.verify(&token).await.unwrap();
+        assert_eq!(verified.name, None);
+        assert_eq!(verified.family_name, None);
+        assert_eq!(verified.display_name().as_deref(), Some("Ann"));
+
+        let long = "x".repeat(201);
+        let token = rs256(&with(
+            with(claims(), "name", json!(long)),
+            "first_name",
+            json!("Bo"),
+        ));
+        let verified = verifier.verify(&token).await.unwrap();
+        assert_eq!(verified.name, None);
+        assert_eq!(verified.display_name().as_deref(), Some("Bo"));
+
+        for email in [
+            "not an address",
+            "ann@localhost",
+            "ann\u{202E}@example.com",
+            "",
+        ] {
+            let verified = verifier
+                .verify(&rs256(&with(claims(), "email", json!(email))))
+                .await
+                .unwrap();
+            assert_eq!(verified.email, None, "{email:?}");
+        }
+        let verified = verifier
+            .verify(&rs256(&with(claims(), "email", json!(" Ann@Example.com "))))
+            .await
+            .unwrap();
+        assert_eq!(verified.email.as_deref(), Some("Ann@Example.com"));
+    }
+
+    #[test]
+    fn joined_names_are_display_text_too() {
+        let first = "a".repeat(150);
+        let last = "b".repeat(150);
+        let claims = names(None, Some(&first), Some(&last), None, None);
+        assert_eq!(claims.display_name(), None);
+        let claims = names(None, Some(" Ann  Marie "), Some("Lee"), None, None);
+        assert_eq!(claims.display_name().as_deref(), Some("Ann Marie Lee"));
+    }
+
+    #[tokio::test]
+    async fn auth0_array_audience_is_accepted_and_another_api_is_refused() {
+        let mut config = inline_config().await;
+        config.audience = vec![AUDIENCE.to_owned()];
+        let verifier = JwtVerifier::new(config, http()).unwrap();
+        let auth0 = with(
+            claims(),
+            "aud",
+            json!([AUDIENCE, "https://tenant.auth0.com/userinfo"]),
+        );
+        verifier.verify(&rs256(&auth0)).await.unwrap();
+        let other = with(
+            claims(),
+            "aud",
+            json!([
+                "https://other-api.tollgate.test",
+                "https://tenant.auth0.com/userinfo"
+            ]),
+        );
+        assert_eq!(
+            verifier.verify(&rs256(&other)).await,
+            Err(AuthError::WrongAudience)
+        );
+        assert_eq!(
+            verifier.verify(&rs256(&claims())).await,
+            Err(AuthError::MissingClaim("aud"))
+        );
     }
 }

@@ -70,8 +70,15 @@ fn present<'de, D: serde::Deserializer<'de>>(
 }
 
 fn valid_name(raw: &str) -> Result<String, ApiError> {
-    normalize_organization_name(raw)
-        .map_err(|message| ApiError::bad_request("invalid_name", message))
+    let name = normalize_organization_name(raw)
+        .map_err(|message| ApiError::bad_request("invalid_name", message))?;
+    if name.chars().any(crate::text::is_hidden_character) {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "The organization name may not contain invisible formatting characters (such as bidi overrides or zero-width spaces); type it again as plain text.",
+        ));
+    }
+    Ok(name)
 }
 
 fn valid_billing_email(raw: &str) -> Result<String, ApiError> {

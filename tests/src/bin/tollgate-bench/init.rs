@@ -81,6 +81,7 @@ fn environment(binary: &str, endpoint: &str, baseline: &str) -> Vec<(String, Str
             Some("arn:aws:secretsmanager:us-east-1:123456789012:secret:tollgate-AbCdEf".to_owned())
         }
         "JwtIssuer" => Some(format!("{endpoint}/")),
+        "JwtAudience" => Some("https://api.tollgate.test".to_owned()),
         _ => None,
     });
     environment.extend([
