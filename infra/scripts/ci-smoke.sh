@@ -39,8 +39,10 @@ export DYNAMODB_ENDPOINT
 export TABLE_NAME="smoke-$(date +%s)-$$"
 export TOLLGATE_DEV_KEY="$work/dev-issuer-key.p8"
 export TOLLGATE_DEV_WEBHOOK_SECRET_FILE="$work/dev-stripe-webhook-secret"
-SERVICE_KEY="tgsk_smoke_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-SERVICE_KEY_HASHES="$(printf %s "$SERVICE_KEY" | sha256sum | cut -d' ' -f1)"
+# A new service key (tgsk_ and 256 random bits) and its hash.
+key_lines="$("$dev" service-key)"
+SERVICE_KEY="$(sed -n 's/^SERVICE_KEY=//p' <<<"$key_lines")"
+SERVICE_KEY_HASHES="$(sed -n 's/^SERVICE_KEY_HASHES=//p' <<<"$key_lines")"
 export SERVICE_KEY_HASHES
 export RUST_LOG="${RUST_LOG:-warn}"
 "$dev" create-table >/dev/null

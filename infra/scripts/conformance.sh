@@ -71,8 +71,10 @@ export DYNAMODB_ENDPOINT
 export TABLE_NAME="conformance-$(date +%s)-$$"
 export TOLLGATE_DEV_KEY="$work/dev-issuer-key.p8"
 export STRIPE_WEBHOOK_SECRET="whsec_conformance"
-service_key="tgsk_conformance_$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
-SERVICE_KEY_HASHES="$(printf %s "$service_key" | sha256sum | cut -d' ' -f1)"
+# A new service key (tgsk_ and 256 random bits) and its hash.
+key_lines="$("$dev" service-key)"
+service_key="$(sed -n 's/^SERVICE_KEY=//p' <<<"$key_lines")"
+SERVICE_KEY_HASHES="$(sed -n 's/^SERVICE_KEY_HASHES=//p' <<<"$key_lines")"
 export SERVICE_KEY_HASHES
 ENCRYPTION_KEYS="conformance:$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 export ENCRYPTION_KEYS ENCRYPTION_ACTIVE_KEY="conformance"

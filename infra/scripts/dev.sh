@@ -20,10 +20,15 @@ if [[ -z "${DYNAMODB_ENDPOINT:-}" ]]; then
 fi
 echo "DynamoDB Local: $DYNAMODB_ENDPOINT"
 
-# A local service key for the call-handling service's usage posts (never use it anywhere else).
+cargo build --quiet -p tollgate-dev
+dev=target/debug/tollgate-dev
+
+# A local service key for the call-handling service's usage posts, made once on this machine and
+# kept in .tollgate/dev-service-key (mode 0600; never use it anywhere else).
 if [[ -z "${SERVICE_KEY_HASHES:-}" ]]; then
-  DEV_SERVICE_KEY="tgsk_dev_local_only"
-  SERVICE_KEY_HASHES="$(printf %s "$DEV_SERVICE_KEY" | sha256sum | cut -d' ' -f1)"
+  key_lines="$("$dev" service-key --file .tollgate/dev-service-key)"
+  DEV_SERVICE_KEY="$(sed -n 's/^SERVICE_KEY=//p' <<<"$key_lines")"
+  SERVICE_KEY_HASHES="$(sed -n 's/^SERVICE_KEY_HASHES=//p' <<<"$key_lines")"
   export SERVICE_KEY_HASHES
 fi
 
@@ -35,8 +40,6 @@ if [[ -z "${STRIPE_SECRET_KEY:-}" ]]; then
   unset STRIPE_API_BASE STRIPE_WEBHOOK_SECRET
 fi
 
-cargo build --quiet -p tollgate-dev
-dev=target/debug/tollgate-dev
 "$dev" create-table
 
 B="http://$TOLLGATE_ADDR"
@@ -53,6 +56,15 @@ else
   echo; echo "Put a token from $JWT_ISSUER in \$TOKEN."
 fi
 service_key="${DEV_SERVICE_KEY:-\$SERVICE_KEY}"
+if [[ -n "${DEV_SERVICE_KEY:-}" ]]; then
+  cat <<MSG
+
+Local service key (kept in .tollgate/dev-service-key) for POST /api/usage/calls:
+
+  SERVICE_KEY=$DEV_SERVICE_KEY
+  SERVICE_KEY_HASHES=$SERVICE_KEY_HASHES   # for sam local: put it in your copy of env.example.json
+MSG
+fi
 if [[ -n "${serve_args[*]}" ]]; then
   pay_line="  $dev stripe pay --gateway \$B --stripe-api-base http://$standin \"\$SESSION\""
 else

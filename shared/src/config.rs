@@ -34,6 +34,9 @@ pub struct Config {
     pub secrets_arn: Option<String>,
     /// How long secret values are cached before they are read again (`SECRETS_TTL_SECONDS`).
     pub secrets_ttl: Duration,
+    /// How long values read earlier are served while refreshing the secret fails
+    /// (`SECRETS_MAX_STALENESS_SECONDS`); `None`: 3 × `secrets_ttl`. Past it: 503.
+    pub secrets_max_staleness: Option<Duration>,
     /// Local/test endpoint for Secrets Manager (`SECRETS_MANAGER_ENDPOINT`).
     pub secrets_manager_endpoint: Option<String>,
 }
@@ -125,6 +128,15 @@ impl Config {
                 }
                 None => crate::secrets::DEFAULT_TTL,
             },
+            secrets_max_staleness: match get("SECRETS_MAX_STALENESS_SECONDS") {
+                Some(raw) => Some(Duration::from_secs(raw.parse().map_err(|_| {
+                    ConfigError::Invalid {
+                        name: "SECRETS_MAX_STALENESS_SECONDS",
+                        reason: "expected a whole number of seconds".into(),
+                    }
+                })?)),
+                None => None,
+            },
             secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT"),
             encryption_keys: get("ENCRYPTION_KEYS"),
             encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
@@ -184,6 +196,18 @@ mod tests {
             vec!["https://app.example.com", "https://admin.example.com"]
         );
         assert_eq!(config.table_name, "prod-table");
+    }
+
+    #[test]
+    fn secrets_max_staleness_is_read_and_named_when_bad() {
+        assert_eq!(config(&[]).unwrap().secrets_max_staleness, None);
+        let config_with = |value: &str| config(&[("SECRETS_MAX_STALENESS_SECONDS", value)]);
+        assert_eq!(
+            config_with("600").unwrap().secrets_max_staleness,
+            Some(Duration::from_secs(600))
+        );
+        let error = config_with("10m").unwrap_err();
+        assert!(error.to_string().contains("SECRETS_MAX_STALENESS_SECONDS"));
     }
 
     #[test]

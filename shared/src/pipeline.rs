@@ -120,10 +120,14 @@ impl AppState {
                 )
                 .await;
                 let ttl = config.secrets_ttl;
+                let max_staleness = config
+                    .secrets_max_staleness
+                    .unwrap_or_else(|| crate::secrets::default_max_staleness(ttl));
                 Self::with_source(
                     config,
                     store,
-                    SecretSource::secrets_manager(client, arn, ttl),
+                    SecretSource::secrets_manager(client, arn, ttl)
+                        .with_max_staleness(max_staleness),
                 )
             }
             None => Self::new(config, store),
@@ -333,17 +337,20 @@ async fn route_and_run<S: Serves>(
         );
     }
 
-    let ip = source_ip(request);
     let principal = match authenticate(state, request).await {
         Ok(principal) => principal,
         Err(error) if error.status == StatusCode::UNAUTHORIZED => {
-            // No credentials at all: the anonymous limit; wrong ones: the failed-attempt limit.
-            let bucket = if error.code == "missing_token" {
-                Bucket::Anonymous
-            } else {
-                Bucket::FailedAuth
-            };
-            count(state, bucket, &ip, rate).await?;
+            // Only a failed credential is counted against its source, so a valid one is never
+            // answered 429 because of other requests from its IP.
+            if let Some(bucket) = unauthorized_bucket(error.code) {
+                count(
+                    state,
+                    bucket,
+                    &crate::ratelimit::ip_subject(&source_ip(request)),
+                    rate,
+                )
+                .await?;
+            }
             return Err(error);
         }
         Err(error) => return Err(error),
@@ -371,10 +378,7 @@ async fn route_and_run<S: Serves>(
     count(state, Bucket::User, &claims.sub, rate).await?;
     if matches!(
         route.operation,
-        Operation::Checkout
-            | Operation::BillingPortal
-            | Operation::InviteMember
-            | Operation::CreateIntegration
+        Operation::Checkout | Operation::BillingPortal | Operation::CreateIntegration
     ) {
         count(state, Bucket::Sensitive, &claims.sub, rate).await?;
     }
@@ -414,6 +418,14 @@ async fn route_and_run<S: Serves>(
                 format!("Your role {role} does not have the permission {names}."),
             ));
         }
+    }
+
+    // Invitations are limited per organization, and only once the inviter's role allows them (a
+    // member without the permission cannot use up the organization's allowance).
+    if matches!(route.operation, Operation::InviteMember)
+        && let Some(tenant) = &tenant
+    {
+        count(state, Bucket::Invitations, tenant.as_str(), rate).await?;
     }
 
     let caller = Caller {
@@ -596,6 +608,18 @@ fn rate_headers(response: &mut Response<Body>, rate: RateStatus) {
     }
 }
 
+/// The per-IP limit a 401 with `code` is counted against: no credentials at all → the anonymous
+/// limit; an authentic token that has expired → none (its holder only needs a fresh token, and
+/// counting it would let one stale tab behind a shared NAT lock out everyone behind it);
+/// anything else (forged, malformed, an unknown service key) → the failed-credential limit.
+pub fn unauthorized_bucket(code: &str) -> Option<Bucket> {
+    match code {
+        "missing_token" => Some(Bucket::Anonymous),
+        "token_expired" => None,
+        _ => Some(Bucket::FailedAuth),
+    }
+}
+
 /// The caller's IP as API Gateway saw it (the dev gateway fills in the same field).
 fn source_ip(request: &Request) -> String {
     match request.request_context_ref() {
@@ -623,11 +647,20 @@ pub async fn authenticate(state: &AppState, request: &Request) -> Result<Princip
         .transpose()?;
     let token = JwtVerifier::bearer_token(header).map_err(|e| rejected(&e))?;
     if token.split('.').count() != 3 {
+        // A key that cannot be a service key (no `tgsk_` prefix, too short to hold 256 random
+        // bits) is refused before any secret is read or hashed.
+        if !crate::auth::service_key::is_well_formed(token) {
+            tracing::info!(reason = "malformed_service_key", "credential rejected");
+            return Err(ApiError::unauthorized(
+                "invalid_token",
+                "The bearer credential is neither a valid token nor a service key (tgsk_ followed by at least 256 random bits).",
+            ));
+        }
         let secrets = state.secrets().await?;
         if !secrets.service_keys.is_empty() && secrets.service_keys.verify(token) {
             return Ok(Principal::Service);
         }
-        tracing::info!(reason = "malformed_or_unknown_key", "credential rejected");
+        tracing::info!(reason = "unknown_service_key", "credential rejected");
         return Err(ApiError::unauthorized(
             "invalid_token",
             "The bearer credential is neither a valid token nor a known service key.",
@@ -705,4 +738,25 @@ fn request_id(request: &Request) -> String {
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
         .map(str::to_owned)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failed_credentials_count_against_their_source() {
+        assert_eq!(
+            unauthorized_bucket("missing_token"),
+            Some(Bucket::Anonymous)
+        );
+        assert_eq!(unauthorized_bucket("token_expired"), None);
+        for code in ["invalid_token", "anything_else"] {
+            assert_eq!(
+                unauthorized_bucket(code),
+                Some(Bucket::FailedAuth),
+                "{code}"
+            );
+        }
+    }
 }

@@ -4,8 +4,18 @@
 //! |---|---|---|
 //! | `user` | the signed-in user (`sub`) | 1,000 requests per hour |
 //! | `anonymous` | source IP, requests without credentials | 100 per hour |
-//! | `sensitive` | the user, on checkout/portal sessions, invitations, integration creation | 5 per 15 minutes |
-//! | `failed_auth` | source IP, rejected tokens and service keys | 5 per 15 minutes |
+//! | `sensitive` | the user, on checkout/portal sessions and integration creation | 5 per 15 minutes |
+//! | `invitations` | the organization, on invitations (counted once the inviter's role allows it) | 50 per hour |
+//! | `failed_auth` | source IP ([`ip_subject`]), forged or invalid tokens and service keys | 5 per 15 minutes |
+//!
+//! Source IPs are keyed by [`ip_subject`]: an IPv4 address as it is, an IPv6 address by its /64
+//! (one subscriber's allocation), an IPv4-mapped IPv6 address as its IPv4 address.
+//!
+//! Only credentials that fail count against `failed_auth`: an authentic token that has expired
+//! answers 401 `token_expired` uncounted (a stale browser tab behind a shared NAT must not turn
+//! everyone's 401 into 429), and a valid credential is never answered 429 because of its IP's
+//! failures. Service keys are `tgsk_` plus at least 256 random bits
+//! ([`crate::auth::service_key`]), so the per-IP limit is not what bounds guessing them.
 //!
 //! A subject longer than 256 bytes is keyed by its SHA-256 (`store::ratelimit::window_partition`),
 //! so no `sub` claim can make the window key too long for DynamoDB.
@@ -21,6 +31,7 @@
 //! deployment error that answers 503, so a broken deploy shows on its first request instead of
 //! silently running without limits.
 
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -34,6 +45,7 @@ pub enum Bucket {
     User,
     Anonymous,
     Sensitive,
+    Invitations,
     FailedAuth,
 }
 
@@ -43,6 +55,7 @@ impl Bucket {
             Bucket::User => "user",
             Bucket::Anonymous => "anonymous",
             Bucket::Sensitive => "sensitive",
+            Bucket::Invitations => "invitations",
             Bucket::FailedAuth => "failed_auth",
         }
     }
@@ -61,6 +74,7 @@ pub struct RateLimits {
     pub user: Limit,
     pub anonymous: Limit,
     pub sensitive: Limit,
+    pub invitations: Limit,
     pub failed_auth: Limit,
 }
 
@@ -81,6 +95,10 @@ impl Default for RateLimits {
                 max: 5,
                 window: quarter,
             },
+            invitations: Limit {
+                max: 50,
+                window: hour,
+            },
             failed_auth: Limit {
                 max: 5,
                 window: quarter,
@@ -95,12 +113,14 @@ impl RateLimits {
             Bucket::User => self.user,
             Bucket::Anonymous => self.anonymous,
             Bucket::Sensitive => self.sensitive,
+            Bucket::Invitations => self.invitations,
             Bucket::FailedAuth => self.failed_auth,
         }
     }
 
     /// Reads `RATE_LIMIT_USER_PER_HOUR`, `RATE_LIMIT_ANONYMOUS_PER_HOUR`,
-    /// `RATE_LIMIT_SENSITIVE_PER_15_MINUTES`, `RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES` (0 = off).
+    /// `RATE_LIMIT_SENSITIVE_PER_15_MINUTES`, `RATE_LIMIT_INVITATIONS_PER_HOUR`,
+    /// `RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES` (0 = off).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut limits = Self::default();
         for (name, slot) in [
@@ -109,6 +129,10 @@ impl RateLimits {
             (
                 "RATE_LIMIT_SENSITIVE_PER_15_MINUTES",
                 &mut limits.sensitive.max,
+            ),
+            (
+                "RATE_LIMIT_INVITATIONS_PER_HOUR",
+                &mut limits.invitations.max,
             ),
             (
                 "RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES",
@@ -133,6 +157,24 @@ pub fn window(now: i64, length: Duration) -> (i64, i64) {
     let length = i64::try_from(length.as_secs()).unwrap_or(i64::MAX).max(1);
     let start = now - now.rem_euclid(length);
     (start, start.saturating_add(length))
+}
+
+/// The subject a source IP is counted under: an IPv4 address as it is; an IPv6 address by its
+/// /64 network (`2001:db8:1:2::/64`), since one client commonly holds a whole /64 and would
+/// otherwise have 2^64 buckets; an IPv4-mapped IPv6 address (`::ffff:192.0.2.1`) as its IPv4
+/// address. Anything that is not an IP address is kept as given (the window key hashes long ones).
+pub fn ip_subject(source: &str) -> String {
+    match source.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let network = u128::from(v6) & !(u128::MAX >> 64);
+                format!("{}/64", Ipv6Addr::from(network))
+            }
+        },
+        Err(_) => source.to_owned(),
+    }
 }
 
 /// What a request's count says, for the `RateLimit-*` headers.
@@ -311,7 +353,73 @@ mod tests {
         assert!(error.contains("RATE_LIMIT_SENSITIVE_PER_15_MINUTES"));
     }
 
+    #[test]
+    fn invitation_limit_defaults_to_50_per_hour_and_is_configurable() {
+        let limits = RateLimits::default();
+        assert_eq!(limits.invitations.max, 50);
+        assert_eq!(limits.invitations.window, Duration::from_secs(3600));
+        assert_eq!(limits.limit(Bucket::Invitations), limits.invitations);
+        let limits = RateLimits::from_lookup(|n| {
+            (n == "RATE_LIMIT_INVITATIONS_PER_HOUR").then(|| " 120 ".to_owned())
+        })
+        .unwrap();
+        assert_eq!(limits.invitations.max, 120);
+        let error = RateLimits::from_lookup(|n| {
+            (n == "RATE_LIMIT_INVITATIONS_PER_HOUR").then(|| "-1".to_owned())
+        })
+        .unwrap_err();
+        assert!(error.contains("RATE_LIMIT_INVITATIONS_PER_HOUR"), "{error}");
+    }
+
+    #[test]
+    fn ipv6_sources_are_keyed_on_their_64() {
+        assert_eq!(ip_subject("2001:db8:1:2::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            ip_subject("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_eq!(ip_subject("2001:DB8:1:2:a:b:c:d"), "2001:db8:1:2::/64");
+        assert_ne!(ip_subject("2001:db8:1:3::1"), ip_subject("2001:db8:1:2::1"));
+        assert_eq!(ip_subject("::1"), "::/64");
+        assert_eq!(ip_subject("fe80::1:2:3:4"), "fe80::/64");
+    }
+
+    #[test]
+    fn ipv4_and_ipv4_mapped_sources_are_keyed_on_the_ipv4_address() {
+        assert_eq!(ip_subject("192.0.2.1"), "192.0.2.1");
+        assert_eq!(ip_subject("::ffff:192.0.2.1"), "192.0.2.1");
+        assert_eq!(ip_subject("::ffff:c000:0201"), "192.0.2.1");
+        assert_ne!(ip_subject("192.0.2.2"), ip_subject("192.0.2.1"));
+        // Not an address: kept as given.
+        assert_eq!(ip_subject("unknown"), "unknown");
+    }
+
     proptest! {
+        #[test]
+        fn every_address_of_a_64_shares_its_bucket_and_no_other_does(
+            network in any::<u64>(), a in any::<u64>(), b in any::<u64>(), other in any::<u64>()
+        ) {
+            let address = |net: u64, host: u64| {
+                Ipv6Addr::from((u128::from(net) << 64) | u128::from(host)).to_string()
+            };
+            // IPv4-mapped addresses live in ::ffff:0:0/96, inside the /64 `0`; keep clear of it.
+            prop_assume!(network != 0 && other != 0);
+            let subject = ip_subject(&address(network, a));
+            prop_assert_eq!(&subject, &ip_subject(&address(network, b)));
+            prop_assert!(subject.ends_with("/64"));
+            prop_assert_eq!(subject.parse::<Ipv6Addr>().is_err(), true);
+            if other != network {
+                prop_assert_ne!(subject, ip_subject(&address(other, a)));
+            }
+        }
+
+        #[test]
+        fn ipv4_addresses_keep_their_own_bucket_mapped_or_not(v4 in any::<u32>()) {
+            let v4 = std::net::Ipv4Addr::from(v4);
+            prop_assert_eq!(ip_subject(&v4.to_string()), v4.to_string());
+            prop_assert_eq!(ip_subject(&v4.to_ipv6_mapped().to_string()), v4.to_string());
+        }
+
         #[test]
         fn every_moment_is_in_exactly_its_window(now in -10_000_000_000i64..10_000_000_000, secs in 1u64..100_000) {
             let (start, end) = window(now, Duration::from_secs(secs));

@@ -47,7 +47,10 @@
 //!
 //! When a read fails (network, permissions, a malformed secret):
 //! * with values from an earlier read, those keep being served and a warning is logged; the next
-//!   read is tried after `min(TTL, 30 s)`;
+//!   read is tried after `min(TTL, 30 s)`. Only up to the maximum staleness, though (by default
+//!   3 × the TTL, `SECRETS_MAX_STALENESS_SECONDS`, counted from the last good read): past it the
+//!   values may have been revoked, so [`SecretSource::current`] returns [`SecretsError::Stale`]
+//!   (the caller answers 503) and an error is logged, until a read succeeds again;
 //! * without, [`SecretSource::current`] returns the error (the caller answers 503); callers in the
 //!   next `min(TTL, 1 s)` get the same error without another read.
 //!
@@ -77,6 +80,11 @@ use crate::crypto::{CryptoConfigError, KeyRing};
 pub const DEFAULT_TTL: Duration = Duration::from_secs(5 * 60);
 /// After a failed read with earlier values at hand: the next read is tried after `min(ttl, this)`.
 const STALE_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// How long values may be served while refreshing fails, by default: 3 × the TTL.
+pub fn default_max_staleness(ttl: Duration) -> Duration {
+    ttl.saturating_mul(3)
+}
 /// After a failed read with nothing at hand: the error is repeated for `min(ttl, this)`.
 const COLD_RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -148,6 +156,17 @@ pub enum SecretsError {
     /// An entry of `serviceKeyHashes` / `SERVICE_KEY_HASHES` is not a hex SHA-256 digest.
     #[error("the service key hashes are not valid: {0}")]
     ServiceKeyHashes(#[from] ServiceKeyConfigError),
+    /// Refreshing failed and the last good values are older than the maximum staleness: they
+    /// may have been revoked since, so they are no longer served.
+    #[error(
+        "the secret values were last read {age_seconds} s ago, past the maximum staleness of {max_seconds} s, and refreshing them failed ({cause})"
+    )]
+    Stale {
+        age_seconds: u64,
+        max_seconds: u64,
+        /// The failed refresh's [`SecretsError::kind`].
+        cause: String,
+    },
 }
 
 impl SecretsError {
@@ -162,6 +181,7 @@ impl SecretsError {
             SecretsError::FieldType { .. } => "invalid_field",
             SecretsError::KeyRing(_) => "invalid_key_ring",
             SecretsError::ServiceKeyHashes(_) => "invalid_service_key_hashes",
+            SecretsError::Stale { .. } => "stale",
         }
     }
 }
@@ -323,6 +343,8 @@ struct Remote {
     /// The secret id, for logs.
     secret_id: String,
     ttl: Duration,
+    /// How old (since their read) values may be served while refreshing fails.
+    max_staleness: Duration,
     /// After a failed read with values at hand.
     stale_retry_after: Duration,
     /// After a failed read without.
@@ -344,11 +366,32 @@ struct State {
     reads: u64,
 }
 
+/// Whether values read at `read_at` may still be served at `now` while refreshing fails.
+fn within_staleness(read_at: Instant, now: Instant, max_staleness: Duration) -> bool {
+    now.saturating_duration_since(read_at) <= max_staleness
+}
+
 impl State {
-    /// The outcome of the last read: its values, or on failure the earlier values or the error.
-    fn last_outcome(&self) -> Option<Result<Arc<SecretValues>, SecretsError>> {
+    /// The outcome of the last read: its values, or on failure the earlier values (while within
+    /// `max_staleness` at `now`) or the error.
+    fn last_outcome(
+        &self,
+        now: Instant,
+        max_staleness: Duration,
+    ) -> Option<Result<Arc<SecretValues>, SecretsError>> {
         match (&self.values, &self.failure) {
-            (Some((values, _)), _) => Some(Ok(Arc::clone(values))),
+            (Some((values, _)), None) => Some(Ok(Arc::clone(values))),
+            (Some((values, read_at)), Some((error, _))) => {
+                if within_staleness(*read_at, now, max_staleness) {
+                    Some(Ok(Arc::clone(values)))
+                } else {
+                    Some(Err(SecretsError::Stale {
+                        age_seconds: now.saturating_duration_since(*read_at).as_secs(),
+                        max_seconds: max_staleness.as_secs(),
+                        cause: error.kind().to_owned(),
+                    }))
+                }
+            }
             (None, Some((error, _))) => Some(Err(error.clone())),
             (None, None) => None,
         }
@@ -368,7 +411,7 @@ impl State {
                 remote.cold_retry_after
             };
             return (now.saturating_duration_since(*failed_at) < retry_after)
-                .then(|| self.last_outcome())
+                .then(|| self.last_outcome(now, remote.max_staleness))
                 .flatten();
         }
         match &self.values {
@@ -385,6 +428,7 @@ impl Remote {
         Self {
             secret_id,
             ttl,
+            max_staleness: default_max_staleness(ttl),
             stale_retry_after: ttl.min(STALE_RETRY_AFTER),
             cold_retry_after: ttl.min(COLD_RETRY_AFTER),
             fetch,
@@ -412,7 +456,7 @@ impl Remote {
         {
             let state = self.state();
             if state.reads != reads_seen
-                && let Some(answer) = state.last_outcome()
+                && let Some(answer) = state.last_outcome(Instant::now(), self.max_staleness)
             {
                 // Someone read while this caller waited: share that outcome.
                 return answer;
@@ -435,6 +479,22 @@ impl Remote {
             }
             Err(error) => {
                 let answer = match &state.values {
+                    Some((_, read_at)) if !within_staleness(*read_at, now, self.max_staleness) => {
+                        let stale = SecretsError::Stale {
+                            age_seconds: now.saturating_duration_since(*read_at).as_secs(),
+                            max_seconds: self.max_staleness.as_secs(),
+                            cause: error.kind().to_owned(),
+                        };
+                        tracing::error!(
+                            secret_id = %self.secret_id,
+                            kind = error.kind(),
+                            error = %error,
+                            age_seconds = now.saturating_duration_since(*read_at).as_secs(),
+                            max_staleness_seconds = self.max_staleness.as_secs(),
+                            "refreshing the secrets failed and the values read earlier are past their maximum staleness; refusing them"
+                        );
+                        Err(stale)
+                    }
                     Some((values, read_at)) => {
                         tracing::warn!(
                             secret_id = %self.secret_id,
@@ -489,6 +549,15 @@ impl SecretSource {
         }
     }
 
+    /// Serves values read earlier for at most `max_staleness` (since their read) while
+    /// refreshing fails; [`default_max_staleness`] unless set. No effect on fixed values.
+    pub fn with_max_staleness(mut self, max_staleness: Duration) -> SecretSource {
+        if let Inner::Remote(remote) = &mut self.inner {
+            remote.max_staleness = max_staleness;
+        }
+        self
+    }
+
     /// The current values: cached, read again when older than the TTL, only one read at a time.
     /// A failed refresh keeps serving the earlier values (and logs a warning without them); with
     /// nothing cached the error is returned (the caller answers 503).
@@ -508,6 +577,7 @@ impl fmt::Debug for SecretSource {
                 .debug_struct("SecretSource::SecretsManager")
                 .field("secret_id", &remote.secret_id)
                 .field("ttl", &remote.ttl)
+                .field("max_staleness", &remote.max_staleness)
                 .finish_non_exhaustive(),
         }
     }
@@ -1020,7 +1090,8 @@ mod tests {
     #[tokio::test]
     async fn a_zero_ttl_reads_every_time() {
         let fake = FakeSecret::new(Ok(secret_json("sk_test_v1", "k2025")));
-        let source = fake.source(Duration::ZERO);
+        // A zero TTL also makes the default maximum staleness zero: set one to serve on failure.
+        let source = fake.source(Duration::ZERO).with_max_staleness(HOUR);
         source.current().await.unwrap();
         fake.set(Err(fetch_failure()));
         assert_eq!(stripe_key(&source.current().await.unwrap()), "sk_test_v1");
@@ -1112,6 +1183,67 @@ mod tests {
         assert!(logs.contains("kind=\"invalid_json\""), "{logs}");
         assert!(logs.contains("serving the values read earlier"), "{logs}");
         assert!(logs.contains("secret_id=test-secret"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn values_past_the_maximum_staleness_are_refused_until_a_read_succeeds() {
+        let (logs, _guard) = capture_logs();
+        let fake = FakeSecret::new(Ok(secret_json(STRIPE_KEY, "k2025")));
+        // TTL 1 h: served stale for up to 3 h while refreshing fails.
+        let source = fake.source(HOUR);
+        let first = source.current().await.unwrap();
+        fake.set(Err(fetch_failure()));
+
+        age(&source, HOUR);
+        assert!(Arc::ptr_eq(&first, &source.current().await.unwrap()));
+        // A minute short of 3 h after the read: still within the maximum staleness.
+        age(&source, HOUR * 2 - Duration::from_secs(60));
+        assert!(Arc::ptr_eq(&first, &source.current().await.unwrap()));
+        // A minute past it: refused, also between retries.
+        age(&source, Duration::from_secs(120));
+        let error = source.current().await.unwrap_err();
+        assert!(
+            matches!(&error, SecretsError::Stale { max_seconds: 10_800, cause, .. } if cause == "AccessDeniedException"),
+            "{error:?}"
+        );
+        assert_eq!(error.kind(), "stale");
+        let reads = fake.reads();
+        assert!(matches!(
+            source.current().await,
+            Err(SecretsError::Stale { .. })
+        ));
+        assert_eq!(fake.reads(), reads, "no read before the retry delay");
+
+        // A good read serves again.
+        fake.set(Ok(secret_json("sk_test_v2", "k2026")));
+        age(&source, STALE_RETRY_AFTER);
+        assert_eq!(stripe_key(&source.current().await.unwrap()), "sk_test_v2");
+
+        let logs = logs.text();
+        assert_no_secrets(&logs);
+        assert_eq!(logs.matches(" ERROR ").count(), 1, "{logs}");
+        assert!(logs.contains("past their maximum staleness"), "{logs}");
+    }
+
+    #[tokio::test]
+    async fn the_maximum_staleness_defaults_to_three_ttls_and_can_be_set() {
+        assert_eq!(
+            default_max_staleness(Duration::from_secs(300)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(default_max_staleness(Duration::MAX), Duration::MAX);
+        let fake = FakeSecret::new(Ok(secret_json(STRIPE_KEY, "k2025")));
+        let source = fake.source(HOUR).with_max_staleness(HOUR);
+        source.current().await.unwrap();
+        fake.set(Err(fetch_failure()));
+        age(&source, HOUR + Duration::from_secs(1));
+        assert!(matches!(
+            source.current().await,
+            Err(SecretsError::Stale {
+                max_seconds: 3600,
+                ..
+            })
+        ));
     }
 
     #[tokio::test]

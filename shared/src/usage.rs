@@ -68,6 +68,10 @@ pub enum CallValidationError {
     EndedAtUnparseable,
     #[error("endedAt is in the future")]
     EndedInFuture,
+    #[error("endedAt must lie between the years 0000 and 9999 in UTC")]
+    EndedAtOutOfRange,
+    #[error("endedAt is before the oldest billing period still open")]
+    EndedBeforeOpenPeriods,
 }
 
 impl CallValidationError {
@@ -77,7 +81,10 @@ impl CallValidationError {
             Self::MissingOrganizationId => "organizationId",
             Self::MissingCallId | Self::CallIdTooLong | Self::CallIdInvalid => "callId",
             Self::NegativeDuration | Self::DurationTooLong { .. } => "durationSeconds",
-            Self::EndedAtUnparseable | Self::EndedInFuture => "endedAt",
+            Self::EndedAtUnparseable
+            | Self::EndedInFuture
+            | Self::EndedAtOutOfRange
+            | Self::EndedBeforeOpenPeriods => "endedAt",
         }
     }
 }
@@ -93,8 +100,9 @@ pub struct ValidCall {
 /// Checks one usage event, fields in body order: `organizationId` (non-blank), `callId`
 /// (1–[`MAX_CALL_ID_LEN`] printable ASCII characters, no spaces), `durationSeconds`
 /// (0..=[`MAX_CALL_SECONDS`]), `endedAt` (RFC 3339, at most [`MAX_FUTURE_SKEW`] after `now`;
-/// exactly the skew is accepted). Past `endedAt` values are not limited here: late usage is
-/// routed by [`billing_period_for_late_usage`].
+/// exactly the skew is accepted; in UTC within the years 0000–9999, so it can be written back as
+/// RFC 3339). How far in the past `endedAt` may lie depends on the organization's billing
+/// periods: [`check_ended_at_is_open`].
 pub fn validate_call(
     organization_id: &str,
     call_id: &str,
@@ -131,7 +139,11 @@ pub fn validate_call(
     // Only a year-0000 value with a positive offset could leave the representable range.
     let ended_at = ended_at
         .checked_to_offset(UtcOffset::UTC)
-        .ok_or(CallValidationError::EndedAtUnparseable)?;
+        .ok_or(CallValidationError::EndedAtOutOfRange)?;
+    // `0000-01-01T00:30:00+01:00` is year -1 in UTC, which RFC 3339 cannot write.
+    if ended_at.format(&Rfc3339).is_err() {
+        return Err(CallValidationError::EndedAtOutOfRange);
+    }
     Ok(ValidCall {
         duration_seconds,
         minutes: billable_minutes(duration_seconds),
@@ -239,6 +251,22 @@ pub fn billing_period_for_late_usage(
     match billed_through {
         Some(billed) if event_period.end <= billed => *current,
         _ => *event_period,
+    }
+}
+
+/// Refuses a call that ended before `oldest_open`, the oldest billing period still open: the
+/// period before the current one. A period's invoice is created when it closes, so the period
+/// before the open one may still be waiting for it (its late calls are counted in it, or carried
+/// into the current one once it is billed: [`billing_period_for_late_usage`]); every older period
+/// has been invoiced, so a call from it could only be counted where it does not belong.
+pub fn check_ended_at_is_open(
+    ended_at: OffsetDateTime,
+    oldest_open: &Period,
+) -> Result<(), CallValidationError> {
+    if ended_at < oldest_open.start {
+        Err(CallValidationError::EndedBeforeOpenPeriods)
+    } else {
+        Ok(())
     }
 }
 
@@ -549,6 +577,42 @@ mod tests {
             assert_eq!(err, CallValidationError::EndedAtUnparseable, "{bad:?}");
             assert_eq!(err.field(), "endedAt");
         }
+    }
+
+    #[test]
+    fn ended_at_that_rfc3339_cannot_write_is_refused() {
+        // Year -1 in UTC: parsed, but it cannot be written back, so it never becomes "".
+        for bad in ["0000-01-01T00:30:00+01:00", "0000-01-01T00:00:00.5+00:01"] {
+            let err = validate_call("o", "c", 1, bad, NOW).unwrap_err();
+            assert_eq!(err, CallValidationError::EndedAtOutOfRange, "{bad}");
+            assert_eq!(err.field(), "endedAt");
+        }
+        let first = validate("o", "c", 1, "0000-01-01T00:00:00Z").unwrap();
+        assert_eq!(
+            first.ended_at.format(&Rfc3339).unwrap(),
+            "0000-01-01T00:00:00Z"
+        );
+    }
+
+    #[test]
+    fn ended_at_before_the_oldest_open_period_is_refused() {
+        let oldest = period(
+            datetime!(2026-10-01 0:00 UTC),
+            datetime!(2026-11-01 0:00 UTC),
+        );
+        assert_eq!(
+            check_ended_at_is_open(datetime!(2026-10-01 0:00 UTC), &oldest),
+            Ok(())
+        );
+        assert_eq!(
+            check_ended_at_is_open(datetime!(2026-11-15 12:00 UTC), &oldest),
+            Ok(())
+        );
+        let err = check_ended_at_is_open(datetime!(2026-09-30 23:59:59.999999999 UTC), &oldest)
+            .unwrap_err();
+        assert_eq!(err, CallValidationError::EndedBeforeOpenPeriods);
+        assert_eq!(err.field(), "endedAt");
+        assert!(check_ended_at_is_open(MIN_INSTANT, &oldest).is_err());
     }
 
     #[test]
@@ -988,6 +1052,22 @@ mod tests {
     const YEAR: i64 = 366 * 86_400;
 
     proptest! {
+        #[test]
+        fn calls_of_the_current_and_previous_periods_are_open_older_ones_not(
+            anchor in Y2000..Y2101,
+            now in Y2000..Y2101,
+            back in 0i64..(3 * YEAR),
+            interval in interval(),
+        ) {
+            let (anchor, now) = (instant(anchor), instant(now));
+            let current = subscription_period_containing(anchor, interval, now);
+            let previous =
+                subscription_period_containing(anchor, interval, current.start - Duration::nanoseconds(1));
+            let ended = now - Duration::seconds(back);
+            let open = check_ended_at_is_open(ended, &previous).is_ok();
+            prop_assert_eq!(open, previous.contains(ended) || ended >= current.start);
+        }
+
         #[test]
         fn period_invariants(
             anchor in Y2000..Y2101,

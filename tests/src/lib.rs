@@ -66,6 +66,8 @@ pub struct TestApp {
     pub base_url: String,
     pub issuer: LocalIssuer,
     pub store: Store,
+    /// The gateway's state, for requests a socket cannot make (another source IP).
+    pub state: std::sync::Arc<AppState>,
     pub http: reqwest::Client,
     server: tokio::task::JoinHandle<()>,
 }
@@ -103,6 +105,7 @@ impl TestApp {
         // Feature tests make more sensitive calls per user than the production limits allow;
         // tests/tests/rate_limits.rs sets its own small limits.
         config.rate_limits.sensitive.max = 10_000;
+        config.rate_limits.invitations.max = 10_000;
         config.rate_limits.failed_auth.max = 10_000;
         config.rate_limits.anonymous.max = 10_000;
         config.rate_limits.user.max = 100_000;
@@ -128,7 +131,7 @@ impl TestApp {
             .await
             .expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("addr"));
-        let router = tollgate_dev::server::router(state, None);
+        let router = tollgate_dev::server::router(state.clone(), None);
         let server = tokio::spawn(async move {
             let _ = tollgate_dev::server::serve(listener, router).await;
         });
@@ -138,6 +141,7 @@ impl TestApp {
             base_url,
             issuer,
             store,
+            state,
             http: reqwest::Client::new(),
             server,
         }

@@ -173,7 +173,7 @@ async fn unknown_kid_and_tampering() {
 
 #[tokio::test]
 async fn service_keys_are_not_user_tokens() {
-    let key = "tgsk_test_0123456789abcdef";
+    let key = "tgsk_test_0123456789abcdef_0123456789abcdefghijk";
     let app = TestApp::start_with(|config| {
         config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(key);
     })
@@ -182,7 +182,12 @@ async fn service_keys_are_not_user_tokens() {
     let reply = app.get("/api/me", key).await;
     assert_error(&reply, 403, "user_token_required");
     // A wrong service key is a failed authentication.
-    let reply = app.get("/api/me", "tgsk_test_wrong").await;
+    let reply = app
+        .get(
+            "/api/me",
+            "tgsk_test_wrong_0123456789abcdefghijklmnopqrstuv",
+        )
+        .await;
     assert_error(&reply, 401, "invalid_token");
     assert!(app.all_items().await.is_empty());
 }
@@ -357,4 +362,35 @@ fn the_template_requires_an_audience_or_authorized_parties_with_an_issuer() {
     };
     assert!(description("JwtAudience").contains("Auth0: your API identifier"));
     assert!(description("JwtAuthorizedParties").contains("Clerk: your frontend origins"));
+}
+
+/// A service key is `tgsk_` and at least 256 random bits; anything else is refused before it is
+/// hashed, even when the digest of exactly that string is configured.
+#[tokio::test]
+async fn unprefixed_or_short_service_keys_are_refused_even_when_configured() {
+    let unprefixed = "svc_live_4f1c2a9be07d43c1a7d0b5e2c9f81a364f1c2a9be07d43c1a7d0b5e2c9f81a36";
+    let short = "tgsk_dev_local_only";
+    let valid = "tgsk_0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let hashes = [unprefixed, short, valid]
+        .map(tollgate::auth::service_key::ServiceKeys::hash_hex)
+        .join(",");
+    let app = TestApp::start_with(move |config| config.service_key_hashes = hashes).await;
+    let call = serde_json::json!({
+        "organizationId": "org_00000000000000000000000000",
+        "callId": "c1",
+        "durationSeconds": 1,
+        "endedAt": "2026-01-01T00:00:00Z",
+    });
+    for key in [unprefixed, short] {
+        let reply = app.post("/api/usage/calls", key, call.clone()).await;
+        assert_error(&reply, 401, "invalid_token");
+        assert!(
+            reply.body["message"].as_str().unwrap().contains("tgsk_"),
+            "{}",
+            reply.body
+        );
+    }
+    // The well-formed key is accepted (the organization does not exist: 404, not 401).
+    let reply = app.post("/api/usage/calls", valid, call).await;
+    assert_error(&reply, 404, "organization_not_found");
 }

@@ -9,7 +9,7 @@ use tollgate_tests::stripe_standin::{SECRET_KEY, StripeStandIn};
 use tollgate_tests::{TestApp, assert_error};
 
 const SECRET: &str = "whsec_dev_stripe_test";
-const SERVICE_KEY: &str = "tgsk_test_dev_stripe_0123456789";
+const SERVICE_KEY: &str = "tgsk_test_dev_stripe_0123456789_0123456789abcdef";
 
 /// A gateway as `tollgate-dev serve --stripe-standin` configures it, plus a service key.
 async fn dev_app(stripe: &StripeStandIn) -> TestApp {

@@ -27,7 +27,7 @@ use tollgate_tests::stripe_standin::{
     StripeStandIn, fixture, invoice_object, signed_event, subscription_object,
 };
 
-const SERVICE_KEY: &str = "tgsk_iam_test_SECRET_service_key";
+const SERVICE_KEY: &str = "tgsk_iam_test_SECRET_service_key_0123456789abcde";
 const WEBHOOK_SECRET: &str = "whsec_iam_test_SECRET";
 const STRIPE_KEY: &str = "sk_test_iam_SECRET";
 const OLD_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";

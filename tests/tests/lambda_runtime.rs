@@ -20,7 +20,7 @@ use tollgate_tests::runtime_api::{
 };
 use tollgate_tests::stripe_standin::{StripeStandIn, signed_event, subscription_object};
 
-const SERVICE_KEY: &str = "tgsk_runtime_api_SECRET_service_key";
+const SERVICE_KEY: &str = "tgsk_runtime_api_SECRET_service_key_0123456789ab";
 const WEBHOOK_SECRET: &str = "whsec_runtime_api_SECRET";
 const STRIPE_KEY: &str = "sk_test_runtime_api_SECRET";
 const ENCRYPTION_KEY: &str = "4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a4a";

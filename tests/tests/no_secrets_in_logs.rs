@@ -33,7 +33,7 @@ async fn a_full_flow_logs_no_secret() {
         .with_writer(move || writer.clone())
         .init();
 
-    const SERVICE_KEY: &str = "tgsk_log_test_service_key_5f3a";
+    const SERVICE_KEY: &str = "tgsk_log_test_service_key_5f3a_0123456789abcdefg";
     const WEBHOOK_SECRET: &str = "whsec_log_test_signing_secret_9c1e";
     const STRIPE_KEY: &str = "sk_test_log_test_stripe_key_77d2";
     const ENCRYPTION_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
@@ -101,7 +101,15 @@ async fn a_full_flow_logs_no_secret() {
         app.post("/api/usage/calls", SERVICE_KEY, call).await.status,
         201
     );
-    assert_eq!(app.get("/api/me", "tgsk_wrong_guess_key").await.status, 401);
+    assert_eq!(
+        app.get(
+            "/api/me",
+            "tgsk_wrong_guess_key_0123456789abcdefghijklmnopq"
+        )
+        .await
+        .status,
+        401
+    );
     assert_eq!(app.get("/api/me", &format!("{owner}x")).await.status, 401);
     assert_eq!(
         app.get("/api/billing/subscription", &owner).await.status,
@@ -119,7 +127,7 @@ async fn a_full_flow_logs_no_secret() {
         owner.as_str(),
         token_signature,
         SERVICE_KEY,
-        "tgsk_wrong_guess_key",
+        "tgsk_wrong_guess_key_0123456789abcdefghijklmnopq",
         WEBHOOK_SECRET,
         STRIPE_KEY,
         ENCRYPTION_KEY,

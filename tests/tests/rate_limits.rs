@@ -1,5 +1,6 @@
 //! Rate limits through the pipeline: 429 with the envelope, `Retry-After` and `RateLimit-*`
-//! headers, per user, per sensitive action, and per source IP for anonymous and failed attempts.
+//! headers, per user, per sensitive action, per organization for invitations, and per source IP
+//! (IPv6 by /64) for anonymous and failed attempts, which never touch valid or expired credentials.
 
 use serde_json::json;
 use tollgate::pricing::Plan;
@@ -55,34 +56,100 @@ async fn a_user_over_the_limit_gets_429_with_headers_and_others_do_not() {
 }
 
 #[tokio::test]
-async fn sensitive_actions_have_their_own_tighter_limit() {
+async fn checkout_and_portal_keep_a_tighter_per_user_limit() {
     let app = app(1000, 2, 100, 100).await;
     let (owner, _) = app
-        .organization_on_plan("auth0|inviter", Plan::Business, PlanStatus::Active)
+        .organization_on_plan("auth0|buyer", Plan::Business, PlanStatus::Active)
         .await;
-    for i in 0..2 {
+    let checkout = json!({"plan": "BUSINESS", "interval": "monthly"});
+    // Billing is not configured here (503): counted all the same, before the handler runs.
+    for _ in 0..2 {
+        let reply = app
+            .post("/api/billing/checkout", &owner, checkout.clone())
+            .await;
+        assert_error(&reply, 503, "billing_not_configured");
+    }
+    let third = app.post("/api/billing/checkout", &owner, checkout).await;
+    assert_error(&third, 429, "rate_limited");
+    assert_eq!(third.headers["ratelimit-limit"], "2");
+    assert!(third.headers.contains_key("retry-after"));
+    let portal = app.post("/api/billing/portal", &owner, json!({})).await;
+    assert_error(&portal, 429, "rate_limited");
+    // Invitations are not in this bucket, and ordinary reads go on.
+    let invited = app
+        .post(
+            "/api/users",
+            &owner,
+            json!({"email": "after-checkout@example.com", "role": "VIEWER"}),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    assert_eq!(app.get("/api/users", &owner).await.status, 200);
+    // Per user: another owner's checkout is not limited.
+    let (other, _) = app
+        .organization_on_plan("auth0|other-buyer", Plan::Business, PlanStatus::Active)
+        .await;
+    let reply = app
+        .post(
+            "/api/billing/checkout",
+            &other,
+            json!({"plan": "BUSINESS", "interval": "monthly"}),
+        )
+        .await;
+    assert_error(&reply, 503, "billing_not_configured");
+}
+
+/// At the production defaults (5 sensitive actions per 15 minutes per user, 50 invitations per
+/// hour per organization) a team lead invites a team of ten in a row.
+#[tokio::test]
+async fn ten_invitations_in_a_row_all_answer_201() {
+    let app = TestApp::start_with(|config| {
+        config.rate_limits = tollgate::ratelimit::RateLimits::default()
+    })
+    .await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|team-lead", Plan::Business, PlanStatus::Active)
+        .await;
+    for i in 1..=10 {
         let reply = app
             .post(
                 "/api/users",
                 &owner,
-                json!({"email": format!("p{i}@example.com"), "role": "VIEWER"}),
+                json!({"email": format!("teammate{i}@example.com"), "role": "OPERATOR"}),
             )
             .await;
-        assert_eq!(reply.status, 201, "{}", reply.body);
+        assert_eq!(reply.status, 201, "invitation {i}: {}", reply.body);
+        assert_eq!(reply.headers["ratelimit-limit"], "50", "invitation {i}");
     }
-    let third = app
-        .post(
-            "/api/users",
-            &owner,
-            json!({"email": "p3@example.com", "role": "VIEWER"}),
-        )
+}
+
+#[tokio::test]
+async fn invitations_have_a_per_organization_limit() {
+    let app = TestApp::start_with(|config| config.rate_limits.invitations.max = 2).await;
+    let (owner, user) = app
+        .organization_on_plan("auth0|inviter", Plan::Business, PlanStatus::Active)
         .await;
+    let invite = |token: String, email: &'static str| {
+        let app = &app;
+        async move {
+            app.post(
+                "/api/users",
+                &token,
+                json!({"email": email, "role": "VIEWER"}),
+            )
+            .await
+        }
+    };
+    assert_eq!(invite(owner.clone(), "p1@example.com").await.status, 201);
+    assert_eq!(invite(owner.clone(), "p2@example.com").await.status, 201);
+    let third = invite(owner.clone(), "p3@example.com").await;
     assert_error(&third, 429, "rate_limited");
     assert_eq!(third.headers["ratelimit-limit"], "2");
     assert!(third.headers.contains_key("retry-after"));
-    // Nothing but the limiter's own counter changed: no invitation was written.
-    let after = app.all_items().await;
-    let invitations = after
+    // Nothing but the limiter's own counter changed: no third invitation was written.
+    let invitations = app
+        .all_items()
+        .await
         .iter()
         .filter(|i| {
             i.get("entity")
@@ -91,8 +158,24 @@ async fn sensitive_actions_have_their_own_tighter_limit() {
         })
         .count();
     assert_eq!(invitations, 2);
-    // Ordinary reads go on.
-    assert_eq!(app.get("/api/users", &owner).await.status, 200);
+    // The window belongs to the organization, not to the inviting user.
+    let organization = user.tenant().unwrap();
+    let windows: Vec<String> = app
+        .raw_items()
+        .await
+        .iter()
+        .filter_map(|i| i["PK"].as_s().ok().cloned())
+        .filter(|pk| pk.starts_with("RATE#invitations#"))
+        .collect();
+    assert_eq!(
+        windows,
+        vec![format!("RATE#invitations#{}", organization.as_str())]
+    );
+    // Another organization invites on.
+    let (other, _) = app
+        .organization_on_plan("auth0|other-inviter", Plan::Business, PlanStatus::Active)
+        .await;
+    assert_eq!(invite(other, "p1@example.com").await.status, 201);
 }
 
 #[tokio::test]
@@ -129,6 +212,143 @@ async fn failed_and_anonymous_attempts_are_limited_per_source_ip() {
     );
 }
 
+/// A token signed by the trusted issuer that expired ten minutes ago (a stale browser tab).
+fn expired_token(app: &TestApp, sub: &str) -> String {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    app.sign(json!({
+        "sub": sub, "iss": tollgate_tests::TEST_ISSUER,
+        "iat": now - 4200, "nbf": now - 4200, "exp": now - 600,
+    }))
+}
+
+/// GET `path` with `token` as if from `ip` (the pipeline the gateway runs, with API Gateway's
+/// source IP set): a socket on this machine can only come from loopback.
+async fn get_from(app: &TestApp, ip: &str, path: &str, token: &str) -> (u16, serde_json::Value) {
+    let (parts, ()) = http::Request::builder()
+        .method("GET")
+        .uri(path)
+        .header("authorization", format!("Bearer {token}"))
+        .body(())
+        .unwrap()
+        .into_parts();
+    let request = tollgate_dev::server::to_lambda_request(
+        parts,
+        axum::body::Bytes::new(),
+        ip.parse().unwrap(),
+    );
+    let response =
+        tollgate::pipeline::handle::<tollgate::routes::serve::AllFunctions>(&app.state, request)
+            .await;
+    let status = response.status().as_u16();
+    let body = match response.into_body() {
+        lambda_http::Body::Text(text) => serde_json::from_str(&text).unwrap(),
+        other => panic!("not a JSON text body: {other:?}"),
+    };
+    (status, body)
+}
+
+/// A stale tab behind an office NAT: its expired tokens answer 401 `token_expired` however many
+/// arrive, and never use up the IP's failed-credential allowance.
+#[tokio::test]
+async fn expired_tokens_from_one_ip_always_answer_token_expired_and_are_not_counted() {
+    let app = app(1000, 100, 100, 5).await;
+    let stale = expired_token(&app, "auth0|stale-tab");
+    for i in 1..=12 {
+        let reply = app.get("/api/me", &stale).await;
+        assert_eq!(reply.status, 401, "expired token {i}: {}", reply.body);
+        assert_error(&reply, 401, "token_expired");
+        assert!(
+            !reply.headers.contains_key("ratelimit-limit"),
+            "not counted"
+        );
+    }
+    // The whole failed-credential allowance is still there: 5 forged tokens answer 401, the 6th 429.
+    for i in 1..=5 {
+        let reply = app.get("/api/me", "forged-token").await;
+        assert_error(&reply, 401, "invalid_token");
+        assert_eq!(
+            reply.headers["ratelimit-remaining"],
+            (5 - i).to_string().as_str()
+        );
+    }
+    assert_error(
+        &app.get("/api/me", "forged-token").await,
+        429,
+        "rate_limited",
+    );
+}
+
+/// An IP over its failed-credential limit: its forged credentials answer 429, but every other
+/// client's credentials behind it get the answer they would get anyway.
+#[tokio::test]
+async fn a_limited_ip_does_not_change_the_answer_to_other_clients_valid_credentials() {
+    let key = "tgsk_0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let hash = tollgate::auth::service_key::ServiceKeys::hash_hex(key);
+    let app = TestApp::start_with(move |config| {
+        config.rate_limits.failed_auth.max = 2;
+        config.service_key_hashes = hash;
+    })
+    .await;
+    for _ in 0..2 {
+        assert_error(&app.get("/api/me", "forged").await, 401, "invalid_token");
+    }
+    assert_error(&app.get("/api/me", "forged").await, 429, "rate_limited");
+
+    // A valid user token.
+    let valid = app.token("auth0|colleague", None, None);
+    assert_eq!(app.get("/api/me", &valid).await.status, 201);
+    // A colleague's authentic but expired token: told to refresh, not to wait.
+    let expired = expired_token(&app, "auth0|colleague");
+    assert_error(&app.get("/api/me", &expired).await, 401, "token_expired");
+    // A valid service key (the organization does not exist: 404, not 429).
+    let call = json!({
+        "organizationId": "org_00000000000000000000000000", "callId": "c1",
+        "durationSeconds": 1, "endedAt": "2026-01-01T00:00:00Z",
+    });
+    let reply = app.post("/api/usage/calls", key, call).await;
+    assert_error(&reply, 404, "organization_not_found");
+    // The IP's forged credentials are still refused with 429.
+    assert_error(&app.get("/api/me", "forged").await, 429, "rate_limited");
+}
+
+/// One client commonly holds a whole IPv6 /64: all its addresses share one failed-credential
+/// bucket, another /64 has its own, and an IPv4-mapped address counts as its IPv4 address.
+#[tokio::test]
+async fn ipv6_sources_share_one_bucket_per_64() {
+    let app = app(1000, 100, 100, 2).await;
+    let forged = "forged";
+    assert_eq!(
+        get_from(&app, "2001:db8:1:2::1", "/api/me", forged).await.0,
+        401
+    );
+    assert_eq!(
+        get_from(&app, "2001:db8:1:2:ffff:ffff:ffff:fffe", "/api/me", forged)
+            .await
+            .0,
+        401
+    );
+    let (status, body) = get_from(&app, "2001:db8:1:2:a:b:c:d", "/api/me", forged).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    // The neighbouring /64 is another client.
+    assert_eq!(
+        get_from(&app, "2001:db8:1:3::1", "/api/me", forged).await.0,
+        401
+    );
+
+    assert_eq!(get_from(&app, "192.0.2.7", "/api/me", forged).await.0, 401);
+    assert_eq!(
+        get_from(&app, "::ffff:192.0.2.7", "/api/me", forged)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(get_from(&app, "192.0.2.7", "/api/me", forged).await.0, 429);
+    assert_eq!(get_from(&app, "192.0.2.8", "/api/me", forged).await.0, 401);
+}
+
 /// A `sub` claim is the issuer's to choose, and DynamoDB refuses a partition key over 2,048 bytes:
 /// a subject whose own user record fits (`USER#<sub>`) but whose window key (`RATE#user#<sub>`,
 /// `RATE#sensitive#<sub>`) would not must still be counted and limited, never answered 503 as if
@@ -148,28 +368,19 @@ async fn a_subject_too_long_for_a_plain_window_key_is_still_counted_and_limited(
     let reply = app.get("/api/me", &app.token(&other, None, None)).await;
     assert_eq!(reply.status, 201, "{}", reply.body);
 
-    // The sensitive bucket's longer prefix too: an invitation by an owner whose sub fits
+    // The sensitive bucket's longer prefix too: a checkout by an owner whose sub fits
     // `RATE#user#` but not `RATE#sensitive#`.
     let app = self::app(1000, 1, 100, 100).await;
     let sub = format!("auth0|{}", "z".repeat(2036 - 6));
     let (owner, _) = app
         .organization_on_plan(&sub, Plan::Business, PlanStatus::Active)
         .await;
-    let invited = app
-        .post(
-            "/api/users",
-            &owner,
-            json!({"email": "long1@example.com", "role": "VIEWER"}),
-        )
+    let checkout = json!({"plan": "BUSINESS", "interval": "monthly"});
+    let first = app
+        .post("/api/billing/checkout", &owner, checkout.clone())
         .await;
-    assert_eq!(invited.status, 201, "{}", invited.body);
-    let again = app
-        .post(
-            "/api/users",
-            &owner,
-            json!({"email": "long2@example.com", "role": "VIEWER"}),
-        )
-        .await;
+    assert_error(&first, 503, "billing_not_configured");
+    let again = app.post("/api/billing/checkout", &owner, checkout).await;
     assert_error(&again, 429, "rate_limited");
 }
 

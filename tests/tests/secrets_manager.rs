@@ -227,7 +227,10 @@ async fn the_pipeline_picks_up_a_rotated_service_key_after_the_ttl() {
     use tollgate::auth::service_key::ServiceKeys;
     let moto = Moto::start();
     let client = secrets_manager_client(Some(&moto.endpoint)).await;
-    let (old_key, new_key) = ("tgsk_rotation_old_key", "tgsk_rotation_new_key");
+    let (old_key, new_key) = (
+        "tgsk_rotation_old_key_0123456789abcdefghijklmnop",
+        "tgsk_rotation_new_key_0123456789abcdefghijklmnop",
+    );
     let secret = |key: &str| {
         json!({"serviceKeyHashes": [ServiceKeys::hash_hex(key)], "stripeWebhookSecret": WHSEC})
             .to_string()
@@ -247,7 +250,8 @@ async fn the_pipeline_picks_up_a_rotated_service_key_after_the_ttl() {
         config.secrets_manager_endpoint = Some(endpoint);
         config.secrets_ttl = Duration::from_secs(5);
         // Not used while SECRETS_ARN is set: the secret is the source.
-        config.service_key_hashes = ServiceKeys::hash_hex("tgsk_environment_key");
+        config.service_key_hashes =
+            ServiceKeys::hash_hex("tgsk_environment_key_0123456789abcdefghijklmnopq");
     })
     .await;
     let (_, user) = app.owner_with_organization("auth0|rotating").await;
@@ -263,7 +267,7 @@ async fn the_pipeline_picks_up_a_rotated_service_key_after_the_ttl() {
     };
     assert_eq!(post(old_key, "c1").await, 201);
     assert_eq!(
-        post("tgsk_environment_key", "c2").await,
+        post("tgsk_environment_key_0123456789abcdefghijklmnopq", "c2").await,
         401,
         "the environment is not the source"
     );
@@ -294,4 +298,73 @@ async fn the_pipeline_picks_up_a_rotated_service_key_after_the_ttl() {
     sleep_until(read_at + Duration::from_millis(5500)).await;
     assert_eq!(post(new_key, "c4").await, 201, "picked up after the TTL");
     assert_eq!(post(old_key, "c5").await, 401, "the old key is gone");
+}
+
+/// Secrets Manager goes away: values read earlier keep being served for up to the maximum
+/// staleness (by default 3 × the TTL) after their read, then requests that need them answer 503
+/// `secrets_unavailable` and an error is logged, instead of serving values that may have been
+/// revoked meanwhile.
+#[tokio::test]
+async fn stale_secrets_past_the_maximum_staleness_answer_503() {
+    use tollgate::auth::service_key::ServiceKeys;
+    // Long enough that "within the maximum" holds on a busy machine.
+    const TTL: Duration = Duration::from_secs(2);
+    let (logs, _guard) = Captured::install();
+    let mut moto = Moto::start();
+    let client = secrets_manager_client(Some(&moto.endpoint)).await;
+    let key = "tgsk_0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+    let arn = client
+        .create_secret()
+        .name(format!("tollgate-stale-{}", free_port()))
+        .secret_string(json!({"serviceKeyHashes": [ServiceKeys::hash_hex(key)]}).to_string())
+        .send()
+        .await
+        .expect("create secret")
+        .arn
+        .expect("arn");
+    let endpoint = moto.endpoint.clone();
+    let app = tollgate_tests::TestApp::start_with(move |config| {
+        config.secrets_arn = Some(arn);
+        config.secrets_manager_endpoint = Some(endpoint);
+        config.secrets_ttl = TTL;
+    })
+    .await;
+    let (_, user) = app.owner_with_organization("auth0|stale").await;
+    let org = user.organization_id.clone().unwrap();
+    let post = |call: &'static str| {
+        let now = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        let body =
+            json!({"organizationId": org, "callId": call, "durationSeconds": 30, "endedAt": now});
+        let app = &app;
+        async move { app.post("/api/usage/calls", key, body).await }
+    };
+    let started = Instant::now();
+    assert_eq!(post("c1").await.status, 201);
+    let read_done = Instant::now();
+    moto.stop();
+
+    // Past the TTL, within 3 × TTL: the refresh fails, the values read earlier are served.
+    sleep_until(read_done + TTL + Duration::from_millis(300)).await;
+    assert_eq!(
+        post("c2").await.status,
+        201,
+        "served stale within the maximum"
+    );
+    assert!(
+        started.elapsed() < TTL * 3,
+        "the test itself took longer than the maximum staleness; the machine is too slow for it"
+    );
+
+    // Past 3 × TTL since the read: refused.
+    sleep_until(read_done + TTL * 3 + Duration::from_millis(1500)).await;
+    let refused = post("c3").await;
+    tollgate_tests::assert_error(&refused, 503, "secrets_unavailable");
+    let logs = logs.text();
+    assert!(
+        logs.contains("ERROR") && logs.contains("past their maximum staleness"),
+        "{logs}"
+    );
+    assert!(!logs.contains(key), "the key was logged");
 }

@@ -6,7 +6,7 @@ use std::process::Output;
 
 use tollgate_tests::TestApp;
 
-const SERVICE_KEY: &str = "tgsk_test_smoke_script_0123456789";
+const SERVICE_KEY: &str = "tgsk_test_smoke_script_0123456789_0123456789abcd";
 const SECRET: &str = "whsec_smoke_script";
 
 async fn app(webhook_secret: Option<&'static str>) -> TestApp {

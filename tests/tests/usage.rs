@@ -10,7 +10,7 @@ use tollgate::store::PlanStatus;
 use tollgate_tests::stripe_standin::{StripeStandIn, fixture, signed_event, subscription_object};
 use tollgate_tests::{Reply, TestApp, assert_error};
 
-const SERVICE_KEY: &str = "tgsk_test_call_service_0123456789";
+const SERVICE_KEY: &str = "tgsk_test_call_service_0123456789_0123456789abcd";
 const SECRET: &str = "whsec_usage_test";
 
 async fn app_with_service_key(stripe: Option<&StripeStandIn>) -> TestApp {
@@ -153,11 +153,56 @@ async fn bad_input_names_the_field_and_writes_nothing() {
         "service_key_required",
     );
     assert_error(
-        &post_call_with(&app, "tgsk_wrong_key", &org).await,
+        &post_call_with(
+            &app,
+            "tgsk_wrong_key_0123456789abcdefghijklmnopqrstuvw",
+            &org,
+        )
+        .await,
         401,
         "invalid_token",
     );
     assert_eq!(app.all_items().await, before);
+}
+
+/// Usage older than the oldest billing period still open (the one before the current period)
+/// is refused, naming `endedAt`, and nothing is written; the previous period is still open.
+#[tokio::test]
+async fn ended_at_older_than_the_oldest_open_billing_period_is_refused() {
+    let app = app_with_service_key(None).await;
+    let (_, user) = app.owner_with_organization("auth0|late").await;
+    let org = user.organization_id.clone().unwrap();
+    let now = OffsetDateTime::now_utc();
+    let previous_month = tollgate::usage::calendar_month(
+        tollgate::usage::calendar_month(now).start - time::Duration::seconds(1),
+    );
+    let before = app.all_items().await;
+    for ended in [
+        now - time::Duration::days(70),
+        previous_month.start - time::Duration::seconds(1),
+    ] {
+        let reply = post_call(&app, &org, "too-old", 60, ended).await;
+        assert_error(&reply, 400, "invalid_field");
+        let message = reply.body["message"].as_str().unwrap();
+        assert!(message.contains("endedAt"), "{message}");
+        assert!(message.contains(&iso(previous_month.start)), "{message}");
+    }
+    // Year -1 in UTC: RFC 3339 cannot write it back, so it is a 400, never an empty string.
+    let reply = app
+        .post(
+            "/api/usage/calls",
+            SERVICE_KEY,
+            json!({"organizationId": org, "callId": "year-0", "durationSeconds": 60, "endedAt": "0000-01-01T00:30:00+01:00"}),
+        )
+        .await;
+    assert_error(&reply, 400, "invalid_field");
+    assert!(reply.body["message"].as_str().unwrap().contains("endedAt"));
+    assert_eq!(app.all_items().await, before, "nothing written");
+
+    // The first instant of the previous period is still open.
+    let reply = post_call(&app, &org, "last-month", 60, previous_month.start).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    assert_eq!(reply.body["periodStart"], iso(previous_month.start));
 }
 
 async fn post_call_with(app: &TestApp, credential: &str, org: &str) -> Reply {

@@ -3,6 +3,7 @@
 //! local Stripe stand-in with `stripe pay` for billing without a Stripe account.
 
 pub mod issuer;
+pub mod local;
 pub mod server;
 pub mod stripe_pay;
 pub mod stripe_standin;

@@ -1,4 +1,5 @@
-//! `tollgate-dev`: the local stack's command line (`serve`, `create-table`, `token`, `stripe`).
+//! `tollgate-dev`: the local stack's command line (`serve`, `create-table`, `token`,
+//! `service-key`, `stripe`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -71,6 +72,15 @@ enum Command {
     },
     /// Re-encrypt every integration credential under ENCRYPTION_ACTIVE_KEY (resumable, idempotent).
     RotateKeys,
+    /// Print a new service key (`tgsk_` and 256 random bits from the system's CSPRNG) as
+    /// `SERVICE_KEY=...` and its SHA-256 as `SERVICE_KEY_HASHES=...`: the key goes to the calling
+    /// service, the hash to the deployment.
+    ServiceKey {
+        /// Keep the key in this file instead: made (mode 0600) if missing, else read and printed
+        /// again (`make dev`'s local key is in .tollgate/dev-service-key).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
     /// Print a token from the local issuer (used when JWT_ISSUER is unset).
     Token {
         #[arg(long)]
@@ -198,6 +208,25 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ))
             }
         }
+        Command::ServiceKey { file } => {
+            let key = match file {
+                Some(path) => {
+                    tollgate_dev::local::load_or_create_service_key(&path).map_err(|e| {
+                        format!(
+                            "cannot read or write the service key at {}: {e}",
+                            path.display()
+                        )
+                    })?
+                }
+                None => tollgate::auth::service_key::generate().map_err(|e| e.to_string())?,
+            };
+            println!("SERVICE_KEY={key}");
+            println!(
+                "SERVICE_KEY_HASHES={}",
+                tollgate::auth::service_key::ServiceKeys::hash_hex(&key)
+            );
+            Ok(())
+        }
         Command::Token {
             sub,
             email,
@@ -216,6 +245,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             stripe_standin,
         } => {
             let local_jwks = if config.jwt.is_none() {
+                tollgate_dev::local::check_local_issuer(config.dynamodb_endpoint.as_deref())?;
                 let issuer =
                     LocalIssuer::load_or_create(&cli.key_file).map_err(|e| e.to_string())?;
                 let jwks = issuer.jwks();

@@ -1,11 +1,58 @@
 //! Service keys: random secrets that machine callers (e.g. `POST /api/usage/calls`) present.
 //! Only their SHA-256 digests are configured (`SERVICE_KEY_HASHES`), so the configuration never
 //! holds a usable key; a presented key is hashed and compared in constant time with every digest.
+//!
+//! A service key is [`PREFIX`] (`tgsk_`) followed by at least 256 random bits written in hex (64+
+//! characters) or base64url (43+ characters): [`generate`] makes one (`tollgate-dev service-key`
+//! prints it with its hash). A presented key of any other shape is refused by
+//! [`is_well_formed`] before it is hashed, so guessing is bounded by 256 bits of entropy.
 
 use std::fmt;
 
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
+
+/// Every service key starts with this.
+pub const PREFIX: &str = "tgsk_";
+/// The random bits a key must be able to carry.
+pub const MIN_BITS: usize = 256;
+/// Longest key accepted (prefix included): well above any generated key, and bounds the hashing.
+pub const MAX_LEN: usize = 512;
+
+/// Whether `presented` has the shape of a service key: [`PREFIX`], then only base64url
+/// characters (`A-Z a-z 0-9 - _`, hex being a subset), enough of them for [`MIN_BITS`]: 64 when
+/// every one is a hex digit (4 bits each), else 43 (6 bits each); at most [`MAX_LEN`] in all.
+pub fn is_well_formed(presented: &str) -> bool {
+    let Some(body) = presented.strip_prefix(PREFIX) else {
+        return false;
+    };
+    if presented.len() > MAX_LEN
+        || !body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return false;
+    }
+    let bits_per_char = if body.bytes().all(|b| b.is_ascii_hexdigit()) {
+        4
+    } else {
+        6
+    };
+    body.len() * bits_per_char >= MIN_BITS
+}
+
+/// The system's random number generator could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the system random number generator failed; no service key was made")]
+pub struct RandomUnavailable;
+
+/// A new service key: [`PREFIX`] and 32 bytes (256 bits) from the system's CSPRNG, in hex.
+pub fn generate() -> Result<String, RandomUnavailable> {
+    let mut bytes = [0u8; MIN_BITS / 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| RandomUnavailable)?;
+    Ok(format!("{PREFIX}{}", hex::encode(bytes)))
+}
 
 /// The accepted service keys, as SHA-256 digests.
 #[derive(Clone, Default)]
@@ -188,6 +235,60 @@ mod tests {
             assert!(message.contains(&format!("entry {position}")), "{message}");
             assert!(!message.contains("my-secret"), "{message}");
             assert!(!message.contains(&good[..16]), "{message}");
+        }
+    }
+
+    #[test]
+    fn well_formed_keys_have_the_prefix_and_256_bits() {
+        let hex64 = "0123456789abcdef".repeat(4);
+        assert!(is_well_formed(&format!("tgsk_{hex64}")));
+        assert!(is_well_formed(&format!("tgsk_{}", hex64.to_uppercase())));
+        // 43 base64url characters: 258 bits.
+        let b64 = "Zm9vYmFyLWJhei1xdXV4LXNlcnZpY2Uta2V5LXRnc2s";
+        assert_eq!(b64.len(), 43);
+        assert!(is_well_formed(&format!("tgsk_{b64}")));
+        assert!(is_well_formed(&format!("tgsk_{}_-", &b64[..41])));
+        assert!(!is_well_formed(&format!("tgsk_{}", &b64[..42])), "252 bits");
+        assert!(
+            !is_well_formed(&format!("tgsk_{}", &hex64[..63])),
+            "63 hex digits carry 252 bits"
+        );
+        // The unprefixed and short keys of the past.
+        assert!(!is_well_formed(KEY_A));
+        assert!(!is_well_formed(&hex64));
+        assert!(!is_well_formed("tgsk_dev_local_only"));
+        assert!(!is_well_formed(&format!("TGSK_{hex64}")));
+        assert!(!is_well_formed(&format!(" tgsk_{hex64}")));
+        assert!(!is_well_formed(&format!("tgsk_{hex64} ")));
+        assert!(!is_well_formed(&format!("tgsk_{hex64}.")));
+        assert!(!is_well_formed(&format!("tgsk_{}é", &b64[..43])));
+        assert!(!is_well_formed(""));
+        assert!(!is_well_formed("tgsk_"));
+        assert!(!is_well_formed(&format!("tgsk_{}", "a".repeat(MAX_LEN))));
+    }
+
+    #[test]
+    fn generated_keys_are_well_formed_and_new_each_time() {
+        let a = generate().unwrap();
+        let b = generate().unwrap();
+        assert!(is_well_formed(&a), "{a}");
+        assert_eq!(a.len(), PREFIX.len() + 64);
+        assert_ne!(a, b);
+        let keys = ServiceKeys::from_hex_list(&ServiceKeys::hash_hex(&a)).unwrap();
+        assert!(keys.verify(&a) && !keys.verify(&b));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_prefixed_body_of_enough_random_bits_is_well_formed(
+            bytes in proptest::collection::vec(proptest::num::u8::ANY, 32..64)
+        ) {
+            let hex = hex::encode(&bytes);
+            let full = format!("{PREFIX}{hex}");
+            let short = format!("{PREFIX}{}", &hex[..63]);
+            proptest::prop_assert!(is_well_formed(&full));
+            proptest::prop_assert!(!is_well_formed(&hex));
+            proptest::prop_assert!(!is_well_formed(&short));
         }
     }
 

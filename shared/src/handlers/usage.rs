@@ -34,9 +34,28 @@ pub fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) ->
     }
 }
 
-fn rfc3339(t: OffsetDateTime) -> String {
+/// The oldest billing period still open at `now`: the one before the current period (see
+/// [`usage::check_ended_at_is_open`]).
+pub fn oldest_open_period(billing: Option<&BillingState>, now: OffsetDateTime) -> Period {
+    let current = organization_period(billing, now);
+    match current.start.checked_sub(time::Duration::nanoseconds(1)) {
+        Some(before) => organization_period(billing, before),
+        None => current,
+    }
+}
+
+/// `t` as RFC 3339; `None` outside what RFC 3339 can write (years 0000–9999).
+fn rfc3339(t: OffsetDateTime) -> Option<String> {
     t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+        .ok()
+}
+
+/// The 400 for an `endedAt` (or a period derived from it) that RFC 3339 cannot write.
+fn unwritable_ended_at() -> ApiError {
+    ApiError::bad_request(
+        "invalid_field",
+        "`endedAt` must lie between the years 0000 and 9999 in UTC.",
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +96,7 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
     .map_err(|error| {
         ApiError::bad_request("invalid_field", format!("`{}`: {error}", error.field()))
     })?;
+    let ended_at_text = rfc3339(valid.ended_at).ok_or_else(unwritable_ended_at)?;
     let organization_id = request.organization_id.unwrap_or_default();
     let call_id = request.call_id.unwrap_or_default();
     let unknown =
@@ -91,6 +111,18 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
         .map_err(store_error)?
         .ok_or_else(unknown)?;
     tracing::Span::current().record("organization_id", tenant.as_str());
+    // Checked once, against the organization as first read: a period billed while this request
+    // runs carries the call into the open period instead (`PeriodBilled` below).
+    let oldest_open = oldest_open_period(organization.billing.as_ref(), now);
+    if usage::check_ended_at_is_open(valid.ended_at, &oldest_open).is_err() {
+        return Err(ApiError::bad_request(
+            "invalid_field",
+            format!(
+                "`endedAt` ({ended_at_text}) is before {}, the start of the oldest billing period still open; usage that old can no longer be billed.",
+                rfc3339(oldest_open.start).unwrap_or_else(|| oldest_open.key())
+            ),
+        ));
+    }
 
     for attempt in 0..RECORD_ATTEMPTS {
         if attempt > 0 {
@@ -112,10 +144,10 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
             call_id: call_id.clone(),
             duration_seconds: valid.duration_seconds,
             minutes: valid.minutes,
-            ended_at: rfc3339(valid.ended_at),
-            period_start: rfc3339(period.start),
-            period_end: rfc3339(period.end),
-            recorded_at: rfc3339(now),
+            ended_at: ended_at_text.clone(),
+            period_start: rfc3339(period.start).ok_or_else(unwritable_ended_at)?,
+            period_end: rfc3339(period.end).ok_or_else(unwritable_ended_at)?,
+            recorded_at: rfc3339(now).ok_or_else(ApiError::internal)?,
         };
         match state
             .store
@@ -218,8 +250,8 @@ async fn fire_alerts(
                 threshold = threshold.as_str(),
                 minutes = counter.minutes,
                 minutes_included = included,
-                period_start = %rfc3339(period.start),
-                period_end = %rfc3339(period.end),
+                period_start = %rfc3339(period.start).unwrap_or_else(|| period.key()),
+                period_end = %rfc3339(period.end).unwrap_or_else(|| period.key()),
                 "usage threshold reached"
             );
             fired.push(threshold);

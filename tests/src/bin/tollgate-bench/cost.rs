@@ -47,7 +47,7 @@ pub struct Args {
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const ISSUER: &str = "https://issuer.tollgate.test/";
-const SERVICE_KEY: &str = "tgsk_bench_cost_0123456789abcdef";
+const SERVICE_KEY: &str = "tgsk_bench_cost_0123456789abcdef_0123456789abcde";
 const WEBHOOK_SECRET: &str = "whsec_bench_cost";
 const ENCRYPTION_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 

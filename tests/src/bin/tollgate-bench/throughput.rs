@@ -56,7 +56,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// The target of the issue: gateway throughput at least this share of the direct figure.
 const TARGET_RATIO: f64 = 0.8;
-const SERVICE_KEY: &str = "tgsk_bench_throughput_0123456789abcdef";
+const SERVICE_KEY: &str = "tgsk_bench_throughput_0123456789abcdef_012345678";
 /// `handlers::usage::RECORD_ATTEMPTS`: transaction conflicts are retried this often.
 const RECORD_ATTEMPTS: u32 = 10;
 const USAGE_PLAN: Plan = Plan::Professional;
