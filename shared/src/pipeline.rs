@@ -435,6 +435,21 @@ async fn run<S: Serves>(
     let body = request.body();
     match operation {
         Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller)),
+        Operation::AcceptInvitation => if_built!(
+            S,
+            Operation::AcceptInvitation,
+            me::accept_invitation(state, caller, params)
+        ),
+        Operation::DeclineInvitation => if_built!(
+            S,
+            Operation::DeclineInvitation,
+            me::decline_invitation(state, caller, params)
+        ),
+        Operation::LeaveOrganization => if_built!(
+            S,
+            Operation::LeaveOrganization,
+            me::leave_organization(state, caller)
+        ),
         Operation::CheckPermissions => if_built!(
             S,
             Operation::CheckPermissions,
@@ -482,6 +497,11 @@ async fn run<S: Serves>(
             S,
             Operation::RevokeInvitation,
             team::revoke(state, caller, params)
+        ),
+        Operation::ResendInvitation => if_built!(
+            S,
+            Operation::ResendInvitation,
+            team::resend(state, caller, params)
         ),
         Operation::Checkout => if_built!(
             S,

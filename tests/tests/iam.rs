@@ -338,7 +338,8 @@ async fn usage_alerts(
     alerts
 }
 
-/// user-load: first sign-in, a later one, joining a pending invitation, a service key.
+/// user-load: first sign-in, a later one listing a pending invitation, accepting it, leaving the
+/// organization, declining another invitation, a service key.
 async fn user_load(stack: &Stack, owner_app_token: &str, owner_org: &str) -> Recorded {
     let app = &stack.app;
     let user_load = stack.start_function("user-load").await;
@@ -357,21 +358,59 @@ async fn user_load(stack: &Stack, owner_app_token: &str, owner_org: &str) -> Rec
         200,
         "second sign-in",
     );
-    let invited = app
-        .post(
-            "/api/users",
-            owner_app_token,
-            json!({"email": email("iam|joiner"), "role": "MANAGER"}),
-        )
-        .await;
-    assert_eq!(invited.status, 201, "{}", invited.body);
+    let mut invitations = Vec::new();
+    for who in ["iam|joiner", "iam|decliner"] {
+        let invited = app
+            .post(
+                "/api/users",
+                owner_app_token,
+                json!({"email": email(who), "role": "MANAGER"}),
+            )
+            .await;
+        assert_eq!(invited.status, 201, "{}", invited.body);
+        invitations.push(invited.body["id"].as_str().expect("id").to_owned());
+    }
     let joiner = stack.token("iam|joiner");
-    let joined = user_load
+    let listed = user_load
         .call("GET /api/me", "/api/me", &joiner, None)
         .await;
-    expect(&joined, 201, "sign-in that joins an invitation");
+    expect(&listed, 201, "sign-in that lists an invitation");
+    assert_eq!(
+        listed.json()["invitations"][0]["organizationId"],
+        owner_org,
+        "{}",
+        listed.body
+    );
+    let joined = user_load
+        .call(
+            "POST /api/me/invitations/{id}/accept",
+            &format!("/api/me/invitations/{}/accept", invitations[0]),
+            &joiner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&joined, 200, "accept an invitation");
     assert_eq!(joined.json()["user"]["role"], "MANAGER", "{}", joined.body);
     assert_eq!(joined.json()["user"]["organizationId"], owner_org);
+    let left = user_load
+        .call(
+            "DELETE /api/me/organization",
+            "/api/me/organization",
+            &joiner,
+            None,
+        )
+        .await;
+    expect(&left, 200, "leave the organization");
+    let decliner = stack.token("iam|decliner");
+    let declined = user_load
+        .call(
+            "POST /api/me/invitations/{id}/decline",
+            &format!("/api/me/invitations/{}/decline", invitations[1]),
+            &decliner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&declined, 200, "decline an invitation");
     user_load.service_key_on("GET /api/me", "/api/me").await;
     user_load
 }
@@ -467,7 +506,8 @@ async fn organizations(stack: &Stack) -> Recorded {
     organizations
 }
 
-/// team: invite, list, change a role, remove a member, revoke an invitation.
+/// team: invite, list, change a role, remove a member, revoke an invitation, release an expired
+/// one, resend one.
 async fn team(stack: &Stack, owner: &str) -> Recorded {
     let app = &stack.app;
     let team = stack.start_function("team").await;
@@ -480,8 +520,17 @@ async fn team(stack: &Stack, owner: &str) -> Recorded {
         )
         .await;
     expect(&invited, 201, "invite");
-    let bob = app.token("iam|bob", Some(&email("iam|bob")), None);
-    let bob_id = app.get("/api/me", &bob).await.body["user"]["id"]
+    let bob = app.verified_token("iam|bob", &email("iam|bob"), None);
+    app.get("/api/me", &bob).await;
+    let invitation = invited.json()["id"].as_str().expect("id").to_owned();
+    let bob_id = app
+        .post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &bob,
+            json!({}),
+        )
+        .await
+        .body["user"]["id"]
         .as_str()
         .expect("bob joined")
         .to_owned();
@@ -529,6 +578,61 @@ async fn team(stack: &Stack, owner: &str) -> Recorded {
         )
         .await;
     expect(&revoked, 200, "revoke invitation");
+    // An expired invitation gives its seat back before the next invitation; resending renews one.
+    let dan = team
+        .call(
+            "POST /api/users",
+            "/api/users",
+            owner,
+            Some(json!({"email": email("iam|dan"), "role": "VIEWER"})),
+        )
+        .await;
+    expect(&dan, 201, "invite");
+    let dan_id = dan.json()["id"].as_str().expect("id").to_owned();
+    let tenant = tollgate_tests::tenant_of(app, "iam|owner").await;
+    let (pk, sk) = tollgate::store::keys::invitation(&tenant, &dan_id);
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table_name())
+        .key("PK", aws_sdk_dynamodb::types::AttributeValue::S(pk))
+        .key("SK", aws_sdk_dynamodb::types::AttributeValue::S(sk))
+        .update_expression("SET expiresAt = :past")
+        .expression_attribute_values(
+            ":past",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .send()
+        .await
+        .expect("expire dan's invitation");
+    let eve = team
+        .call(
+            "POST /api/users",
+            "/api/users",
+            owner,
+            Some(json!({"email": email("iam|eve"), "role": "VIEWER"})),
+        )
+        .await;
+    expect(&eve, 201, "invite after an expiry");
+    let listed = app
+        .get("/api/users", &app.token("iam|owner", None, None))
+        .await;
+    assert_eq!(
+        listed.body["invitations"].as_array().map(Vec::len),
+        Some(1),
+        "dan's expired invitation was released: {}",
+        listed.body
+    );
+    let eve_id = eve.json()["id"].as_str().expect("id").to_owned();
+    let resent = team
+        .call(
+            "POST /api/users/invitations/{id}/resend",
+            &format!("/api/users/invitations/{eve_id}/resend"),
+            owner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&resent, 200, "resend an invitation");
     team.service_key_on("GET /api/users", "/api/users").await;
     team
 }
