@@ -481,7 +481,10 @@ async fn resend_renews_an_invitation() {
     let invitation = invite(&app, &owner, "rae@example.com", "MANAGER").await;
     set_expiry(&app, &tenant, &invitation, "rae@example.com", now() - 60).await;
     let rae = app.verified_token("auth0|rae", "rae@example.com", None);
-    assert_eq!(app.get("/api/me", &rae).await.body["invitations"], json!([]));
+    assert_eq!(
+        app.get("/api/me", &rae).await.body["invitations"],
+        json!([])
+    );
     assert_error(
         &accept(&app, &rae, &invitation).await,
         410,
