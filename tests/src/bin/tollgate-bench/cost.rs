@@ -1437,7 +1437,81 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "revoke",
             Call::delete(&format!("/api/users/invitations/{invitation_id}"), &owner),
             200,
-            "Rate limit + user read + the invitation (its email names the invitee index item), then one transaction: invitation and invitee index deleted, seat freed. Minimum.",
+            "Rate limit + user read + the invitation (its email names the invitee index item; its role decides who may revoke it), then one transaction: invitation and invitee index deleted, seat freed, actor still holding their role. Minimum.",
+        )
+        .await?;
+    let third = gateway
+        .fixture(
+            Call::post(
+                "/api/users",
+                &owner,
+                json!({"email": "third@example.com", "role": "VIEWER"}),
+            ),
+            201,
+        )
+        .await?;
+    let third_id = third["id"]
+        .as_str()
+        .ok_or("invitation has no id")?
+        .to_owned();
+    meter
+        .measure(
+            "resend",
+            Call::post(
+                &format!("/api/users/invitations/{third_id}/resend"),
+                &owner,
+                json!({}),
+            ),
+            200,
+            "Rate limit + user read + the invitation (role, email), then one transaction: new `expiresAt` on the invitation and its invitee index item, actor still holding their role. Minimum.",
+        )
+        .await?;
+    let invitee = gateway.token("auth0|cost-third", Some("third@example.com"), None)?;
+    gateway.fixture(Call::get("/api/me", &invitee), 201).await?;
+    meter
+        .measure(
+            "decline",
+            Call::post(
+                &format!("/api/me/invitations/{third_id}/decline"),
+                &invitee,
+                json!({}),
+            ),
+            200,
+            "Rate limit + user read + the invitations-by-email Query (the invitation is found among those addressed to the verified email), then one transaction: invitee index and invitation deleted, seat freed. Minimum.",
+        )
+        .await?;
+    let leaver_invitation = gateway
+        .fixture(
+            Call::post(
+                "/api/users",
+                &owner,
+                json!({"email": "leaver@example.com", "role": "VIEWER"}),
+            ),
+            201,
+        )
+        .await?;
+    let leaver_invitation = leaver_invitation["id"]
+        .as_str()
+        .ok_or("invitation has no id")?
+        .to_owned();
+    let leaver = gateway.token("auth0|cost-leaver", Some("leaver@example.com"), None)?;
+    gateway.fixture(Call::get("/api/me", &leaver), 201).await?;
+    gateway
+        .fixture(
+            Call::post(
+                &format!("/api/me/invitations/{leaver_invitation}/accept"),
+                &leaver,
+                json!({}),
+            ),
+            200,
+        )
+        .await?;
+    meter
+        .measure(
+            "leave",
+            Call::delete("/api/me/organization", &leaver),
+            200,
+            "Rate limit + user read + the organization (owner count for the last-owner guard) + the caller's membership, then one transaction: member deleted, user detached, organization counters (owner count conditional when an owner leaves). The organization read duplicates the transaction's condition, as for a removal.",
         )
         .await?;
 
