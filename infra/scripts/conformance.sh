@@ -143,8 +143,9 @@ org_id="$(call POST /api/organizations "${tokens[owner]}" '{"name":"Conformance 
 "$dev" set-plan --organization "$org_id" --plan BUSINESS
 for role in ADMIN MANAGER OPERATOR VIEWER; do
   who="${role,,}"
-  call POST /api/users "${tokens[owner]}" "{\"email\":\"$who@conformance.test\",\"role\":\"$role\"}" 201 >/dev/null
-  joined="$(call GET /api/me "${tokens[$who]}" "" 201 | field user role)"
+  invitation="$(call POST /api/users "${tokens[owner]}" "{\"email\":\"$who@conformance.test\",\"role\":\"$role\"}" 201 | field id)"
+  call GET /api/me "${tokens[$who]}" "" 201 >/dev/null
+  joined="$(call POST "/api/me/invitations/$invitation/accept" "${tokens[$who]}" "" 200 | field user role)"
   [[ "$joined" == "$role" ]] || { echo "conformance: $who joined as '$joined', expected $role" >&2; exit 1; }
 done
 call GET /api/me "${tokens[newcomer]}" "" 201 >/dev/null

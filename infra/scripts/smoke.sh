@@ -13,8 +13,8 @@
 # request is refused for its bad signature before anything is read or written. Remove the
 # organization afterwards with DELETE /api/organization as that user if you wish.
 #
-# GET /api/me also joins a pending invitation of the token's email, as a first sign-in does: use a
-# user that nobody has invited, or it joins that organization and the script stops there.
+# Use a user that belongs to no organization: a member's onboarding answers 409 and the script
+# stops there (GET /api/me only lists invitations, it joins none).
 #
 # The token and the key go only to BASE_URL: it must be https:// (http:// only for a loopback
 # host, as the dev gateway), and no redirect is followed.

@@ -39,6 +39,8 @@ pub struct Config {
     pub secrets_max_staleness: Option<Duration>,
     /// Local/test endpoint for Secrets Manager (`SECRETS_MANAGER_ENDPOINT`).
     pub secrets_manager_endpoint: Option<String>,
+    /// Days a new or resent invitation stays acceptable (`INVITATION_TTL_DAYS`, 1 to 365).
+    pub invitation_ttl_days: u32,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -138,6 +140,17 @@ impl Config {
                 None => None,
             },
             secrets_manager_endpoint: get("SECRETS_MANAGER_ENDPOINT"),
+            invitation_ttl_days: match get("INVITATION_TTL_DAYS") {
+                Some(raw) => raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|days| (1..=365).contains(days))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "INVITATION_TTL_DAYS",
+                        reason: "expected a whole number of days from 1 to 365".into(),
+                    })?,
+                None => crate::team::DEFAULT_INVITATION_TTL_DAYS,
+            },
             encryption_keys: get("ENCRYPTION_KEYS"),
             encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
             rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {
@@ -261,5 +274,20 @@ mod tests {
         assert!(clerk.jwt.unwrap().audience.is_empty());
         // Without an issuer nothing is required (user routes answer 503).
         assert!(config(&[("JWT_AUDIENCE", "")]).unwrap().jwt.is_none());
+    }
+
+    #[test]
+    fn invitation_ttl_defaults_to_seven_days_and_bad_values_are_named() {
+        assert_eq!(config(&[]).unwrap().invitation_ttl_days, 7);
+        assert_eq!(
+            config(&[("INVITATION_TTL_DAYS", "30")])
+                .unwrap()
+                .invitation_ttl_days,
+            30
+        );
+        for bad in ["0", "366", "-1", "a week"] {
+            let error = config(&[("INVITATION_TTL_DAYS", bad)]).unwrap_err();
+            assert!(error.to_string().contains("INVITATION_TTL_DAYS"), "{bad}");
+        }
     }
 }

@@ -422,8 +422,10 @@ async fn route_and_run<S: Serves>(
 
     // Invitations are limited per organization, and only once the inviter's role allows them (a
     // member without the permission cannot use up the organization's allowance).
-    if matches!(route.operation, Operation::InviteMember)
-        && let Some(tenant) = &tenant
+    if matches!(
+        route.operation,
+        Operation::InviteMember | Operation::ResendInvitation
+    ) && let Some(tenant) = &tenant
     {
         count(state, Bucket::Invitations, tenant.as_str(), rate).await?;
     }
@@ -447,6 +449,21 @@ async fn run<S: Serves>(
     let body = request.body();
     match operation {
         Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller)),
+        Operation::AcceptInvitation => if_built!(
+            S,
+            Operation::AcceptInvitation,
+            me::accept_invitation(state, caller, params)
+        ),
+        Operation::DeclineInvitation => if_built!(
+            S,
+            Operation::DeclineInvitation,
+            me::decline_invitation(state, caller, params)
+        ),
+        Operation::LeaveOrganization => if_built!(
+            S,
+            Operation::LeaveOrganization,
+            me::leave_organization(state, caller)
+        ),
         Operation::CheckPermissions => if_built!(
             S,
             Operation::CheckPermissions,
@@ -494,6 +511,11 @@ async fn run<S: Serves>(
             S,
             Operation::RevokeInvitation,
             team::revoke(state, caller, params)
+        ),
+        Operation::ResendInvitation => if_built!(
+            S,
+            Operation::ResendInvitation,
+            team::resend(state, caller, params)
         ),
         Operation::Checkout => if_built!(
             S,

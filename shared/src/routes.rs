@@ -56,14 +56,13 @@ impl Function {
     pub const fn serving(operation: Operation) -> Function {
         use Operation::*;
         match operation {
-            GetMe => Function::UserLoad,
+            GetMe | AcceptInvitation | DeclineInvitation | LeaveOrganization => Function::UserLoad,
             CheckPermissions => Function::PermissionCheck,
             CreateOrganization | GetOrganization | UpdateOrganization | DeleteOrganization => {
                 Function::Organizations
             }
-            ListTeam | InviteMember | ChangeRole | RemoveMember | RevokeInvitation => {
-                Function::Team
-            }
+            ListTeam | InviteMember | ChangeRole | RemoveMember | RevokeInvitation
+            | ResendInvitation => Function::Team,
             Checkout => Function::Checkout,
             BillingPortal => Function::BillingPortal,
             GetSubscription | ListInvoices => Function::Billing,
@@ -145,6 +144,9 @@ pub const MAINTENANCE_BINARIES: [&str; 1] = ["rotate-keys"];
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Operation {
     GetMe,
+    AcceptInvitation,
+    DeclineInvitation,
+    LeaveOrganization,
     CheckPermissions,
     CreateOrganization,
     GetOrganization,
@@ -155,6 +157,7 @@ pub enum Operation {
     ChangeRole,
     RemoveMember,
     RevokeInvitation,
+    ResendInvitation,
     Checkout,
     BillingPortal,
     GetSubscription,
@@ -193,6 +196,27 @@ pub fn routes() -> &'static [Route] {
         };
         vec![
             route(Method::GET, "/api/me", UserLoad, SignedIn, GetMe),
+            route(
+                Method::POST,
+                "/api/me/invitations/{id}/accept",
+                UserLoad,
+                SignedIn,
+                AcceptInvitation,
+            ),
+            route(
+                Method::POST,
+                "/api/me/invitations/{id}/decline",
+                UserLoad,
+                SignedIn,
+                DeclineInvitation,
+            ),
+            route(
+                Method::DELETE,
+                "/api/me/organization",
+                UserLoad,
+                SignedIn,
+                LeaveOrganization,
+            ),
             route(
                 Method::POST,
                 "/api/permissions/check",
@@ -256,6 +280,13 @@ pub fn routes() -> &'static [Route] {
                 Team,
                 Needs(UsersDelete),
                 RevokeInvitation,
+            ),
+            route(
+                Method::POST,
+                "/api/users/invitations/{id}/resend",
+                Team,
+                Needs(UsersCreate),
+                ResendInvitation,
             ),
             route(
                 Method::POST,

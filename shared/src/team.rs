@@ -1,4 +1,5 @@
-//! Team guard rails, as pure decisions: who may invite, change a role or remove a member.
+//! Team guard rails, as pure decisions: who may invite, change a role, remove a member or leave;
+//! which token email an invitation counts for; when an invitation expires.
 //!
 //! The store enforces the one rule that depends on concurrent state (at least one OWNER remains)
 //! again inside its transaction, with a condition on the organization's owner count; these
@@ -43,7 +44,8 @@ pub struct Actor<'a> {
     pub role: Role,
 }
 
-/// May `actor` invite someone as `role`? Only an OWNER invites an OWNER.
+/// May `actor` invite someone as `role`, or resend or revoke an invitation for `role`? Only an
+/// OWNER invites an OWNER, renews an OWNER invitation or withdraws one.
 pub fn check_invite(actor: Actor<'_>, role: Role) -> Result<(), GuardError> {
     if role == Role::Owner && actor.role != Role::Owner {
         return Err(GuardError::OwnerOnly);
@@ -90,6 +92,45 @@ pub fn check_removal(
         return Err(GuardError::LastOwner);
     }
     Ok(())
+}
+
+/// May a member holding `role` leave, given `owner_count` owners? The last OWNER stays.
+pub fn check_leave(role: Role, owner_count: u64) -> Result<(), GuardError> {
+    if role == Role::Owner && owner_count <= 1 {
+        return Err(GuardError::LastOwner);
+    }
+    Ok(())
+}
+
+/// Days an invitation stays acceptable unless `INVITATION_TTL_DAYS` says otherwise.
+pub const DEFAULT_INVITATION_TTL_DAYS: u32 = 7;
+
+/// When an invitation made or renewed at `now` (Unix seconds) expires.
+pub fn invitation_expires_at(now: i64, ttl_days: u32) -> i64 {
+    now.saturating_add(i64::from(ttl_days) * 86_400)
+}
+
+/// An invitation is expired from its `expires_at` second on.
+pub fn is_expired(expires_at: i64, now: i64) -> bool {
+    expires_at <= now
+}
+
+/// `seconds` (Unix) as RFC 3339 UTC, e.g. an invitation's `expiresAt`; `None` out of range.
+pub fn rfc3339(seconds: i64) -> Option<String> {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()?
+        .format(&time::format_description::well_known::Rfc3339)
+        .ok()
+}
+
+/// The email an invitation may be addressed to for this token: its `email`, normalized, only when
+/// `email_verified` is `true` (the boolean, or the string "true", as the token parser reads both).
+/// Any other value, or none, means unverified: no invitation counts for the token.
+pub fn verified_email(email: Option<&str>, email_verified: Option<bool>) -> Option<String> {
+    if email_verified != Some(true) {
+        return None;
+    }
+    normalize_email(email?).ok()
 }
 
 /// Seats an organization may fill with members plus pending invitations: the plan's
@@ -288,7 +329,54 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_last_owner_cannot_leave() {
+        assert_eq!(check_leave(Role::Owner, 1), Err(GuardError::LastOwner));
+        assert_eq!(check_leave(Role::Owner, 2), Ok(()));
+        for role in Role::ALL.into_iter().filter(|r| *r != Role::Owner) {
+            assert_eq!(check_leave(role, 1), Ok(()));
+        }
+    }
+
+    #[test]
+    fn invitations_expire_after_their_ttl() {
+        let now = 1_800_000_000;
+        let expires = invitation_expires_at(now, DEFAULT_INVITATION_TTL_DAYS);
+        assert_eq!(expires - now, 7 * 86_400);
+        assert!(!is_expired(expires, now));
+        assert!(!is_expired(expires, expires - 1));
+        assert!(is_expired(expires, expires));
+        // An invitation without a stored expiry reads as 0: expired.
+        assert!(is_expired(0, now));
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(rfc3339(i64::MAX), None);
+    }
+
+    #[test]
+    fn only_a_verified_email_counts() {
+        assert_eq!(
+            verified_email(Some(" Kim@Example.com"), Some(true)),
+            Some("kim@example.com".to_owned())
+        );
+        assert_eq!(verified_email(Some("kim@example.com"), Some(false)), None);
+        assert_eq!(verified_email(Some("kim@example.com"), None), None);
+        assert_eq!(verified_email(None, Some(true)), None);
+        assert_eq!(verified_email(Some("not an address"), Some(true)), None);
+    }
+
     proptest! {
+        #[test]
+        fn unverified_tokens_never_get_an_email(email in ".{0,40}", verified in proptest::option::of(Just(false))) {
+            prop_assert_eq!(verified_email(Some(&email), verified), None);
+        }
+
+        #[test]
+        fn expiry_is_monotonic(now in 0i64..4_000_000_000, days in 1u32..=365, later in 0i64..40_000_000) {
+            let expires = invitation_expires_at(now, days);
+            prop_assert!(!is_expired(expires, now));
+            prop_assert_eq!(is_expired(expires, now + later), later >= i64::from(days) * 86_400);
+        }
+
         #[test]
         fn no_decision_ever_allows_removing_the_last_owner(actor_role in 0usize..5, new_role in 0usize..5) {
             let actor_role = Role::ALL[actor_role];

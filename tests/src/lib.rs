@@ -317,8 +317,8 @@ impl TestApp {
         (token, user)
     }
 
-    /// Invites `sub`'s email as `role` with `inviter_token`, then signs `sub` in so they join.
-    /// Returns the member's token and user id.
+    /// Invites `sub`'s email as `role` with `inviter_token`, then signs `sub` in with that email
+    /// verified and accepts the invitation. Returns the member's token and user id.
     pub async fn add_member(&self, inviter_token: &str, sub: &str, role: &str) -> (String, String) {
         let email = format!("{}@example.com", sub.replace(['|', ':'], "-"));
         let invited = self
@@ -329,11 +329,34 @@ impl TestApp {
             )
             .await;
         assert_eq!(invited.status, 201, "invite {sub}: {}", invited.body);
-        let token = self.token(sub, Some(&email), Some(&format!("Member {sub}")));
+        let invitation = invited.body["id"].as_str().expect("invitation id");
+        let token = self.verified_token(sub, &email, Some(&format!("Member {sub}")));
         let me = self.get("/api/me", &token).await;
-        assert_eq!(me.body["user"]["role"], role, "{sub} joined: {}", me.body);
-        let id = me.body["user"]["id"].as_str().expect("id").to_owned();
+        assert!(me.status == 200 || me.status == 201, "{sub}: {}", me.body);
+        let accepted = self
+            .post(
+                &format!("/api/me/invitations/{invitation}/accept"),
+                &token,
+                serde_json::json!({}),
+            )
+            .await;
+        assert_eq!(accepted.status, 200, "{sub} accepts: {}", accepted.body);
+        assert_eq!(
+            accepted.body["user"]["role"], role,
+            "{sub} joined: {}",
+            accepted.body
+        );
+        let id = accepted.body["user"]["id"].as_str().expect("id").to_owned();
         (token, id)
+    }
+
+    /// A valid token whose `email` is verified (`email_verified: true`).
+    pub fn verified_token(&self, sub: &str, email: &str, name: Option<&str>) -> String {
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        self.sign(serde_json::json!({
+            "sub": sub, "iss": TEST_ISSUER, "iat": now, "nbf": now, "exp": now + 600,
+            "email": email, "email_verified": true, "name": name,
+        }))
     }
 
     /// Sets a user's role directly in the table (fixture for role matrices).

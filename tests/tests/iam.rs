@@ -321,6 +321,33 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     );
 }
 
+/// An invitation of `inviter`'s organization to `invitee`'s email expiring at `expires_at`, written
+/// straight through the store: the inviter's sensitive-action limit (5 per 15 minutes in the
+/// template's environment) is kept for the invitations and integrations the binaries create.
+async fn store_invitation(app: &TestApp, inviter: &str, invitee: &str, expires_at: i64) -> String {
+    let tenant = tollgate_tests::tenant_of(app, inviter).await;
+    let user = app
+        .store
+        .get_user(inviter)
+        .await
+        .expect("read")
+        .expect("inviter");
+    let role = user.role.expect("inviter's role");
+    app.store
+        .invite(
+            &tenant,
+            (&user.id, role),
+            None,
+            &email(invitee),
+            tollgate::rbac::Role::Viewer,
+            999,
+            expires_at,
+        )
+        .await
+        .expect("invitation written")
+        .id
+}
+
 /// The usage alerts recorded for `tenant`'s `period`, read straight from the table.
 async fn usage_alerts(
     stack: &Stack,
@@ -342,7 +369,8 @@ async fn usage_alerts(
     alerts
 }
 
-/// user-load: first sign-in, a later one, joining a pending invitation, a service key.
+/// user-load: first sign-in, a later one listing a pending invitation, accepting it, leaving the
+/// organization, declining another invitation, a service key.
 async fn user_load(stack: &Stack, owner_app_token: &str, owner_org: &str) -> Recorded {
     let app = &stack.app;
     let user_load = stack.start_function("user-load").await;
@@ -369,13 +397,59 @@ async fn user_load(stack: &Stack, owner_app_token: &str, owner_org: &str) -> Rec
         )
         .await;
     assert_eq!(invited.status, 201, "{}", invited.body);
+    let never = OffsetDateTime::now_utc().unix_timestamp() + 86_400;
+    let invitations = [
+        invited.body["id"].as_str().expect("id").to_owned(),
+        store_invitation(app, "iam|owner", "iam|decliner", never).await,
+    ];
     let joiner = stack.token("iam|joiner");
-    let joined = user_load
+    let listed = user_load
         .call("GET /api/me", "/api/me", &joiner, None)
         .await;
-    expect(&joined, 201, "sign-in that joins an invitation");
+    expect(&listed, 201, "sign-in that lists an invitation");
+    assert_eq!(
+        listed.json()["invitations"][0]["organizationId"],
+        owner_org,
+        "{}",
+        listed.body
+    );
+    let joined = user_load
+        .call(
+            "POST /api/me/invitations/{id}/accept",
+            &format!("/api/me/invitations/{}/accept", invitations[0]),
+            &joiner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&joined, 200, "accept an invitation");
     assert_eq!(joined.json()["user"]["role"], "MANAGER", "{}", joined.body);
     assert_eq!(joined.json()["user"]["organizationId"], owner_org);
+    let left = user_load
+        .call(
+            "DELETE /api/me/organization",
+            "/api/me/organization",
+            &joiner,
+            None,
+        )
+        .await;
+    expect(&left, 200, "leave the organization");
+    let decliner = stack.token("iam|decliner");
+    expect(
+        &user_load
+            .call("GET /api/me", "/api/me", &decliner, None)
+            .await,
+        201,
+        "the decliner's first sign-in",
+    );
+    let declined = user_load
+        .call(
+            "POST /api/me/invitations/{id}/decline",
+            &format!("/api/me/invitations/{}/decline", invitations[1]),
+            &decliner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&declined, 200, "decline an invitation");
     user_load.service_key_on("GET /api/me", "/api/me").await;
     user_load
 }
@@ -471,7 +545,8 @@ async fn organizations(stack: &Stack) -> Recorded {
     organizations
 }
 
-/// team: invite, list, change a role, remove a member, revoke an invitation.
+/// team: invite, list, change a role, remove a member, revoke an invitation, release an expired
+/// one, resend one.
 async fn team(stack: &Stack, owner: &str) -> Recorded {
     let app = &stack.app;
     let team = stack.start_function("team").await;
@@ -484,8 +559,17 @@ async fn team(stack: &Stack, owner: &str) -> Recorded {
         )
         .await;
     expect(&invited, 201, "invite");
-    let bob = app.token("iam|bob", Some(&email("iam|bob")), None);
-    let bob_id = app.get("/api/me", &bob).await.body["user"]["id"]
+    let bob = app.verified_token("iam|bob", &email("iam|bob"), None);
+    app.get("/api/me", &bob).await;
+    let invitation = invited.json()["id"].as_str().expect("id").to_owned();
+    let bob_id = app
+        .post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &bob,
+            json!({}),
+        )
+        .await
+        .body["user"]["id"]
         .as_str()
         .expect("bob joined")
         .to_owned();
@@ -511,19 +595,8 @@ async fn team(stack: &Stack, owner: &str) -> Recorded {
         )
         .await;
     expect(&removed, 200, "remove member");
-    let carol = team
-        .call(
-            "POST /api/users",
-            "/api/users",
-            owner,
-            Some(json!({"email": email("iam|carol"), "role": "VIEWER"})),
-        )
-        .await;
-    expect(&carol, 201, "invite");
-    let invitation = carol.json()["id"]
-        .as_str()
-        .expect("invitation id")
-        .to_owned();
+    let unexpired = OffsetDateTime::now_utc().unix_timestamp() + 86_400;
+    let invitation = store_invitation(app, "iam|owner", "iam|carol", unexpired).await;
     let revoked = team
         .call(
             "DELETE /api/users/invitations/{id}",
@@ -533,6 +606,36 @@ async fn team(stack: &Stack, owner: &str) -> Recorded {
         )
         .await;
     expect(&revoked, 200, "revoke invitation");
+    // An expired invitation gives its seat back before the next invitation; resending renews one.
+    store_invitation(app, "iam|owner", "iam|dan", 1).await;
+    let eve = team
+        .call(
+            "POST /api/users",
+            "/api/users",
+            owner,
+            Some(json!({"email": email("iam|eve"), "role": "VIEWER"})),
+        )
+        .await;
+    expect(&eve, 201, "invite after an expiry");
+    let listed = app
+        .get("/api/users", &app.token("iam|owner", None, None))
+        .await;
+    assert_eq!(
+        listed.body["invitations"].as_array().map(Vec::len),
+        Some(1),
+        "dan's expired invitation was released: {}",
+        listed.body
+    );
+    let eve_id = eve.json()["id"].as_str().expect("id").to_owned();
+    let resent = team
+        .call(
+            "POST /api/users/invitations/{id}/resend",
+            &format!("/api/users/invitations/{eve_id}/resend"),
+            owner,
+            Some(json!({})),
+        )
+        .await;
+    expect(&resent, 200, "resend an invitation");
     team.service_key_on("GET /api/users", "/api/users").await;
     team
 }

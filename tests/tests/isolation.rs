@@ -124,6 +124,21 @@ async fn organization_a_cannot_see_or_touch_organization_b() {
             format!("/api/users/invitations/{}", b.member_id),
             None,
         ),
+        (
+            reqwest::Method::POST,
+            format!("/api/users/invitations/{}/resend", b.invitation_id),
+            Some(json!({})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/me/invitations/{}/accept", b.invitation_id),
+            Some(json!({})),
+        ),
+        (
+            reqwest::Method::POST,
+            format!("/api/me/invitations/{}/decline", b.invitation_id),
+            Some(json!({})),
+        ),
     ] {
         let reply = app
             .request(
@@ -134,6 +149,15 @@ async fn organization_a_cannot_see_or_touch_organization_b() {
             )
             .await;
         assert_eq!(reply.status, 404, "{method} {path}: {}", reply.body);
+        assert_no_leak(&reply, &b, &path);
+    }
+
+    // B's invitation is not A's to accept or decline, even with a verified email.
+    let verified = app.verified_token("auth0|alpha-owner", "owner@alpha.test", None);
+    for action in ["accept", "decline"] {
+        let path = format!("/api/me/invitations/{}/{action}", b.invitation_id);
+        let reply = app.post(&path, &verified, json!({})).await;
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
         assert_no_leak(&reply, &b, &path);
     }
 

@@ -428,8 +428,20 @@ async fn organizations_and_team() {
         .await;
     ids.push(id);
     assert_status(&invited, 201, "invite");
-    let bob = stack.app.token("rt|bob", Some("bob@example.com"), None);
-    let joined = stack.app.get("/api/me", &bob).await;
+    let invitation = invited.json()["id"]
+        .as_str()
+        .expect("invitation id")
+        .to_owned();
+    let bob = stack.app.verified_token("rt|bob", "bob@example.com", None);
+    assert_eq!(stack.app.get("/api/me", &bob).await.status, 201);
+    let joined = stack
+        .app
+        .post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &bob,
+            json!({}),
+        )
+        .await;
     assert_eq!(joined.body["user"]["role"], "MANAGER", "{}", joined.body);
     let bob_id = joined.body["user"]["id"]
         .as_str()

@@ -140,12 +140,23 @@ async fn invitations_have_a_per_organization_limit() {
             .await
         }
     };
-    assert_eq!(invite(owner.clone(), "p1@example.com").await.status, 201);
+    let first = invite(owner.clone(), "p1@example.com").await;
+    assert_eq!(first.status, 201, "{}", first.body);
     assert_eq!(invite(owner.clone(), "p2@example.com").await.status, 201);
     let third = invite(owner.clone(), "p3@example.com").await;
     assert_error(&third, 429, "rate_limited");
     assert_eq!(third.headers["ratelimit-limit"], "2");
     assert!(third.headers.contains_key("retry-after"));
+    // A resend is an invitation sent again: the same allowance.
+    let first_id = first.body["id"].as_str().expect("invitation id");
+    let resend = app
+        .post(
+            &format!("/api/users/invitations/{first_id}/resend"),
+            &owner,
+            json!({}),
+        )
+        .await;
+    assert_error(&resend, 429, "rate_limited");
     // Nothing but the limiter's own counter changed: no third invitation was written.
     let invitations = app
         .all_items()

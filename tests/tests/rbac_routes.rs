@@ -73,6 +73,12 @@ async fn role_by_route_matrix() {
                 Permission::UsersUpdate,
             ),
             (
+                reqwest::Method::POST,
+                format!("/api/users/invitations/{invitation_id}/resend"),
+                Some(json!({})),
+                Permission::UsersCreate,
+            ),
+            (
                 reqwest::Method::DELETE,
                 format!("/api/users/invitations/{invitation_id}"),
                 None,

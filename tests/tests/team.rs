@@ -33,19 +33,25 @@ async fn invite_join_change_role_and_remove() {
         1
     );
 
-    // An unverified email does not join.
+    // An unverified email sees no invitation; a verified one accepts it.
     let unverified = app.sign(
         json!({"sub": "auth0|bob", "iss": tollgate_tests::TEST_ISSUER,
         "exp": time::OffsetDateTime::now_utc().unix_timestamp() + 600,
         "email": "bob@example.com", "email_verified": false}),
     );
-    assert_eq!(
-        app.get("/api/me", &unverified).await.body["organization"],
-        serde_json::Value::Null
-    );
+    let me = app.get("/api/me", &unverified).await;
+    assert_eq!(me.body["organization"], serde_json::Value::Null);
+    assert_eq!(me.body["invitations"], json!([]));
 
-    let bob = app.token("auth0|bob", Some("BOB@example.com"), Some("Bob"));
-    let me = app.get("/api/me", &bob).await;
+    let bob = app.verified_token("auth0|bob", "BOB@example.com", Some("Bob"));
+    let invitation = invited.body["id"].as_str().unwrap();
+    let me = app
+        .post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &bob,
+            json!({}),
+        )
+        .await;
     assert_eq!(me.body["user"]["role"], "MANAGER", "{}", me.body);
     let bob_id = me.body["user"]["id"].as_str().unwrap().to_owned();
     let org = app.get("/api/organization", &owner).await;

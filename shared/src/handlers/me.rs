@@ -1,16 +1,28 @@
-//! `GET /api/me`: the signed-in user, created on first sign-in, with their organization, expanded
-//! permissions and plan entitlements.
+//! The signed-in user's own routes: `GET /api/me` (the user, created on first sign-in, with their
+//! organization, expanded permissions, plan entitlements and pending invitations), accepting or
+//! declining an invitation, and leaving the organization.
+//!
+//! Nobody joins an organization without accepting an invitation, and an invitation counts only for
+//! a token whose `email_verified` is true ([`team::verified_email`]).
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
+use super::organizations::tenant_of;
+use super::team::{concurrent, guard_error, path_id};
 use crate::http::{ApiError, json_response};
-use crate::pipeline::{AppState, Caller, store_error};
+use crate::pipeline::{AppState, Caller, organization_required, store_error};
 use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use crate::rbac::{self, Role};
-use crate::store::{NewUser, OrganizationRecord, PlanStatus, UserRecord};
-use crate::team::normalize_email;
+use crate::routes::PathParams;
+use crate::store::{
+    AddressedInvitation, NewUser, OrganizationRecord, PlanStatus, StoreError, UserRecord,
+};
+use crate::team::{self, GuardError, is_expired, seat_limit};
+
+/// At most this many pending invitations are listed (newest first).
+const MAX_LISTED_INVITATIONS: usize = 50;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -20,6 +32,21 @@ struct MeResponse {
     permissions: Vec<String>,
     features: Option<&'static PlanFeatures>,
     limits: Option<&'static PlanLimits>,
+    /// Pending, unexpired invitations to the token's verified email; empty for a member of an
+    /// organization (they leave before accepting another) and for an unverified email.
+    invitations: Vec<InvitationView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct InvitationView {
+    id: String,
+    organization_id: String,
+    organization_name: String,
+    role: Role,
+    /// The inviting member's name or email when they invited.
+    invited_by: Option<String>,
+    expires_at: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,7 +83,6 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
     if created {
         tracing::info!(user_id = %user.id, "user created on first sign-in");
     }
-    let user = join_pending_invitation(state, caller, user).await?;
     let organization = match user.tenant() {
         Some(tenant) => {
             tracing::Span::current().record("organization_id", tenant.as_str());
@@ -68,41 +94,239 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
         }
         None => None,
     };
+    let invitations = match (&organization, verified_email(caller)) {
+        (None, Some(email)) => pending_invitations(state, &email).await?,
+        _ => Vec::new(),
+    };
     let status = if created {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok(json_response(status, &me_response(user, organization)))
+    Ok(json_response(
+        status,
+        &me_response(user, organization, invitations),
+    ))
 }
 
-/// A user outside any organization whose token carries a verified email joins the oldest
-/// organization that invited that address, with the invited role.
-async fn join_pending_invitation(
+/// The token's email if it is verified: the only address invitations count for.
+fn verified_email(caller: &Caller) -> Option<String> {
+    team::verified_email(caller.claims.email.as_deref(), caller.claims.email_verified)
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The unexpired invitations addressed to `email` from organizations that still exist.
+async fn pending_invitations(
     state: &AppState,
-    caller: &Caller,
-    user: UserRecord,
-) -> Result<UserRecord, ApiError> {
-    if user.organization_id.is_some() || caller.claims.email_verified == Some(false) {
-        return Ok(user);
-    }
-    let Some(email) = caller
-        .claims
-        .email
-        .as_deref()
-        .and_then(|e| normalize_email(e).ok())
-    else {
-        return Ok(user);
-    };
-    let joined = state
+    email: &str,
+) -> Result<Vec<InvitationView>, ApiError> {
+    let now = unix_now();
+    let mut addressed = state
         .store
-        .accept_invitation(&user, &email)
+        .invitations_addressed_to(email)
         .await
         .map_err(store_error)?;
-    Ok(joined.unwrap_or(user))
+    addressed.retain(|invitation| !is_expired(invitation.expires_at, now));
+    addressed.reverse();
+    addressed.truncate(MAX_LISTED_INVITATIONS);
+    let mut views = Vec::new();
+    for invitation in addressed {
+        let Some(organization) = state
+            .store
+            .get_organization(&invitation.tenant)
+            .await
+            .map_err(store_error)?
+        else {
+            continue;
+        };
+        views.push(InvitationView {
+            expires_at: team::rfc3339(invitation.expires_at).ok_or_else(ApiError::internal)?,
+            id: invitation.id,
+            organization_id: organization.id,
+            organization_name: organization.name,
+            role: invitation.role,
+            invited_by: invitation.inviter_name,
+        });
+    }
+    Ok(views)
 }
 
-fn me_response(user: UserRecord, organization: Option<OrganizationRecord>) -> MeResponse {
+fn invitation_not_found() -> ApiError {
+    ApiError::not_found(
+        "invitation_not_found",
+        "There is no such pending invitation for your verified email address.",
+    )
+}
+
+fn invitation_expired() -> ApiError {
+    ApiError::new(
+        StatusCode::GONE,
+        "invitation_expired",
+        "This invitation has expired; ask the organization to resend it.",
+    )
+}
+
+/// The invitation named in the path if it is addressed to the caller's verified email; anything
+/// else (another address's, an unverified email, a missing one) is 404 alike.
+async fn addressed_invitation(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<(String, AddressedInvitation), ApiError> {
+    let id = path_id(params)?;
+    let email = verified_email(caller).ok_or_else(invitation_not_found)?;
+    let invitation = state
+        .store
+        .invitation_addressed_to(&email, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invitation_not_found)?;
+    Ok((email, invitation))
+}
+
+/// `POST /api/me/invitations/{id}/accept`: joins the inviting organization with the invited role.
+pub async fn accept_invitation(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
+    let (email, invitation) = addressed_invitation(state, caller, params).await?;
+    if user.organization_id.is_some() {
+        return Err(ApiError::conflict(
+            "already_in_organization",
+            "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
+        ));
+    }
+    let now = unix_now();
+    if is_expired(invitation.expires_at, now) {
+        return Err(invitation_expired());
+    }
+    let organization = state
+        .store
+        .get_organization(&invitation.tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invitation_not_found)?;
+    let limit = seat_limit(organization.plan);
+    let seats_full = || {
+        ApiError::conflict(
+            "seat_limit_reached",
+            format!(
+                "{} has no free seat on its plan ({limit}); ask them to upgrade or free a seat.",
+                organization.name
+            ),
+        )
+    };
+    if organization.member_count >= limit {
+        return Err(seats_full());
+    }
+    match state
+        .store
+        .accept_invitation(user, &email, &invitation, limit, now)
+        .await
+    {
+        Ok(joined) => {
+            tracing::Span::current().record("organization_id", invitation.tenant.as_str());
+            Ok(json_response(
+                StatusCode::OK,
+                &me_response(joined, Some(organization.clone()), Vec::new()),
+            ))
+        }
+        Err(StoreError::NotFound) if is_expired(invitation.expires_at, unix_now()) => {
+            Err(invitation_expired())
+        }
+        Err(StoreError::NotFound) => Err(invitation_not_found()),
+        Err(StoreError::AlreadyInOrganization) => Err(ApiError::conflict(
+            "already_in_organization",
+            "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
+        )),
+        Err(StoreError::SeatLimitReached) => Err(seats_full()),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Declined<'a> {
+    id: &'a str,
+    declined: bool,
+}
+
+/// `POST /api/me/invitations/{id}/decline`: refuses the invitation and frees its seat.
+pub async fn decline_invitation(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let (email, invitation) = addressed_invitation(state, caller, params).await?;
+    match state.store.decline_invitation(&email, &invitation).await {
+        Ok(()) => Ok(json_response(
+            StatusCode::OK,
+            &Declined {
+                id: &invitation.id,
+                declined: true,
+            },
+        )),
+        Err(StoreError::NotFound) => Err(invitation_not_found()),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Left<'a> {
+    organization_id: &'a str,
+    left: bool,
+}
+
+/// `DELETE /api/me/organization`: the caller leaves their organization and belongs nowhere; the
+/// last OWNER stays (409 `last_owner`).
+pub async fn leave_organization(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<Response<Body>, ApiError> {
+    let tenant = tenant_of(caller)?;
+    let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
+    let organization = state
+        .store
+        .get_organization(tenant)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)?;
+    let member = state
+        .store
+        .get_member(tenant, &user.id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(concurrent)?;
+    team::check_leave(member.role, organization.owner_count).map_err(guard_error)?;
+    match state.store.remove_member(tenant, None, &member).await {
+        Ok(()) => {
+            tracing::info!(member_id = %member.user_id, "member left");
+            Ok(json_response(
+                StatusCode::OK,
+                &Left {
+                    organization_id: tenant.as_str(),
+                    left: true,
+                },
+            ))
+        }
+        Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+fn me_response(
+    user: UserRecord,
+    organization: Option<OrganizationRecord>,
+    invitations: Vec<InvitationView>,
+) -> MeResponse {
     // A role only means something inside an organization.
     let role = organization.as_ref().and(user.role);
     let plan = organization
@@ -110,6 +334,7 @@ fn me_response(user: UserRecord, organization: Option<OrganizationRecord>) -> Me
         .and_then(|o| o.plan)
         .map(pricing::definition);
     MeResponse {
+        invitations,
         permissions: role.map(rbac::expanded_permissions).unwrap_or_default(),
         features: plan.map(|p| &p.features),
         limits: plan.map(|p| &p.limits),

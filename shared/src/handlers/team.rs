@@ -45,17 +45,22 @@ struct InvitationView {
     role: Role,
     invited_by: String,
     invited_at: String,
+    /// From this moment the invitation can no longer be accepted and its seat is free.
+    expires_at: String,
 }
 
-impl From<InvitationRecord> for InvitationView {
-    fn from(i: InvitationRecord) -> Self {
-        Self {
+impl TryFrom<InvitationRecord> for InvitationView {
+    type Error = ApiError;
+
+    fn try_from(i: InvitationRecord) -> Result<Self, ApiError> {
+        Ok(Self {
+            expires_at: team::rfc3339(i.expires_at).ok_or_else(ApiError::internal)?,
             id: i.id,
             email: i.email,
             role: i.role,
             invited_by: i.invited_by,
             invited_at: i.created_at,
-        }
+        })
     }
 }
 
@@ -90,7 +95,7 @@ pub async fn list(
     for entry in page.entries {
         match entry {
             TeamEntry::Member(member) => response.members.push(member.into()),
-            TeamEntry::Invitation(invitation) => response.invitations.push(invitation.into()),
+            TeamEntry::Invitation(invitation) => response.invitations.push(invitation.try_into()?),
         }
     }
     Ok(json_response(StatusCode::OK, &response))
@@ -128,7 +133,7 @@ fn actor(caller: &Caller) -> Result<Actor<'_>, ApiError> {
     })
 }
 
-fn guard_error(error: GuardError) -> ApiError {
+pub(crate) fn guard_error(error: GuardError) -> ApiError {
     if error.is_conflict() {
         ApiError::conflict(error.code(), error.to_string())
     } else {
@@ -136,7 +141,7 @@ fn guard_error(error: GuardError) -> ApiError {
     }
 }
 
-fn path_id(params: &PathParams) -> Result<&str, ApiError> {
+pub(crate) fn path_id(params: &PathParams) -> Result<&str, ApiError> {
     params
         .iter()
         .find(|(name, _)| *name == "id")
@@ -175,16 +180,34 @@ pub async fn invite(
         ));
     }
     let limit = seat_limit(organization.plan);
+    // Expired invitations give their seats back before this one takes a seat.
+    let now = unix_now();
+    state
+        .store
+        .release_expired_invitations(tenant, now)
+        .await
+        .map_err(store_error)?;
+    let inviter = caller.user.as_ref().ok_or_else(ApiError::internal)?;
+    let inviter_name = inviter.name.as_deref().or(inviter.email.as_deref());
+    let expires_at = team::invitation_expires_at(now, state.config.invitation_ttl_days);
     match state
         .store
-        .invite(tenant, actor.user_id, &email, role, limit)
+        .invite(
+            tenant,
+            (actor.user_id, actor.role),
+            inviter_name,
+            &email,
+            role,
+            limit,
+            expires_at,
+        )
         .await
     {
         Ok(invitation) => {
             tracing::info!(invitation_id = %invitation.id, role = %role, "invitation created");
             Ok(json_response(
                 StatusCode::CREATED,
-                &InvitationView::from(invitation),
+                &InvitationView::try_from(invitation)?,
             ))
         }
         Err(StoreError::SeatLimitReached) => Err(ApiError::conflict(
@@ -203,7 +226,7 @@ pub async fn invite(
     }
 }
 
-fn concurrent() -> ApiError {
+pub(crate) fn concurrent() -> ApiError {
     ApiError::conflict(
         "concurrent_update",
         "The team changed at the same moment; reload and try again.",
@@ -311,7 +334,11 @@ pub async fn remove(
     .map_err(guard_error)?;
     match state
         .store
-        .remove_member(tenant_of(caller)?, (actor.user_id, actor.role), &member)
+        .remove_member(
+            tenant_of(caller)?,
+            Some((actor.user_id, actor.role)),
+            &member,
+        )
         .await
     {
         Ok(()) => {
@@ -336,25 +363,91 @@ struct Revoked<'a> {
     revoked: bool,
 }
 
+fn invitation_not_found() -> ApiError {
+    ApiError::not_found(
+        "invitation_not_found",
+        "There is no such pending invitation in your organization.",
+    )
+}
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// The invitation named in the path, in the caller's organization, if the caller may act on it
+/// (only an OWNER acts on an OWNER invitation).
+async fn target_invitation<'a>(
+    state: &AppState,
+    caller: &'a Caller,
+    params: &PathParams,
+) -> Result<(Actor<'a>, InvitationRecord), ApiError> {
+    let tenant = tenant_of(caller)?;
+    let id = path_id(params)?;
+    let invitation = state
+        .store
+        .get_invitation(tenant, id)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(invitation_not_found)?;
+    let actor = actor(caller)?;
+    team::check_invite(actor, invitation.role).map_err(guard_error)?;
+    Ok((actor, invitation))
+}
+
 pub async fn revoke(
     state: &AppState,
     caller: &Caller,
     params: &PathParams,
 ) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_of(caller)?;
-    let id = path_id(params)?;
-    match state.store.revoke_invitation(tenant, id).await {
+    let (actor, invitation) = target_invitation(state, caller, params).await?;
+    match state
+        .store
+        .revoke_invitation(tenant_of(caller)?, (actor.user_id, actor.role), &invitation)
+        .await
+    {
         Ok(()) => {
-            tracing::info!(invitation_id = %id, "invitation revoked");
+            tracing::info!(invitation_id = %invitation.id, "invitation revoked");
             Ok(json_response(
                 StatusCode::OK,
-                &Revoked { id, revoked: true },
+                &Revoked {
+                    id: &invitation.id,
+                    revoked: true,
+                },
             ))
         }
-        Err(StoreError::NotFound) => Err(ApiError::not_found(
-            "invitation_not_found",
-            "There is no such pending invitation in your organization.",
-        )),
+        Err(StoreError::NotFound) => Err(invitation_not_found()),
+        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+        Err(error) => Err(store_error(error)),
+    }
+}
+
+/// `POST /api/users/invitations/{id}/resend`: the invitation is acceptable for another
+/// `INVITATION_TTL_DAYS` from now (an expired one not yet released included).
+pub async fn resend(
+    state: &AppState,
+    caller: &Caller,
+    params: &PathParams,
+) -> Result<Response<Body>, ApiError> {
+    let (actor, invitation) = target_invitation(state, caller, params).await?;
+    let expires_at = team::invitation_expires_at(unix_now(), state.config.invitation_ttl_days);
+    match state
+        .store
+        .resend_invitation(
+            tenant_of(caller)?,
+            (actor.user_id, actor.role),
+            &invitation,
+            expires_at,
+        )
+        .await
+    {
+        Ok(renewed) => {
+            tracing::info!(invitation_id = %renewed.id, "invitation resent");
+            Ok(json_response(
+                StatusCode::OK,
+                &InvitationView::try_from(renewed)?,
+            ))
+        }
+        Err(StoreError::NotFound) => Err(invitation_not_found()),
         Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }

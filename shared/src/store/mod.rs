@@ -13,7 +13,7 @@ mod team;
 pub mod usage;
 
 pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
-pub use team::{InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
+pub use team::{AddressedInvitation, InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
 
 use std::collections::HashMap;
 

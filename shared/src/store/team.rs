@@ -41,6 +41,10 @@ pub struct InvitationRecord {
     pub role: Role,
     pub invited_by: String,
     pub created_at: String,
+    /// Unix seconds from which the invitation can no longer be accepted; an item without one
+    /// reads as 0, expired.
+    #[serde(default)]
+    pub expires_at: i64,
 }
 
 /// The invitation look-up item under `INVITEE#<email>`.
@@ -51,6 +55,33 @@ struct InviteeRecord {
     invitation_id: String,
     role: Role,
     created_at: String,
+    #[serde(default)]
+    expires_at: i64,
+    /// The inviting member's name or email when they invited, shown to the invitee.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    inviter_name: Option<String>,
+}
+
+/// An invitation as its addressee sees it: found under their email, never by tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressedInvitation {
+    pub id: String,
+    pub tenant: TenantId,
+    pub role: Role,
+    pub inviter_name: Option<String>,
+    pub expires_at: i64,
+}
+
+impl From<InviteeRecord> for AddressedInvitation {
+    fn from(record: InviteeRecord) -> Self {
+        Self {
+            id: record.invitation_id,
+            tenant: TenantId(record.organization_id),
+            role: record.role,
+            inviter_name: record.inviter_name,
+            expires_at: record.expires_at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +115,10 @@ fn s(value: impl Into<String>) -> AttributeValue {
 }
 
 fn n(value: u64) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+fn int(value: i64) -> AttributeValue {
     AttributeValue::N(value.to_string())
 }
 
@@ -323,29 +358,37 @@ impl Store {
         self.query_tenant(tenant, "MEMBER#").await
     }
 
-    /// Invites `email` as `role`, taking a seat: fails with [`StoreError::SeatLimitReached`] when
-    /// members plus pending invitations already fill `seat_limit`, [`StoreError::AlreadyInvited`]
-    /// when the address has a pending invitation here.
+    /// Invites `email` as `role` until `expires_at`, taking a seat, if the inviter (`inviter`: user
+    /// id and the role the request read) still holds that role when the write happens. Fails with
+    /// [`StoreError::SeatLimitReached`] when members plus pending invitations already fill
+    /// `seat_limit`, [`StoreError::AlreadyInvited`] when the address has a pending invitation
+    /// here, [`StoreError::ConcurrentUpdate`] when the inviter's role changed meanwhile.
+    #[allow(clippy::too_many_arguments)]
     pub async fn invite(
         &self,
         tenant: &TenantId,
-        invited_by: &str,
+        inviter: (&str, Role),
+        inviter_name: Option<&str>,
         email: &str,
         role: Role,
         seat_limit: u64,
+        expires_at: i64,
     ) -> Result<InvitationRecord, StoreError> {
         let invitation = InvitationRecord {
             id: new_id("inv"),
             email: email.to_owned(),
             role,
-            invited_by: invited_by.to_owned(),
+            invited_by: inviter.0.to_owned(),
             created_at: now_rfc3339(),
+            expires_at,
         };
         let invitee = InviteeRecord {
             organization_id: tenant.0.clone(),
             invitation_id: invitation.id.clone(),
             role,
             created_at: invitation.created_at.clone(),
+            expires_at,
+            inviter_name: inviter_name.map(str::to_owned),
         };
         let items = vec![
             self.update(
@@ -367,29 +410,90 @@ impl Store {
                 to_item("INVITEE", keys::invitee(email, tenant), &invitee)?,
                 "attribute_not_exists(PK)",
             )?,
+            self.actor_still(tenant, inviter.0, inviter.1)?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(invitation),
             Err(TransactionFailure::Condition(0)) => Err(StoreError::SeatLimitReached),
-            Err(TransactionFailure::Condition(_)) => Err(StoreError::AlreadyInvited),
-            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Condition(1 | 2)) => Err(StoreError::AlreadyInvited),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
             Err(TransactionFailure::Other(error)) => Err(error),
         }
     }
 
-    /// Withdraws a pending invitation and frees its seat.
+    /// Every invitation of `tenant`, expired ones included.
+    pub async fn all_invitations(
+        &self,
+        tenant: &TenantId,
+    ) -> Result<Vec<InvitationRecord>, StoreError> {
+        self.query_tenant(tenant, "INVITE#").await
+    }
+
+    /// Releases every invitation of `tenant` that expired by `now`: each is deleted with its
+    /// look-up item and its seat is freed, in one transaction conditional on it still being expired
+    /// (a concurrent resend wins). Returns how many were released.
+    pub async fn release_expired_invitations(
+        &self,
+        tenant: &TenantId,
+        now: i64,
+    ) -> Result<u64, StoreError> {
+        let mut released = 0;
+        for invitation in self.all_invitations(tenant).await? {
+            if !crate::team::is_expired(invitation.expires_at, now) {
+                continue;
+            }
+            let items = vec![
+                self.delete(
+                    keys::invitation(tenant, &invitation.id),
+                    "attribute_exists(PK) AND (attribute_not_exists(expiresAt) OR expiresAt <= :now)",
+                    vec![],
+                    vec![(":now", int(now))],
+                )?,
+                self.delete(
+                    keys::invitee(&invitation.email, tenant),
+                    "attribute_not_exists(PK) OR invitationId = :id",
+                    vec![],
+                    vec![(":id", s(&invitation.id))],
+                )?,
+                self.release_seat(tenant)?,
+            ];
+            match self.transact(items).await.map_err(classify) {
+                Ok(()) => {
+                    released += 1;
+                    tracing::info!(organization_id = %tenant.0, invitation_id = %invitation.id, "expired invitation released");
+                }
+                // Renewed, revoked, accepted or released by someone else meanwhile.
+                Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {}
+                Err(TransactionFailure::Other(error)) => return Err(error),
+            }
+        }
+        Ok(released)
+    }
+
+    /// The organization's counters with one pending invitation fewer (its seat freed).
+    fn release_seat(&self, tenant: &TenantId) -> Result<TransactWriteItem, StoreError> {
+        self.update(
+            keys::organization(tenant),
+            "SET seatsUsed = seatsUsed - :one, invitationCount = invitationCount - :one",
+            "attribute_exists(PK)",
+            vec![],
+            vec![(":one", n(1))],
+        )
+    }
+
+    /// Withdraws `invitation` (as read before) and frees its seat, if the actor still holds the
+    /// role the request read.
     pub async fn revoke_invitation(
         &self,
         tenant: &TenantId,
-        invitation_id: &str,
+        actor: (&str, Role),
+        invitation: &InvitationRecord,
     ) -> Result<(), StoreError> {
-        let invitation = self
-            .get_invitation(tenant, invitation_id)
-            .await?
-            .ok_or(StoreError::NotFound)?;
         let items = vec![
             self.delete(
-                keys::invitation(tenant, invitation_id),
+                keys::invitation(tenant, &invitation.id),
                 "attribute_exists(PK)",
                 vec![],
                 vec![],
@@ -400,29 +504,63 @@ impl Store {
                 vec![],
                 vec![],
             )?,
-            self.update(
-                keys::organization(tenant),
-                "SET seatsUsed = seatsUsed - :one, invitationCount = invitationCount - :one",
-                "attribute_exists(PK)",
-                vec![],
-                vec![(":one", n(1))],
-            )?,
+            self.release_seat(tenant)?,
+            self.actor_still(tenant, actor.0, actor.1)?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(()),
-            Err(TransactionFailure::Condition(_)) => Err(StoreError::NotFound),
-            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Condition(0 | 1)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
             Err(TransactionFailure::Other(error)) => Err(error),
         }
     }
 
-    /// Joins `user` (who belongs to no organization) to the oldest organization that invited
-    /// `email`. Returns the updated user, or `None` when there is no invitation to accept.
-    pub async fn accept_invitation(
+    /// Renews `invitation` (as read before) until `expires_at`, if it is still there (an expired
+    /// one not yet released included) and the actor still holds the role the request read.
+    pub async fn resend_invitation(
         &self,
-        user: &UserRecord,
+        tenant: &TenantId,
+        actor: (&str, Role),
+        invitation: &InvitationRecord,
+        expires_at: i64,
+    ) -> Result<InvitationRecord, StoreError> {
+        let items = vec![
+            self.update(
+                keys::invitation(tenant, &invitation.id),
+                "SET expiresAt = :expires",
+                "attribute_exists(PK)",
+                vec![],
+                vec![(":expires", int(expires_at))],
+            )?,
+            self.update(
+                keys::invitee(&invitation.email, tenant),
+                "SET expiresAt = :expires",
+                "invitationId = :id",
+                vec![],
+                vec![(":expires", int(expires_at)), (":id", s(&invitation.id))],
+            )?,
+            self.actor_still(tenant, actor.0, actor.1)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(InvitationRecord {
+                expires_at,
+                ..invitation.clone()
+            }),
+            Err(TransactionFailure::Condition(0 | 1)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
+    /// The invitations addressed to `email` (normalized), expired ones included.
+    pub async fn invitations_addressed_to(
+        &self,
         email: &str,
-    ) -> Result<Option<UserRecord>, StoreError> {
+    ) -> Result<Vec<AddressedInvitation>, StoreError> {
         let output = self
             .client
             .query()
@@ -433,63 +571,148 @@ impl Store {
             .send()
             .await
             .map_err(|e| sdk_error("Query", e))?;
-        let mut invitations: Vec<InviteeRecord> = output
+        let mut invitations: Vec<AddressedInvitation> = output
             .items
             .unwrap_or_default()
             .into_iter()
-            .map(from_item)
+            .map(|item| from_item::<InviteeRecord>(item).map(AddressedInvitation::from))
             .collect::<Result<_, _>>()?;
-        invitations.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        invitations.sort_by(|a, b| a.id.cmp(&b.id));
+        Ok(invitations)
+    }
 
-        for invitation in invitations {
-            let tenant = TenantId(invitation.organization_id.clone());
-            let now = now_rfc3339();
-            let member = MemberRecord {
-                user_id: user.id.clone(),
-                subject: user.subject.clone(),
-                email: user.email.clone(),
-                name: user.name.clone(),
-                role: invitation.role,
-                joined_at: now.clone(),
-            };
-            let owners = u64::from(invitation.role == Role::Owner);
-            let items = vec![
-                self.delete(keys::invitee(email, &tenant), "attribute_exists(PK)", vec![], vec![])?,
-                self.delete(keys::invitation(&tenant, &invitation.invitation_id), "attribute_exists(PK)", vec![], vec![])?,
-                self.put(to_item("MEMBER", keys::member(&tenant, &user.id), &member)?, "attribute_not_exists(PK)")?,
-                self.update(
-                    keys::user(&user.subject),
-                    "SET organizationId = :org, #role = :role, updatedAt = :now",
-                    "attribute_exists(PK) AND attribute_not_exists(organizationId)",
-                    vec![("#role", "role")],
-                    vec![(":org", s(&tenant.0)), (":role", s(invitation.role.as_str())), (":now", s(&now))],
-                )?,
-                // Seats stay taken: the invitation's seat becomes the member's.
-                self.update(
-                    keys::organization(&tenant),
-                    "SET memberCount = memberCount + :one, invitationCount = invitationCount - :one, ownerCount = ownerCount + :owners",
-                    "attribute_exists(PK) AND attribute_not_exists(deletedAt)",
-                    vec![],
-                    vec![(":one", n(1)), (":owners", n(owners))],
-                )?,
-            ];
-            match self.transact(items).await.map_err(classify) {
-                Ok(()) => {
-                    tracing::info!(organization_id = %tenant.0, user_id = %user.id, role = %invitation.role, "invitation accepted");
-                    let mut joined = user.clone();
-                    joined.organization_id = Some(tenant.0);
-                    joined.role = Some(invitation.role);
-                    joined.updated_at = now;
-                    return Ok(Some(joined));
-                }
-                // This invitation was revoked or its organization deleted meanwhile: try the next.
-                Err(TransactionFailure::Condition(index)) if index != 3 => continue,
-                Err(TransactionFailure::Condition(_)) => return Ok(None),
-                Err(TransactionFailure::Conflict) => return Err(StoreError::ConcurrentUpdate),
-                Err(TransactionFailure::Other(error)) => return Err(error),
+    /// The invitation `invitation_id` if it is addressed to `email`; another address's (or a
+    /// missing) one is `None` alike.
+    pub async fn invitation_addressed_to(
+        &self,
+        email: &str,
+        invitation_id: &str,
+    ) -> Result<Option<AddressedInvitation>, StoreError> {
+        Ok(self
+            .invitations_addressed_to(email)
+            .await?
+            .into_iter()
+            .find(|invitation| invitation.id == invitation_id))
+    }
+
+    /// `user` (in no organization) accepts `invitation`, addressed to their verified `email`: in
+    /// one transaction the invitation and its look-up item go, the membership is written, the user
+    /// points at the organization and its counters move (the invitation's seat becomes the
+    /// member's), conditional on the invitation being unexpired at `now`, the user still belonging
+    /// nowhere and the organization having fewer than `member_limit` members.
+    pub async fn accept_invitation(
+        &self,
+        user: &UserRecord,
+        email: &str,
+        invitation: &AddressedInvitation,
+        member_limit: u64,
+        now: i64,
+    ) -> Result<UserRecord, StoreError> {
+        let tenant = &invitation.tenant;
+        let joined_at = now_rfc3339();
+        let member = MemberRecord {
+            user_id: user.id.clone(),
+            subject: user.subject.clone(),
+            email: Some(email.to_owned()),
+            name: user.name.clone(),
+            role: invitation.role,
+            joined_at: joined_at.clone(),
+        };
+        let owners = u64::from(invitation.role == Role::Owner);
+        let items = vec![
+            self.delete(
+                keys::invitee(email, tenant),
+                "invitationId = :id",
+                vec![],
+                vec![(":id", s(&invitation.id))],
+            )?,
+            self.delete(
+                keys::invitation(tenant, &invitation.id),
+                "attribute_exists(PK) AND expiresAt > :now",
+                vec![],
+                vec![(":now", int(now))],
+            )?,
+            self.put(
+                to_item("MEMBER", keys::member(tenant, &user.id), &member)?,
+                "attribute_not_exists(PK)",
+            )?,
+            self.update(
+                keys::user(&user.subject),
+                "SET organizationId = :org, #role = :role, updatedAt = :now",
+                "attribute_exists(PK) AND attribute_not_exists(organizationId)",
+                vec![("#role", "role")],
+                vec![
+                    (":org", s(&tenant.0)),
+                    (":role", s(invitation.role.as_str())),
+                    (":now", s(&joined_at)),
+                ],
+            )?,
+            self.update(
+                keys::organization(tenant),
+                "SET memberCount = memberCount + :one, invitationCount = invitationCount - :one, ownerCount = ownerCount + :owners",
+                "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND memberCount < :limit",
+                vec![],
+                vec![
+                    (":one", n(1)),
+                    (":owners", n(owners)),
+                    (":limit", n(member_limit)),
+                ],
+            )?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => {
+                tracing::info!(organization_id = %tenant.0, user_id = %user.id, role = %invitation.role, "invitation accepted");
+                let mut joined = user.clone();
+                joined.organization_id = Some(tenant.0.clone());
+                joined.role = Some(invitation.role);
+                joined.updated_at = joined_at;
+                Ok(joined)
             }
+            Err(TransactionFailure::Condition(0 | 1)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Condition(3)) => Err(StoreError::AlreadyInOrganization),
+            Err(TransactionFailure::Condition(4)) => match self.get_organization(tenant).await? {
+                Some(_) => Err(StoreError::SeatLimitReached),
+                None => Err(StoreError::NotFound),
+            },
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
+            }
+            Err(TransactionFailure::Other(error)) => Err(error),
         }
-        Ok(None)
+    }
+
+    /// The addressee refuses `invitation` (addressed to `email`): it is withdrawn and its seat
+    /// freed, expired or not.
+    pub async fn decline_invitation(
+        &self,
+        email: &str,
+        invitation: &AddressedInvitation,
+    ) -> Result<(), StoreError> {
+        let tenant = &invitation.tenant;
+        let items = vec![
+            self.delete(
+                keys::invitee(email, tenant),
+                "invitationId = :id",
+                vec![],
+                vec![(":id", s(&invitation.id))],
+            )?,
+            self.delete(
+                keys::invitation(tenant, &invitation.id),
+                "attribute_exists(PK)",
+                vec![],
+                vec![],
+            )?,
+            self.release_seat(tenant)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => {
+                tracing::info!(organization_id = %tenant.0, invitation_id = %invitation.id, "invitation declined");
+                Ok(())
+            }
+            Err(TransactionFailure::Condition(_)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
     }
 
     /// Changes `member`'s role (as read before) to `new_role`. The organization's owner count moves
@@ -558,11 +781,13 @@ impl Store {
     }
 
     /// Removes `member` (as read before) from the organization: they lose access on their next
-    /// request (their user record no longer names it). An owner leaves only if another remains.
+    /// request (their user record no longer names it) and belong nowhere. An owner leaves only if
+    /// another remains. `actor` is who removes them and the role the request read (checked still
+    /// held); `None` when the member leaves by themselves.
     pub async fn remove_member(
         &self,
         tenant: &TenantId,
-        actor: (&str, Role),
+        actor: Option<(&str, Role)>,
         member: &MemberRecord,
     ) -> Result<(), StoreError> {
         let was_owner = member.role == Role::Owner;
@@ -571,7 +796,7 @@ impl Store {
         } else {
             "attribute_exists(PK)"
         };
-        let items = vec![
+        let mut items = vec![
             self.delete(
                 keys::member(tenant, &member.user_id),
                 "#role = :role",
@@ -592,8 +817,10 @@ impl Store {
                 vec![],
                 vec![(":one", n(1)), (":owners", n(u64::from(was_owner)))],
             )?,
-            self.actor_still(tenant, actor.0, actor.1)?,
         ];
+        if let Some((actor_id, actor_role)) = actor {
+            items.push(self.actor_still(tenant, actor_id, actor_role)?);
+        }
         membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
 
@@ -775,7 +1002,7 @@ impl Store {
 }
 
 /// The answer of a role change or removal transaction laid out as [member, user, organization,
-/// actor check]: the organization's condition failing for an owner means the last owner.
+/// actor check if any]: the organization's condition failing for an owner means the last owner.
 fn membership_outcome(
     result: Result<(), TransactionFailure>,
     was_owner: bool,

@@ -861,7 +861,7 @@ impl Gateway {
         let now = OffsetDateTime::now_utc().unix_timestamp();
         let claims = json!({
             "sub": sub, "iss": ISSUER, "iat": now, "nbf": now, "exp": now + 3600,
-            "email": email, "name": name,
+            "email": email, "email_verified": email.is_some(), "name": name,
         });
         Ok(self.issuer.sign(&claims)?)
     }
@@ -1227,7 +1227,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "returning, no organization",
             Call::get("/api/me", &loner),
             200,
-            "Rate limit + user read, and the invitations-by-email Query again: a user outside any organization joins on the first `/api/me` after being invited, so it is looked for on every call until they belong somewhere (1 RCU while there are none).",
+            "Rate limit + user read, and the invitations-by-email Query again: a user outside any organization with a verified email is shown the invitations to it, so they are looked for on every call until they belong somewhere (1 RCU while there are none).",
         )
         .await?;
 
@@ -1354,10 +1354,9 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 json!({"email": "member@example.com", "role": "MANAGER"}),
             ),
             201,
-            "Two rate-limit windows, user read, organization read (plan → seat limit), a Query of **every** member (to refuse inviting an existing member's email), then one transaction: seat counter (conditional on a free seat), invitation, invitee index. The member Query grows with the team (1 RCU per 4 KB of members); the rest is the minimum.",
+            "Two rate-limit windows, user read, organization read (plan → seat limit), a Query of **every** member (to refuse inviting an existing member's email), a Query of the invitations (each expired one gives its seat back in its own transaction first), then one transaction: seat counter (conditional on a free seat), invitation, invitee index, inviter still holding their role. The member Query grows with the team (1 RCU per 4 KB of members); the rest is the minimum.",
         )
         .await?;
-    let _ = invited;
     meter
         .measure(
             "list",
@@ -1371,12 +1370,28 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
         Some("member@example.com"),
         Some("Member Person"),
     )?;
-    let joined = meter
+    meter
         .measure(
-            "first sign-in, joins an invitation",
+            "first sign-in, lists an invitation",
             Call::get("/api/me", &member),
             201,
-            "First sign-in as above, then accepting the invitation in one transaction (invitee index and invitation deleted, membership put, user pointed at the organization, organization counters), then the organization read for the answer. Once per invited user.",
+            "First sign-in as above; the invitations-by-email Query finds one, and its organization is read for its name (one GetItem per listed invitation).",
+        )
+        .await?;
+    let invitation_id = invited["id"]
+        .as_str()
+        .ok_or("invitation has no id")?
+        .to_owned();
+    let joined = meter
+        .measure(
+            "accept an invitation",
+            Call::post(
+                &format!("/api/me/invitations/{invitation_id}/accept"),
+                &member,
+                json!({}),
+            ),
+            200,
+            "Rate limit + user read, the invitations-by-email Query (finds the invitation by id among those addressed to the verified email), the organization (plan → seat limit), then one transaction: invitee index and invitation deleted (unexpired), membership put, user pointed at the organization, organization counters (member count under the seat limit). Once per invited user.",
         )
         .await?;
     let member_id = joined["user"]["id"]
@@ -1422,7 +1437,81 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "revoke",
             Call::delete(&format!("/api/users/invitations/{invitation_id}"), &owner),
             200,
-            "Rate limit + user read + the invitation (its email names the invitee index item), then one transaction: invitation and invitee index deleted, seat freed. Minimum.",
+            "Rate limit + user read + the invitation (its email names the invitee index item; its role decides who may revoke it), then one transaction: invitation and invitee index deleted, seat freed, actor still holding their role. Minimum.",
+        )
+        .await?;
+    let third = gateway
+        .fixture(
+            Call::post(
+                "/api/users",
+                &owner,
+                json!({"email": "third@example.com", "role": "VIEWER"}),
+            ),
+            201,
+        )
+        .await?;
+    let third_id = third["id"]
+        .as_str()
+        .ok_or("invitation has no id")?
+        .to_owned();
+    meter
+        .measure(
+            "resend",
+            Call::post(
+                &format!("/api/users/invitations/{third_id}/resend"),
+                &owner,
+                json!({}),
+            ),
+            200,
+            "Rate limit + user read + the invitation (role, email), then one transaction: new `expiresAt` on the invitation and its invitee index item, actor still holding their role. Minimum.",
+        )
+        .await?;
+    let invitee = gateway.token("auth0|cost-third", Some("third@example.com"), None)?;
+    gateway.fixture(Call::get("/api/me", &invitee), 201).await?;
+    meter
+        .measure(
+            "decline",
+            Call::post(
+                &format!("/api/me/invitations/{third_id}/decline"),
+                &invitee,
+                json!({}),
+            ),
+            200,
+            "Rate limit + user read + the invitations-by-email Query (the invitation is found among those addressed to the verified email), then one transaction: invitee index and invitation deleted, seat freed. Minimum.",
+        )
+        .await?;
+    let leaver_invitation = gateway
+        .fixture(
+            Call::post(
+                "/api/users",
+                &owner,
+                json!({"email": "leaver@example.com", "role": "VIEWER"}),
+            ),
+            201,
+        )
+        .await?;
+    let leaver_invitation = leaver_invitation["id"]
+        .as_str()
+        .ok_or("invitation has no id")?
+        .to_owned();
+    let leaver = gateway.token("auth0|cost-leaver", Some("leaver@example.com"), None)?;
+    gateway.fixture(Call::get("/api/me", &leaver), 201).await?;
+    gateway
+        .fixture(
+            Call::post(
+                &format!("/api/me/invitations/{leaver_invitation}/accept"),
+                &leaver,
+                json!({}),
+            ),
+            200,
+        )
+        .await?;
+    meter
+        .measure(
+            "leave",
+            Call::delete("/api/me/organization", &leaver),
+            200,
+            "Rate limit + user read + the organization (owner count for the last-owner guard) + the caller's membership, then one transaction: member deleted, user detached, organization counters (owner count conditional when an owner leaves). The organization read duplicates the transaction's condition, as for a removal.",
         )
         .await?;
 
