@@ -59,9 +59,34 @@ pub fn is_format_character(c: char) -> bool {
         .is_ok()
 }
 
-/// Characters no identity text may contain: control (Cc) and format (Cf) characters.
+/// Characters that are not format characters but render as nothing (default-ignorable code points
+/// of other categories) or as an empty cell, and are used to make a name look blank or like
+/// another: the combining grapheme joiner, the Hangul fillers, the Khmer inherent vowels, the
+/// Mongolian free variation selectors and the blank Braille pattern. Variation selectors
+/// (U+FE00-U+FE0F) stay allowed: an emoji's presentation depends on them.
+const INVISIBLE_CHARACTERS: &[(u32, u32)] = &[
+    (0x034F, 0x034F), // combining grapheme joiner
+    (0x115F, 0x1160), // Hangul choseong and jungseong fillers
+    (0x17B4, 0x17B5), // Khmer inherent vowels
+    (0x180B, 0x180D), // Mongolian free variation selectors one to three
+    (0x180F, 0x180F), // Mongolian free variation selector four
+    (0x2800, 0x2800), // Braille pattern blank
+    (0x3164, 0x3164), // Hangul filler
+    (0xFFA0, 0xFFA0), // halfwidth Hangul filler
+];
+
+/// Whether `c` renders as nothing or as blank without being whitespace or a format character.
+pub fn is_invisible_character(c: char) -> bool {
+    let c = u32::from(c);
+    INVISIBLE_CHARACTERS
+        .iter()
+        .any(|&(start, end)| (start..=end).contains(&c))
+}
+
+/// Characters no identity text may contain: control (Cc) and format (Cf) characters, and the
+/// other invisible ones ([`is_invisible_character`]).
 pub fn is_hidden_character(c: char) -> bool {
-    c.is_control() || is_format_character(c)
+    c.is_control() || is_format_character(c) || is_invisible_character(c)
 }
 
 /// Why display text is refused.

@@ -246,3 +246,83 @@ async fn email_claim_that_is_not_an_address_is_not_stored() {
         .await;
     assert_eq!(me.body["user"]["email"], "Ann@Example.com");
 }
+
+/// Found in review (low): characters that are neither control nor format characters but render as
+/// nothing or as a blank cell (Hangul fillers, the combining grapheme joiner, the blank Braille
+/// pattern, ...) made an organization name, a person's name or an invited address look blank or
+/// like another. They are refused like format characters.
+#[tokio::test]
+async fn blank_rendering_characters_are_refused_in_names_and_addresses() {
+    let app = TestApp::start().await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|blank-owner", Plan::Professional, PlanStatus::Active)
+        .await;
+    let blanks = [
+        '\u{3164}', '\u{FFA0}', '\u{115F}', '\u{1160}', '\u{034F}', '\u{2800}', '\u{17B4}',
+        '\u{180B}',
+    ];
+    for (index, c) in blanks.iter().enumerate() {
+        let code = format!("U+{:04X}", u32::from(*c));
+        let renamed = app
+            .patch(
+                "/api/organization",
+                &owner,
+                json!({"name": format!("{c}{c}")}),
+            )
+            .await;
+        assert_error(&renamed, 400, "invalid_name");
+        let renamed = app
+            .patch(
+                "/api/organization",
+                &owner,
+                json!({"name": format!("Ac{c}me")}),
+            )
+            .await;
+        assert_eq!(renamed.status, 400, "{code}: {}", renamed.body);
+        let invited = app
+            .post(
+                "/api/users",
+                &owner,
+                json!({"email": format!("b{c}ll@example.com"), "role": "VIEWER"}),
+            )
+            .await;
+        assert_error(&invited, 400, "invalid_email");
+        let billing = app
+            .patch(
+                "/api/organization",
+                &owner,
+                json!({"billingEmail": format!("b{c}ll@example.com")}),
+            )
+            .await;
+        assert_eq!(billing.status, 400, "{code}: {}", billing.body);
+        let me = app
+            .get(
+                "/api/me",
+                &token(
+                    &app,
+                    &format!("auth0|blank-{index}"),
+                    json!({"name": format!("{c}"), "given_name": format!("Ann{c}")}),
+                ),
+            )
+            .await;
+        assert_eq!(me.status, 201, "{}", me.body);
+        assert_eq!(me.body["user"]["name"], Value::Null, "{code}");
+    }
+    // An emoji's variation selector is not one of them.
+    let renamed = app
+        .patch(
+            "/api/organization",
+            &owner,
+            json!({"name": "Acme \u{2764}\u{FE0F}"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let strings = stored_strings(&app).await;
+    for c in blanks {
+        assert!(
+            !strings.iter().any(|s| s.contains(c)),
+            "U+{:04X} was stored",
+            u32::from(c)
+        );
+    }
+}

@@ -698,3 +698,54 @@ async fn a_removed_member_belongs_nowhere_until_they_accept() {
         "already_in_organization",
     );
 }
+
+/// Found in review (low): an organization's deletion marks it deleted, then detaches its members
+/// one by one; a run cut short (a timeout, throttling) leaves a user who still names the deleted
+/// organization. `GET /api/me` showed them no organization and their invitations, but accepting
+/// said "leave it first", leaving said `organization_required` and creating one said
+/// `already_in_organization`: stuck for good. Leaving now detaches them.
+#[tokio::test]
+async fn a_user_left_in_a_deleted_organization_can_leave_it_and_accept() {
+    let app = TestApp::start().await;
+    let (inviter, _) = app
+        .organization_on_plan("auth0|gone-inviter", Plan::Business, PlanStatus::Active)
+        .await;
+    let (stranded, user) = app.owner_with_organization("auth0|gone-owner").await;
+    let tenant = user.tenant().expect("tenant");
+    let deleted = app.delete("/api/organization", &stranded).await;
+    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    // The detaching cut short: the user record still names the deleted organization.
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table_name())
+        .key("PK", AttributeValue::S(keys::user("auth0|gone-owner").0))
+        .key("SK", AttributeValue::S(keys::user("auth0|gone-owner").1))
+        .update_expression("SET organizationId = :org, #role = :role")
+        .expression_attribute_names("#role", "role")
+        .expression_attribute_values(":org", AttributeValue::S(tenant.as_str().to_owned()))
+        .expression_attribute_values(":role", AttributeValue::S("OWNER".to_owned()))
+        .send()
+        .await
+        .expect("strand the user");
+    let pending = invite(&app, &inviter, "auth0-gone-owner@example.com", "VIEWER").await;
+    let stranded = app.verified_token("auth0|gone-owner", "auth0-gone-owner@example.com", None);
+    let me = app.get("/api/me", &stranded).await;
+    assert_eq!(me.body["organization"], Value::Null, "{}", me.body);
+    assert_eq!(me.body["invitations"].as_array().unwrap().len(), 1);
+
+    let left = app.delete("/api/me/organization", &stranded).await;
+    assert_eq!(left.status, 200, "{}", left.body);
+    assert_eq!(left.body["left"], true);
+    assert_error(
+        &app.delete("/api/me/organization", &stranded).await,
+        400,
+        "organization_required",
+    );
+    let joined = accept(&app, &stranded, &pending).await;
+    assert_eq!(joined.status, 200, "{}", joined.body);
+    assert_eq!(
+        app.get("/api/organization", &inviter).await.body["memberCount"],
+        2
+    );
+}

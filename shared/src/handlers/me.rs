@@ -285,19 +285,39 @@ struct Left<'a> {
 }
 
 /// `DELETE /api/me/organization`: the caller leaves their organization and belongs nowhere; the
-/// last OWNER stays (409 `last_owner`).
+/// last OWNER stays (409 `last_owner`). A caller still naming an organization that is gone (its
+/// deletion was cut short before detaching them) is detached from it.
 pub async fn leave_organization(
     state: &AppState,
     caller: &Caller,
 ) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
     let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
-    let organization = state
+    let Some(organization) = state
         .store
         .get_organization(tenant)
         .await
         .map_err(store_error)?
-        .ok_or_else(organization_required)?;
+    else {
+        // The user still names an organization that is gone (its deletion was cut short before
+        // it detached them): leaving detaches them, so they can accept or create another.
+        return match state
+            .store
+            .detach_from_gone_organization(tenant, user)
+            .await
+        {
+            Ok(()) => Ok(json_response(
+                StatusCode::OK,
+                &Left {
+                    organization_id: tenant.as_str(),
+                    left: true,
+                },
+            )),
+            Err(StoreError::NotFound) => Err(organization_required()),
+            Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
+            Err(error) => Err(store_error(error)),
+        };
+    };
     let member = state
         .store
         .get_member(tenant, &user.id)

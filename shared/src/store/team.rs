@@ -824,6 +824,44 @@ impl Store {
         membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
 
+    /// Detaches `user` from `tenant`, an organization the caller read as gone (deleted, or no
+    /// longer there): what [`Store::delete_organization`] does for every member, for one whose
+    /// detaching was cut short. Without it they could neither leave, nor accept an invitation, nor
+    /// create an organization. A deletion is final and organization ids are never reused, so the
+    /// read stays true; the write is conditional on the user still naming `tenant`
+    /// ([`StoreError::NotFound`] otherwise).
+    pub async fn detach_from_gone_organization(
+        &self,
+        tenant: &TenantId,
+        user: &UserRecord,
+    ) -> Result<(), StoreError> {
+        let items = vec![
+            self.update(
+                keys::user(&user.subject),
+                "REMOVE organizationId, #role SET updatedAt = :now",
+                "organizationId = :org",
+                vec![("#role", "role")],
+                vec![(":org", s(&tenant.0)), (":now", s(now_rfc3339()))],
+            )?,
+            // Its membership item too, if the cut-short run left one.
+            self.delete(
+                keys::member(tenant, &user.id),
+                "attribute_not_exists(PK) OR attribute_exists(PK)",
+                vec![],
+                vec![],
+            )?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => {
+                tracing::info!(organization_id = %tenant.0, user_id = %user.id, "user detached from a deleted organization");
+                Ok(())
+            }
+            Err(TransactionFailure::Condition(_)) => Err(StoreError::NotFound),
+            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+
     /// Sets a new name and/or billing email (`Some(None)` clears it); returns the organization.
     pub async fn update_organization(
         &self,
