@@ -15,8 +15,8 @@ use serde_json::{Value, json};
 use tollgate_tests::TestApp;
 use tollgate_tests::moto::Moto;
 use tollgate_tests::runtime_api::{
-    FunctionProcess, HttpApiResponse, Outcome, RuntimeApi, function_binary_dir, http_api_event,
-    lambda_environment, template_environment,
+    self, FunctionProcess, HttpApiResponse, Outcome, RuntimeApi, function_binary_dir,
+    http_api_event, lambda_environment, serve_jwks, template_environment,
 };
 use tollgate_tests::stripe_standin::{StripeStandIn, signed_event, subscription_object};
 
@@ -54,7 +54,9 @@ impl Stack {
     async fn start() -> Stack {
         let stripe = StripeStandIn::start().await;
         let app = TestApp::start_billing(&stripe, WEBHOOK_SECRET).await;
-        let (issuer_url, jwks_server) = serve_jwks(app.issuer.jwks().to_string()).await;
+        let (issuer_url, jwks_server) = serve_jwks(app.issuer.jwks().to_string())
+            .await
+            .expect("JWKS server");
         let moto = tokio::task::spawn_blocking(Moto::start)
             .await
             .expect("moto starts");
@@ -124,65 +126,34 @@ impl Stack {
     }
 }
 
-/// An identity provider: `jwks` at `<url>.well-known/jwks.json`; returns the issuer URL.
-async fn serve_jwks(jwks: String) -> (String, tokio::task::JoinHandle<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let issuer_url = format!("http://{}/", listener.local_addr().expect("addr"));
-    let router = axum::Router::new().route(
-        "/.well-known/jwks.json",
-        axum::routing::get(move || {
-            let jwks = jwks.clone();
-            async move { ([("content-type", "application/json")], jwks) }
-        }),
-    );
-    let server = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
-    });
-    (issuer_url, server)
-}
-
 fn hex_sha256(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A function process, initialised and waiting for invocations.
+/// A function process, initialised and waiting for invocations, and how long its init took.
 struct Booted {
-    binary: String,
-    runtime: RuntimeApi,
-    process: FunctionProcess,
+    inner: runtime_api::Booted,
     init: Duration,
 }
 
-async fn boot(binary: &str, environment: Vec<(String, String)>) -> Booted {
-    let path = function_binary_dir().join(binary);
-    assert!(
-        path.is_file(),
-        "{} is not built: `make test` builds the function binaries first (cargo build --bins)",
-        path.display()
-    );
-    let runtime = RuntimeApi::start(binary).await.expect("Runtime API starts");
-    let mut full = lambda_environment(binary, &runtime);
-    full.extend(environment);
-    let mut process = FunctionProcess::spawn(&path, &full).expect("the binary starts");
-    let Some(first_next) = runtime.wait_for_init(INIT_LIMIT).await else {
-        let exited = process.exited();
-        panic!(
-            "{binary} did not ask for an invocation within {INIT_LIMIT:?} (init error: {:?}, exit: {exited:?}); output:\n{}",
-            runtime.init_error(),
-            process.output().join("\n")
-        );
-    };
-    let init = first_next.duration_since(process.started);
-    println!("{binary}: process start → first invocation/next: {init:?}");
-    Booted {
-        binary: binary.to_owned(),
-        runtime,
-        process,
-        init,
+impl std::ops::Deref for Booted {
+    type Target = runtime_api::Booted;
+
+    fn deref(&self) -> &runtime_api::Booted {
+        &self.inner
     }
+}
+
+async fn boot(binary: &str, environment: Vec<(String, String)>) -> Booted {
+    let inner = runtime_api::Booted::start(binary, environment, INIT_LIMIT).await;
+    let init = inner
+        .runtime
+        .first_next_at()
+        .expect("an initialised function asked for an invocation")
+        .duration_since(inner.process.started);
+    println!("{binary}: process start → first invocation/next: {init:?}");
+    Booted { inner, init }
 }
 
 impl Booted {
@@ -940,7 +911,9 @@ async fn with_every_dependency_unreachable_init_is_prompt_and_requests_get_503()
 async fn with_only_dynamodb_unreachable_a_signed_in_request_gets_503_within_the_timeout() {
     let (hole, connections, hole_task) = black_hole().await;
     let issuer = tollgate_dev::issuer::LocalIssuer::generate().expect("key");
-    let (issuer_url, jwks_server) = serve_jwks(issuer.jwks().to_string()).await;
+    let (issuer_url, jwks_server) = serve_jwks(issuer.jwks().to_string())
+        .await
+        .expect("JWKS server");
     let mut environment = template_environment("team", &|target| match target {
         "TollgateTable" => Some("tollgate-unreachable".to_owned()),
         "TollgateSecret" => {
