@@ -97,6 +97,15 @@ impl Config {
                 if jwt.audience.is_empty() && jwt.authorized_parties.is_empty() {
                     return Err(ConfigError::AudienceRequired);
                 }
+                if let Some(name) = get("JWT_CLAIM_EMAIL") {
+                    jwt.claim_email = name;
+                }
+                if let Some(name) = get("JWT_CLAIM_EMAIL_VERIFIED") {
+                    jwt.claim_email_verified = name;
+                }
+                if let Some(name) = get("JWT_CLAIM_NAME") {
+                    jwt.claim_name = name;
+                }
                 if let Some(seconds) = get("JWT_LEEWAY_SECONDS") {
                     let seconds = seconds.parse::<u64>().map_err(|_| ConfigError::Invalid {
                         name: "JWT_LEEWAY_SECONDS",
@@ -274,6 +283,43 @@ mod tests {
         assert!(clerk.jwt.unwrap().audience.is_empty());
         // Without an issuer nothing is required (user routes answer 503).
         assert!(config(&[("JWT_AUDIENCE", "")]).unwrap().jwt.is_none());
+    }
+
+    #[test]
+    fn claim_names_default_to_the_standard_ones_and_accept_namespaced_uris() {
+        let base = [
+            ("JWT_ISSUER", "https://t.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
+        ];
+        let jwt = config(&base).unwrap().jwt.unwrap();
+        assert_eq!(
+            (
+                jwt.claim_email.as_str(),
+                jwt.claim_email_verified.as_str(),
+                jwt.claim_name.as_str()
+            ),
+            ("email", "email_verified", "name")
+        );
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("JWT_CLAIM_EMAIL", " https://example.com/email "),
+            (
+                "JWT_CLAIM_EMAIL_VERIFIED",
+                "https://example.com/email_verified",
+            ),
+            ("JWT_CLAIM_NAME", "https://example.com/name"),
+        ]);
+        let jwt = config(&vars).unwrap().jwt.unwrap();
+        assert_eq!(jwt.claim_email, "https://example.com/email");
+        assert_eq!(
+            jwt.claim_email_verified,
+            "https://example.com/email_verified"
+        );
+        assert_eq!(jwt.claim_name, "https://example.com/name");
+        // Empty (the template's "") means the default.
+        let mut vars = base.to_vec();
+        vars.push(("JWT_CLAIM_EMAIL", ""));
+        assert_eq!(config(&vars).unwrap().jwt.unwrap().claim_email, "email");
     }
 
     #[test]

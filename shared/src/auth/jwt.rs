@@ -60,7 +60,19 @@ pub struct JwtConfig {
     pub leeway: Duration,
     /// An unknown `kid` refetches the JWKS at most this often.
     pub min_refetch_interval: Duration,
+    /// Claim holding the email (`JWT_CLAIM_EMAIL`); a namespaced URI such as
+    /// `https://example.com/email` for an Auth0 Action. Default `email`.
+    pub claim_email: String,
+    /// Claim holding the email's verification (`JWT_CLAIM_EMAIL_VERIFIED`). Default `email_verified`.
+    pub claim_email_verified: String,
+    /// Claim holding the display name (`JWT_CLAIM_NAME`). Default `name`.
+    pub claim_name: String,
 }
+
+/// Standard claim names ([`JwtConfig::new`]'s defaults).
+pub const DEFAULT_CLAIM_EMAIL: &str = "email";
+pub const DEFAULT_CLAIM_EMAIL_VERIFIED: &str = "email_verified";
+pub const DEFAULT_CLAIM_NAME: &str = "name";
 
 impl JwtConfig {
     /// Defaults: JWKS at `<issuer>/.well-known/jwks.json`, no inline JWKS, no `aud`/`azp` check,
@@ -76,6 +88,9 @@ impl JwtConfig {
             authorized_parties: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            claim_email: DEFAULT_CLAIM_EMAIL.to_owned(),
+            claim_email_verified: DEFAULT_CLAIM_EMAIL_VERIFIED.to_owned(),
+            claim_name: DEFAULT_CLAIM_NAME.to_owned(),
         }
     }
 }
@@ -97,6 +112,9 @@ impl fmt::Debug for JwtConfig {
             .field("authorized_parties", &self.authorized_parties)
             .field("leeway", &self.leeway)
             .field("min_refetch_interval", &self.min_refetch_interval)
+            .field("claim_email", &self.claim_email)
+            .field("claim_email_verified", &self.claim_email_verified)
+            .field("claim_name", &self.claim_name)
             .finish()
     }
 }
@@ -461,15 +479,15 @@ impl JwtVerifier {
         Ok(Claims {
             sub,
             iss,
-            email: string_claim(map, "email"),
-            email_verified: match map.get("email_verified") {
+            email: string_claim(map, &self.config.claim_email),
+            email_verified: match map.get(&self.config.claim_email_verified) {
                 Some(Value::Bool(b)) => Some(*b),
                 // Some providers (Cognito) send "true"/"false".
                 Some(Value::String(s)) if s == "true" => Some(true),
                 Some(Value::String(s)) if s == "false" => Some(false),
                 _ => None,
             },
-            name: string_claim(map, "name"),
+            name: string_claim(map, &self.config.claim_name),
             given_name: string_claim(map, "given_name"),
             family_name: string_claim(map, "family_name"),
             first_name: string_claim(map, "first_name"),
@@ -1924,6 +1942,41 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(verified.email.as_deref(), Some("Ann@Example.com"));
+    }
+
+    #[tokio::test]
+    async fn configured_claim_names_are_read_and_the_standard_ones_then_ignored() {
+        let mut config = inline_config().await;
+        config.claim_email = "https://example.com/email".to_owned();
+        config.claim_email_verified = "https://example.com/email_verified".to_owned();
+        config.claim_name = "https://example.com/name".to_owned();
+        let verifier = JwtVerifier::new(config, http()).unwrap();
+        // Standard claims (present in claims()) are not what was configured: ignored.
+        let plain = verifier.verify(&rs256(&claims())).await.unwrap();
+        assert_eq!(
+            (plain.email, plain.email_verified, plain.name),
+            (None, None, None)
+        );
+        let namespaced = with(
+            with(
+                with(
+                    without(
+                        without(without(claims(), "email"), "email_verified"),
+                        "name",
+                    ),
+                    "https://example.com/email",
+                    json!("Bo@Example.com"),
+                ),
+                "https://example.com/email_verified",
+                json!(true),
+            ),
+            "https://example.com/name",
+            json!("Bo Kim"),
+        );
+        let verified = verifier.verify(&rs256(&namespaced)).await.unwrap();
+        assert_eq!(verified.email.as_deref(), Some("Bo@Example.com"));
+        assert_eq!(verified.email_verified, Some(true));
+        assert_eq!(verified.name.as_deref(), Some("Bo Kim"));
     }
 
     #[test]
