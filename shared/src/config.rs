@@ -41,6 +41,11 @@ pub struct Config {
     pub secrets_manager_endpoint: Option<String>,
     /// Days a new or resent invitation stays acceptable (`INVITATION_TTL_DAYS`, 1 to 365).
     pub invitation_ttl_days: u32,
+    /// Clerk Backend API secret key (`CLERK_SECRET_KEY`), for profiles when tokens carry no
+    /// email; from the secret (`clerkSecretKey`) when `SECRETS_ARN` is set.
+    pub clerk_secret_key: Option<String>,
+    /// `CLERK_API_BASE`, default [`crate::auth::profile::DEFAULT_CLERK_API_BASE`].
+    pub clerk_api_base: String,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -106,6 +111,9 @@ impl Config {
                 if let Some(name) = get("JWT_CLAIM_NAME") {
                     jwt.claim_name = name;
                 }
+                if let Some(url) = get("JWT_USERINFO_URL") {
+                    jwt.userinfo_url = url;
+                }
                 if let Some(seconds) = get("JWT_LEEWAY_SECONDS") {
                     let seconds = seconds.parse::<u64>().map_err(|_| ConfigError::Invalid {
                         name: "JWT_LEEWAY_SECONDS",
@@ -160,6 +168,9 @@ impl Config {
                     })?,
                 None => crate::team::DEFAULT_INVITATION_TTL_DAYS,
             },
+            clerk_secret_key: get("CLERK_SECRET_KEY"),
+            clerk_api_base: get("CLERK_API_BASE")
+                .unwrap_or_else(|| crate::auth::profile::DEFAULT_CLERK_API_BASE.to_owned()),
             encryption_keys: get("ENCRYPTION_KEYS"),
             encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
             rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {
@@ -320,6 +331,31 @@ mod tests {
         let mut vars = base.to_vec();
         vars.push(("JWT_CLAIM_EMAIL", ""));
         assert_eq!(config(&vars).unwrap().jwt.unwrap().claim_email, "email");
+    }
+
+    #[test]
+    fn profile_sources_default_to_the_providers() {
+        let base = [
+            ("JWT_ISSUER", "https://tenant.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
+        ];
+        let defaults = config(&base).unwrap();
+        assert_eq!(
+            defaults.jwt.unwrap().userinfo_url,
+            "https://tenant.auth0.com/userinfo"
+        );
+        assert_eq!(defaults.clerk_api_base, "https://api.clerk.com");
+        assert_eq!(defaults.clerk_secret_key, None);
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("JWT_USERINFO_URL", "http://127.0.0.1:9/userinfo"),
+            ("CLERK_API_BASE", "http://127.0.0.1:9"),
+            ("CLERK_SECRET_KEY", "sk_test_x"),
+        ]);
+        let set = config(&vars).unwrap();
+        assert_eq!(set.jwt.unwrap().userinfo_url, "http://127.0.0.1:9/userinfo");
+        assert_eq!(set.clerk_api_base, "http://127.0.0.1:9");
+        assert_eq!(set.clerk_secret_key.as_deref(), Some("sk_test_x"));
     }
 
     #[test]

@@ -67,6 +67,10 @@ pub struct JwtConfig {
     pub claim_email_verified: String,
     /// Claim holding the display name (`JWT_CLAIM_NAME`). Default `name`.
     pub claim_name: String,
+    /// Auth0's `/userinfo` (`JWT_USERINFO_URL`); default `<issuer>userinfo`. Asked for the
+    /// profile, with the caller's own token, only when that token carries no email and its `aud`
+    /// includes this URL.
+    pub userinfo_url: String,
 }
 
 /// Standard claim names ([`JwtConfig::new`]'s defaults).
@@ -80,7 +84,9 @@ impl JwtConfig {
     pub fn new(issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let jwks_url = Some(default_jwks_url(&issuer));
+        let userinfo_url = format!("{}/userinfo", issuer.trim_end_matches('/'));
         Self {
+            userinfo_url,
             issuer,
             jwks_url,
             inline_jwks: None,
@@ -115,6 +121,7 @@ impl fmt::Debug for JwtConfig {
             .field("claim_email", &self.claim_email)
             .field("claim_email_verified", &self.claim_email_verified)
             .field("claim_name", &self.claim_name)
+            .field("userinfo_url", &self.userinfo_url)
             .finish()
     }
 }
@@ -150,6 +157,9 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default)]
     pub azp: Option<String>,
+    /// The token's audiences (`aud`, a string or an array); empty when absent.
+    #[serde(skip)]
+    pub aud: Vec<String>,
 }
 
 impl Claims {
@@ -495,6 +505,15 @@ impl JwtVerifier {
             exp: int_claim(map, "exp"),
             nbf: int_claim(map, "nbf"),
             azp,
+            aud: match map.get("aud") {
+                Some(Value::String(aud)) => vec![aud.clone()],
+                Some(Value::Array(auds)) => auds
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -1842,6 +1861,7 @@ mod tests {
             exp: None,
             nbf: None,
             azp: None,
+            aud: Vec::new(),
         }
     }
 
