@@ -2019,7 +2019,20 @@ mod tests {
             "aud",
             json!([AUDIENCE, "https://tenant.auth0.com/userinfo"]),
         );
-        verifier.verify(&rs256(&auth0)).await.unwrap();
+        let verified = verifier.verify(&rs256(&auth0)).await.unwrap();
+        // Kept for the profile fetch: `/userinfo` is asked only when `aud` names it.
+        assert_eq!(
+            verified.aud,
+            vec![
+                AUDIENCE.to_owned(),
+                "https://tenant.auth0.com/userinfo".to_owned()
+            ]
+        );
+        let single = verifier
+            .verify(&rs256(&with(claims(), "aud", json!(AUDIENCE))))
+            .await
+            .unwrap();
+        assert_eq!(single.aud, vec![AUDIENCE.to_owned()]);
         let other = with(
             claims(),
             "aud",
