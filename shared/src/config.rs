@@ -41,6 +41,11 @@ pub struct Config {
     pub secrets_manager_endpoint: Option<String>,
     /// Days a new or resent invitation stays acceptable (`INVITATION_TTL_DAYS`, 1 to 365).
     pub invitation_ttl_days: u32,
+    /// Clerk Backend API secret key (`CLERK_SECRET_KEY`), for profiles when tokens carry no
+    /// email; from the secret (`clerkSecretKey`) when `SECRETS_ARN` is set.
+    pub clerk_secret_key: Option<String>,
+    /// `CLERK_API_BASE`, default [`crate::auth::profile::DEFAULT_CLERK_API_BASE`].
+    pub clerk_api_base: String,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -97,6 +102,18 @@ impl Config {
                 if jwt.audience.is_empty() && jwt.authorized_parties.is_empty() {
                     return Err(ConfigError::AudienceRequired);
                 }
+                if let Some(name) = get("JWT_CLAIM_EMAIL") {
+                    jwt.claim_email = name;
+                }
+                if let Some(name) = get("JWT_CLAIM_EMAIL_VERIFIED") {
+                    jwt.claim_email_verified = name;
+                }
+                if let Some(name) = get("JWT_CLAIM_NAME") {
+                    jwt.claim_name = name;
+                }
+                if let Some(url) = get("JWT_USERINFO_URL") {
+                    jwt.userinfo_url = url;
+                }
                 if let Some(seconds) = get("JWT_LEEWAY_SECONDS") {
                     let seconds = seconds.parse::<u64>().map_err(|_| ConfigError::Invalid {
                         name: "JWT_LEEWAY_SECONDS",
@@ -151,6 +168,9 @@ impl Config {
                     })?,
                 None => crate::team::DEFAULT_INVITATION_TTL_DAYS,
             },
+            clerk_secret_key: get("CLERK_SECRET_KEY"),
+            clerk_api_base: get("CLERK_API_BASE")
+                .unwrap_or_else(|| crate::auth::profile::DEFAULT_CLERK_API_BASE.to_owned()),
             encryption_keys: get("ENCRYPTION_KEYS"),
             encryption_active_key: get("ENCRYPTION_ACTIVE_KEY"),
             rate_limits: crate::ratelimit::RateLimits::from_lookup(get).map_err(|reason| {
@@ -274,6 +294,68 @@ mod tests {
         assert!(clerk.jwt.unwrap().audience.is_empty());
         // Without an issuer nothing is required (user routes answer 503).
         assert!(config(&[("JWT_AUDIENCE", "")]).unwrap().jwt.is_none());
+    }
+
+    #[test]
+    fn claim_names_default_to_the_standard_ones_and_accept_namespaced_uris() {
+        let base = [
+            ("JWT_ISSUER", "https://t.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
+        ];
+        let jwt = config(&base).unwrap().jwt.unwrap();
+        assert_eq!(
+            (
+                jwt.claim_email.as_str(),
+                jwt.claim_email_verified.as_str(),
+                jwt.claim_name.as_str()
+            ),
+            ("email", "email_verified", "name")
+        );
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("JWT_CLAIM_EMAIL", " https://example.com/email "),
+            (
+                "JWT_CLAIM_EMAIL_VERIFIED",
+                "https://example.com/email_verified",
+            ),
+            ("JWT_CLAIM_NAME", "https://example.com/name"),
+        ]);
+        let jwt = config(&vars).unwrap().jwt.unwrap();
+        assert_eq!(jwt.claim_email, "https://example.com/email");
+        assert_eq!(
+            jwt.claim_email_verified,
+            "https://example.com/email_verified"
+        );
+        assert_eq!(jwt.claim_name, "https://example.com/name");
+        // Empty (the template's "") means the default.
+        let mut vars = base.to_vec();
+        vars.push(("JWT_CLAIM_EMAIL", ""));
+        assert_eq!(config(&vars).unwrap().jwt.unwrap().claim_email, "email");
+    }
+
+    #[test]
+    fn profile_sources_default_to_the_providers() {
+        let base = [
+            ("JWT_ISSUER", "https://tenant.auth0.com/"),
+            ("JWT_AUDIENCE", "https://api.example.com"),
+        ];
+        let defaults = config(&base).unwrap();
+        assert_eq!(
+            defaults.jwt.unwrap().userinfo_url,
+            "https://tenant.auth0.com/userinfo"
+        );
+        assert_eq!(defaults.clerk_api_base, "https://api.clerk.com");
+        assert_eq!(defaults.clerk_secret_key, None);
+        let mut vars = base.to_vec();
+        vars.extend([
+            ("JWT_USERINFO_URL", "http://127.0.0.1:9/userinfo"),
+            ("CLERK_API_BASE", "http://127.0.0.1:9"),
+            ("CLERK_SECRET_KEY", "sk_test_x"),
+        ]);
+        let set = config(&vars).unwrap();
+        assert_eq!(set.jwt.unwrap().userinfo_url, "http://127.0.0.1:9/userinfo");
+        assert_eq!(set.clerk_api_base, "http://127.0.0.1:9");
+        assert_eq!(set.clerk_secret_key.as_deref(), Some("sk_test_x"));
     }
 
     #[test]

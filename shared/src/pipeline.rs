@@ -27,6 +27,8 @@ pub struct AppState {
     pub store: Store,
     /// `None` when no issuer is configured: user routes answer 503 `auth_not_configured`.
     pub verifier: Option<JwtVerifier>,
+    /// HTTPS client for profile fetches from the identity provider (shared with the verifier's).
+    pub http: reqwest::Client,
     /// The secret values: the JSON secret of `SECRETS_ARN` (refreshed after a TTL) or the
     /// environment.
     secret_source: SecretSource,
@@ -42,6 +44,8 @@ pub struct Secrets {
     pub service_keys: ServiceKeys,
     /// Integration credentials' key ring; `None` without one: integrations answer 503.
     pub keyring: Option<crate::crypto::KeyRing>,
+    /// Clerk Backend API key, for profiles of tokens without an email.
+    pub clerk_secret_key: Option<String>,
 }
 
 impl Secrets {
@@ -54,6 +58,7 @@ impl Secrets {
             webhook_secrets: WebhookSecrets::parse(&values.stripe_webhook_secrets),
             service_keys: ServiceKeys::from_hex_list(&values.service_key_hashes)?,
             keyring: values.encryption_keys.clone(),
+            clerk_secret_key: values.clerk_secret_key.clone(),
         })
     }
 }
@@ -138,6 +143,7 @@ impl AppState {
     pub fn new(config: Config, store: Store) -> Result<Arc<Self>, StartupError> {
         let values = SecretValues {
             stripe_secret_key: config.stripe_secret_key.clone(),
+            clerk_secret_key: config.clerk_secret_key.clone(),
             stripe_webhook_secrets: config.stripe_webhook_secrets.clone(),
             service_key_hashes: config.service_key_hashes.clone(),
             encryption_keys: match &config.encryption_keys {
@@ -166,13 +172,14 @@ impl AppState {
         crate::trust::install_ring_defaults();
         let http = crate::trust::reqwest_client(crate::auth::jwt::JWKS_FETCH_TIMEOUT)?;
         let verifier = match &config.jwt {
-            Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http)?),
+            Some(jwt) => Some(JwtVerifier::new(jwt.clone(), http.clone())?),
             None => None,
         };
         Ok(Arc::new(Self {
             config,
             store,
             verifier,
+            http,
             secret_source,
             derived: tokio::sync::RwLock::new(None),
         }))
@@ -448,7 +455,7 @@ async fn run<S: Serves>(
     use handlers::{billing, me, organizations, permissions, team};
     let body = request.body();
     match operation {
-        Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller)),
+        Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller, request)),
         Operation::AcceptInvitation => if_built!(
             S,
             Operation::AcceptInvitation,

@@ -20,6 +20,7 @@
 //! | field | type | environment (local) |
 //! |---|---|---|
 //! | `stripeSecretKey` | string | `STRIPE_SECRET_KEY` |
+//! | `clerkSecretKey` | string: Clerk Backend API key, for profiles when tokens carry no email | `CLERK_SECRET_KEY` |
 //! | `stripeWebhookSecret` | string (comma-separated allowed) or array of strings | `STRIPE_WEBHOOK_SECRET` (comma-separated) |
 //! | `serviceKeyHashes` | string (comma-separated allowed) or array of strings: hex SHA-256 of each service key | `SERVICE_KEY_HASHES` (comma-separated) |
 //! | `encryptionKeys` | `{"active": kid, "keys": {kid: hex64}}` ([`KeyRing::from_secret_json`]) | `ENCRYPTION_KEYS` (`kid:hex64,kid2:hex64`) and `ENCRYPTION_ACTIVE_KEY` ([`KeyRing::from_env_strings`]) |
@@ -97,6 +98,7 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The environment variable names of the local fallback.
 const ENV_STRIPE_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
+const ENV_CLERK_SECRET_KEY: &str = "CLERK_SECRET_KEY";
 const ENV_STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 const ENV_SERVICE_KEY_HASHES: &str = "SERVICE_KEY_HASHES";
 const ENV_ENCRYPTION_KEYS: &str = "ENCRYPTION_KEYS";
@@ -104,6 +106,7 @@ const ENV_ENCRYPTION_ACTIVE_KEY: &str = "ENCRYPTION_ACTIVE_KEY";
 
 /// The JSON field names of the secret.
 const JSON_STRIPE_SECRET_KEY: &str = "stripeSecretKey";
+const JSON_CLERK_SECRET_KEY: &str = "clerkSecretKey";
 const JSON_STRIPE_WEBHOOK_SECRET: &str = "stripeWebhookSecret";
 const JSON_SERVICE_KEY_HASHES: &str = "serviceKeyHashes";
 const JSON_ENCRYPTION_KEYS: &str = "encryptionKeys";
@@ -120,6 +123,8 @@ pub struct SecretValues {
     pub service_key_hashes: String,
     /// `None`: integrations answer 503.
     pub encryption_keys: Option<KeyRing>,
+    /// Clerk Backend API key; `None`: Clerk profiles are not fetched.
+    pub clerk_secret_key: Option<String>,
 }
 
 /// Why the secret values could not be read. Never contains a secret value.
@@ -253,6 +258,7 @@ impl SecretValues {
         };
         Ok(Self {
             stripe_secret_key: get(ENV_STRIPE_SECRET_KEY),
+            clerk_secret_key: get(ENV_CLERK_SECRET_KEY),
             stripe_webhook_secrets: normalize_list(get(ENV_STRIPE_WEBHOOK_SECRET).as_deref()),
             service_key_hashes,
             encryption_keys,
@@ -278,6 +284,16 @@ impl SecretValues {
                 });
             }
         };
+        let clerk_secret_key = match object.get(JSON_CLERK_SECRET_KEY) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(key)) => non_empty(key),
+            Some(_) => {
+                return Err(SecretsError::FieldType {
+                    field: JSON_CLERK_SECRET_KEY,
+                    expected: "a string",
+                });
+            }
+        };
         let stripe_webhook_secrets = list_field(object, JSON_STRIPE_WEBHOOK_SECRET)?;
         let service_key_hashes = list_field(object, JSON_SERVICE_KEY_HASHES)?;
         ServiceKeys::from_hex_list(&service_key_hashes)?;
@@ -287,6 +303,7 @@ impl SecretValues {
         };
         Ok(Self {
             stripe_secret_key,
+            clerk_secret_key,
             stripe_webhook_secrets,
             service_key_hashes,
             encryption_keys,
@@ -319,6 +336,10 @@ impl fmt::Debug for SecretValues {
             )
             // KeyRing's Debug shows the key ids and the active one, never key material.
             .field("encryption_keys", &self.encryption_keys)
+            .field(
+                "clerk_secret_key",
+                &format_args!("{}", presence(self.clerk_secret_key.is_some())),
+            )
             .finish()
     }
 }
@@ -679,6 +700,36 @@ mod tests {
         assert_no_secrets(&error.to_string());
         assert_no_secrets(&format!("{error:?}"));
         assert_no_secrets(error.kind());
+    }
+
+    #[test]
+    fn clerk_secret_key_comes_from_the_secret_or_the_environment_and_is_never_shown() {
+        let key = "sk_test_clerk_value_never_logged";
+        let values =
+            SecretValues::from_secret_json(&json!({"clerkSecretKey": key}).to_string()).unwrap();
+        assert_eq!(values.clerk_secret_key.as_deref(), Some(key));
+        let shown = format!("{values:?}");
+        assert!(shown.contains("clerk_secret_key: present"), "{shown}");
+        assert!(!shown.contains(key), "{shown}");
+        for absent in [
+            json!({}),
+            json!({"clerkSecretKey": null}),
+            json!({"clerkSecretKey": ""}),
+        ] {
+            let values = SecretValues::from_secret_json(&absent.to_string()).unwrap();
+            assert_eq!(values.clerk_secret_key, None, "{absent}");
+        }
+        assert!(matches!(
+            SecretValues::from_secret_json(&json!({"clerkSecretKey": 7}).to_string()),
+            Err(SecretsError::FieldType {
+                field: "clerkSecretKey",
+                ..
+            })
+        ));
+        let values =
+            SecretValues::from_lookup(|name| (name == "CLERK_SECRET_KEY").then(|| key.to_owned()))
+                .unwrap();
+        assert_eq!(values.clerk_secret_key.as_deref(), Some(key));
     }
 
     fn full_secret_json() -> String {

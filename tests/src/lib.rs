@@ -2,6 +2,7 @@
 //! runs) over a fresh table in DynamoDB Local, with a test issuer whose JWKS is given inline.
 
 pub mod aws_recorder;
+pub mod identity_standin;
 pub mod moto;
 pub mod runtime_api;
 pub mod stripe_standin;

@@ -60,7 +60,23 @@ pub struct JwtConfig {
     pub leeway: Duration,
     /// An unknown `kid` refetches the JWKS at most this often.
     pub min_refetch_interval: Duration,
+    /// Claim holding the email (`JWT_CLAIM_EMAIL`); a namespaced URI such as
+    /// `https://example.com/email` for an Auth0 Action. Default `email`.
+    pub claim_email: String,
+    /// Claim holding the email's verification (`JWT_CLAIM_EMAIL_VERIFIED`). Default `email_verified`.
+    pub claim_email_verified: String,
+    /// Claim holding the display name (`JWT_CLAIM_NAME`). Default `name`.
+    pub claim_name: String,
+    /// Auth0's `/userinfo` (`JWT_USERINFO_URL`); default `<issuer>userinfo`. Asked for the
+    /// profile, with the caller's own token, only when that token carries no email and its `aud`
+    /// includes this URL.
+    pub userinfo_url: String,
 }
+
+/// Standard claim names ([`JwtConfig::new`]'s defaults).
+pub const DEFAULT_CLAIM_EMAIL: &str = "email";
+pub const DEFAULT_CLAIM_EMAIL_VERIFIED: &str = "email_verified";
+pub const DEFAULT_CLAIM_NAME: &str = "name";
 
 impl JwtConfig {
     /// Defaults: JWKS at `<issuer>/.well-known/jwks.json`, no inline JWKS, no `aud`/`azp` check,
@@ -68,7 +84,9 @@ impl JwtConfig {
     pub fn new(issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let jwks_url = Some(default_jwks_url(&issuer));
+        let userinfo_url = format!("{}/userinfo", issuer.trim_end_matches('/'));
         Self {
+            userinfo_url,
             issuer,
             jwks_url,
             inline_jwks: None,
@@ -76,6 +94,9 @@ impl JwtConfig {
             authorized_parties: Vec::new(),
             leeway: DEFAULT_LEEWAY,
             min_refetch_interval: DEFAULT_MIN_REFETCH_INTERVAL,
+            claim_email: DEFAULT_CLAIM_EMAIL.to_owned(),
+            claim_email_verified: DEFAULT_CLAIM_EMAIL_VERIFIED.to_owned(),
+            claim_name: DEFAULT_CLAIM_NAME.to_owned(),
         }
     }
 }
@@ -97,6 +118,10 @@ impl fmt::Debug for JwtConfig {
             .field("authorized_parties", &self.authorized_parties)
             .field("leeway", &self.leeway)
             .field("min_refetch_interval", &self.min_refetch_interval)
+            .field("claim_email", &self.claim_email)
+            .field("claim_email_verified", &self.claim_email_verified)
+            .field("claim_name", &self.claim_name)
+            .field("userinfo_url", &self.userinfo_url)
             .finish()
     }
 }
@@ -132,6 +157,9 @@ pub struct Claims {
     pub nbf: Option<i64>,
     #[serde(default)]
     pub azp: Option<String>,
+    /// The token's audiences (`aud`, a string or an array); empty when absent.
+    #[serde(skip)]
+    pub aud: Vec<String>,
 }
 
 impl Claims {
@@ -461,15 +489,15 @@ impl JwtVerifier {
         Ok(Claims {
             sub,
             iss,
-            email: string_claim(map, "email"),
-            email_verified: match map.get("email_verified") {
+            email: string_claim(map, &self.config.claim_email),
+            email_verified: match map.get(&self.config.claim_email_verified) {
                 Some(Value::Bool(b)) => Some(*b),
                 // Some providers (Cognito) send "true"/"false".
                 Some(Value::String(s)) if s == "true" => Some(true),
                 Some(Value::String(s)) if s == "false" => Some(false),
                 _ => None,
             },
-            name: string_claim(map, "name"),
+            name: string_claim(map, &self.config.claim_name),
             given_name: string_claim(map, "given_name"),
             family_name: string_claim(map, "family_name"),
             first_name: string_claim(map, "first_name"),
@@ -477,6 +505,15 @@ impl JwtVerifier {
             exp: int_claim(map, "exp"),
             nbf: int_claim(map, "nbf"),
             azp,
+            aud: match map.get("aud") {
+                Some(Value::String(aud)) => vec![aud.clone()],
+                Some(Value::Array(auds)) => auds
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect(),
+                _ => Vec::new(),
+            },
         })
     }
 
@@ -1824,6 +1861,7 @@ mod tests {
             exp: None,
             nbf: None,
             azp: None,
+            aud: Vec::new(),
         }
     }
 
@@ -1926,6 +1964,41 @@ mod tests {
         assert_eq!(verified.email.as_deref(), Some("Ann@Example.com"));
     }
 
+    #[tokio::test]
+    async fn configured_claim_names_are_read_and_the_standard_ones_then_ignored() {
+        let mut config = inline_config().await;
+        config.claim_email = "https://example.com/email".to_owned();
+        config.claim_email_verified = "https://example.com/email_verified".to_owned();
+        config.claim_name = "https://example.com/name".to_owned();
+        let verifier = JwtVerifier::new(config, http()).unwrap();
+        // Standard claims (present in claims()) are not what was configured: ignored.
+        let plain = verifier.verify(&rs256(&claims())).await.unwrap();
+        assert_eq!(
+            (plain.email, plain.email_verified, plain.name),
+            (None, None, None)
+        );
+        let namespaced = with(
+            with(
+                with(
+                    without(
+                        without(without(claims(), "email"), "email_verified"),
+                        "name",
+                    ),
+                    "https://example.com/email",
+                    json!("Bo@Example.com"),
+                ),
+                "https://example.com/email_verified",
+                json!(true),
+            ),
+            "https://example.com/name",
+            json!("Bo Kim"),
+        );
+        let verified = verifier.verify(&rs256(&namespaced)).await.unwrap();
+        assert_eq!(verified.email.as_deref(), Some("Bo@Example.com"));
+        assert_eq!(verified.email_verified, Some(true));
+        assert_eq!(verified.name.as_deref(), Some("Bo Kim"));
+    }
+
     #[test]
     fn joined_names_are_display_text_too() {
         let first = "a".repeat(150);
@@ -1946,7 +2019,20 @@ mod tests {
             "aud",
             json!([AUDIENCE, "https://tenant.auth0.com/userinfo"]),
         );
-        verifier.verify(&rs256(&auth0)).await.unwrap();
+        let verified = verifier.verify(&rs256(&auth0)).await.unwrap();
+        // Kept for the profile fetch: `/userinfo` is asked only when `aud` names it.
+        assert_eq!(
+            verified.aud,
+            vec![
+                AUDIENCE.to_owned(),
+                "https://tenant.auth0.com/userinfo".to_owned()
+            ]
+        );
+        let single = verifier
+            .verify(&rs256(&with(claims(), "aud", json!(AUDIENCE))))
+            .await
+            .unwrap();
+        assert_eq!(single.aud, vec![AUDIENCE.to_owned()]);
         let other = with(
             claims(),
             "aud",

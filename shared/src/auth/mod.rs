@@ -2,4 +2,5 @@
 
 pub mod jwt;
 pub mod jwt_crypto;
+pub mod profile;
 pub mod service_key;

@@ -11,6 +11,8 @@ use serde::Serialize;
 
 use super::organizations::tenant_of;
 use super::team::{concurrent, guard_error, path_id};
+use crate::auth::jwt::{Claims, JwtVerifier};
+use crate::auth::profile::{self, Profile};
 use crate::http::{ApiError, json_response};
 use crate::pipeline::{AppState, Caller, organization_required, store_error};
 use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
@@ -68,18 +70,29 @@ struct OrganizationView {
     plan_status: PlanStatus,
 }
 
-pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+pub async fn get_me(
+    state: &AppState,
+    caller: &Caller,
+    request: &lambda_http::Request,
+) -> Result<Response<Body>, ApiError> {
     let claims = &caller.claims;
-    let new_user = NewUser {
-        subject: claims.sub.clone(),
-        email: claims.email.clone().filter(|e| !e.trim().is_empty()),
-        name: claims.display_name(),
+    let token_email = claims.email.clone().filter(|e| !e.trim().is_empty());
+    let (user, created) = if token_email.is_some() {
+        let new_user = NewUser {
+            subject: claims.sub.clone(),
+            email: token_email,
+            name: claims.display_name(),
+            email_verified: None,
+            profile_read_at: None,
+        };
+        state
+            .store
+            .get_or_create_user(new_user)
+            .await
+            .map_err(store_error)?
+    } else {
+        user_with_profile(state, caller, request).await?
     };
-    let (user, created) = state
-        .store
-        .get_or_create_user(new_user)
-        .await
-        .map_err(store_error)?;
     if created {
         tracing::info!(user_id = %user.id, "user created on first sign-in");
     }
@@ -94,7 +107,7 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
         }
         None => None,
     };
-    let invitations = match (&organization, verified_email(caller)) {
+    let invitations = match (&organization, verified_email(claims, Some(&user))) {
         (None, Some(email)) => pending_invitations(state, &email).await?,
         _ => Vec::new(),
     };
@@ -109,9 +122,118 @@ pub async fn get_me(state: &AppState, caller: &Caller) -> Result<Response<Body>,
     ))
 }
 
-/// The token's email if it is verified: the only address invitations count for.
-fn verified_email(caller: &Caller) -> Option<String> {
-    team::verified_email(caller.claims.email.as_deref(), caller.claims.email_verified)
+/// The user of a token without an email: their profile is read from the identity provider once,
+/// when they are created or, for a user stored without one, when their invitations are looked
+/// up (no organization yet), and stored with the time it was read. A failed read answers 503
+/// before anything is written.
+async fn user_with_profile(
+    state: &AppState,
+    caller: &Caller,
+    request: &lambda_http::Request,
+) -> Result<(UserRecord, bool), ApiError> {
+    let claims = &caller.claims;
+    match state
+        .store
+        .get_user(&claims.sub)
+        .await
+        .map_err(store_error)?
+    {
+        Some(user) if user.profile_read_at.is_some() || user.organization_id.is_some() => {
+            Ok((user, false))
+        }
+        Some(user) => match fetch_profile(state, claims, request).await? {
+            None => Ok((user, false)),
+            Some(profile) => {
+                let name = profile.name.or_else(|| claims.display_name());
+                let stored = state
+                    .store
+                    .record_profile(
+                        &claims.sub,
+                        profile.email.as_deref(),
+                        profile.email_verified,
+                        name.as_deref(),
+                        &crate::store::now_rfc3339(),
+                    )
+                    .await
+                    .map_err(store_error)?;
+                Ok((stored, false))
+            }
+        },
+        None => {
+            let new_user = match fetch_profile(state, claims, request).await? {
+                Some(profile) => NewUser {
+                    subject: claims.sub.clone(),
+                    email: profile.email,
+                    name: profile.name.or_else(|| claims.display_name()),
+                    email_verified: Some(profile.email_verified),
+                    profile_read_at: Some(crate::store::now_rfc3339()),
+                },
+                None => NewUser {
+                    subject: claims.sub.clone(),
+                    email: None,
+                    name: claims.display_name(),
+                    email_verified: None,
+                    profile_read_at: None,
+                },
+            };
+            state
+                .store
+                .get_or_create_user(new_user)
+                .await
+                .map_err(store_error)
+        }
+    }
+}
+
+/// The caller's profile from the identity provider: Auth0's `/userinfo` with the caller's own
+/// token when its `aud` includes that URL, else Clerk's Backend API when a Clerk secret key is
+/// configured; `None` when neither applies.
+async fn fetch_profile(
+    state: &AppState,
+    claims: &Claims,
+    request: &lambda_http::Request,
+) -> Result<Option<Profile>, ApiError> {
+    let Some(jwt) = &state.config.jwt else {
+        return Ok(None);
+    };
+    let fetched = if claims.aud.contains(&jwt.userinfo_url) {
+        let header = request
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok());
+        let token = JwtVerifier::bearer_token(header).map_err(|_| ApiError::internal())?;
+        profile::fetch_userinfo(&state.http, &jwt.userinfo_url, token).await
+    } else {
+        let secrets = state.secrets().await?;
+        let Some(key) = secrets.clerk_secret_key.as_deref() else {
+            return Ok(None);
+        };
+        profile::fetch_clerk(&state.http, &state.config.clerk_api_base, key, &claims.sub).await
+    };
+    match fetched {
+        Ok(profile) => {
+            tracing::info!(sub = %claims.sub, "profile read from the identity provider");
+            Ok(Some(profile))
+        }
+        Err(error) => {
+            tracing::warn!(sub = %claims.sub, error = %error, "profile could not be read from the identity provider");
+            Err(ApiError::unavailable(
+                "identity_provider_unavailable",
+                "Your profile could not be read from the identity provider; try again shortly.",
+            ))
+        }
+    }
+}
+
+/// The verified email invitations count for: the token's, when it carries an email; else the
+/// one read from the identity provider and stored on the user.
+fn verified_email(claims: &Claims, user: Option<&UserRecord>) -> Option<String> {
+    if claims.email.is_some() {
+        return team::verified_email(claims.email.as_deref(), claims.email_verified);
+    }
+    let user = user?;
+    user.profile_read_at.as_ref()?;
+    team::verified_email(user.email.as_deref(), user.email_verified)
 }
 
 fn unix_now() -> i64 {
@@ -177,7 +299,8 @@ async fn addressed_invitation(
     params: &PathParams,
 ) -> Result<(String, AddressedInvitation), ApiError> {
     let id = path_id(params)?;
-    let email = verified_email(caller).ok_or_else(invitation_not_found)?;
+    let email =
+        verified_email(&caller.claims, caller.user.as_ref()).ok_or_else(invitation_not_found)?;
     let invitation = state
         .store
         .invitation_addressed_to(&email, id)

@@ -142,6 +142,13 @@ pub struct UserRecord {
     pub role: Option<Role>,
     pub created_at: String,
     pub updated_at: String,
+    /// Whether the identity provider says `email` is verified, when the profile was read from
+    /// the provider (tokens without an email); `None`: the email came from a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    /// When the profile was read from the identity provider (RFC 3339); `None`: never. Read once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_read_at: Option<String>,
 }
 
 impl UserRecord {
@@ -265,6 +272,9 @@ pub struct NewUser {
     pub subject: String,
     pub email: Option<String>,
     pub name: Option<String>,
+    /// Set with `profile_read_at` when the profile came from the identity provider.
+    pub email_verified: Option<bool>,
+    pub profile_read_at: Option<String>,
 }
 
 /// The repository: one DynamoDB client and the table name.
@@ -373,6 +383,8 @@ impl Store {
             role: None,
             created_at: now.clone(),
             updated_at: now,
+            email_verified: new.email_verified,
+            profile_read_at: new.profile_read_at,
         };
         let put = self
             .client
@@ -397,6 +409,60 @@ impl Store {
                 Ok((existing, false))
             }
             Err(error) => Err(sdk_error("PutItem", error)),
+        }
+    }
+
+    /// Stores a profile read from the identity provider on an existing user that has none yet
+    /// (one UpdateItem, only if `profileReadAt` is absent); the email and name are replaced only
+    /// by values the provider gave. Returns the user as stored afterwards (another request's
+    /// profile if it stored one first).
+    pub async fn record_profile(
+        &self,
+        subject: &str,
+        email: Option<&str>,
+        email_verified: bool,
+        name: Option<&str>,
+        read_at: &str,
+    ) -> Result<UserRecord, StoreError> {
+        let mut sets = vec![
+            "emailVerified = :verified",
+            "profileReadAt = :read",
+            "updatedAt = :read",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::user(subject))))
+            .condition_expression("attribute_exists(PK) AND attribute_not_exists(profileReadAt)")
+            .expression_attribute_values(":verified", AttributeValue::Bool(email_verified))
+            .expression_attribute_values(":read", AttributeValue::S(read_at.to_owned()))
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        if let Some(email) = email {
+            sets.push("email = :email");
+            request =
+                request.expression_attribute_values(":email", AttributeValue::S(email.to_owned()));
+        }
+        if let Some(name) = name {
+            sets.push("#name = :name");
+            request = request
+                .expression_attribute_names("#name", "name")
+                .expression_attribute_values(":name", AttributeValue::S(name.to_owned()));
+        }
+        match request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await
+        {
+            Ok(output) => from_item(output.attributes.ok_or(StoreError::UserMissing)?),
+            Err(error)
+                if error
+                    .as_service_error()
+                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
+            {
+                self.get_user(subject).await?.ok_or(StoreError::UserMissing)
+            }
+            Err(error) => Err(sdk_error("UpdateItem", error)),
         }
     }
 
@@ -619,6 +685,8 @@ mod tests {
             role: Some(Role::Admin),
             created_at: "2026-01-01T00:00:00Z".into(),
             updated_at: "2026-01-01T00:00:00Z".into(),
+            email_verified: Some(true),
+            profile_read_at: Some("2026-01-01T00:00:00Z".into()),
         };
         let item = to_item("USER", keys::user(&user.subject), &user).unwrap();
         assert_eq!(item["PK"], AttributeValue::S("USER#auth0|abc".into()));
@@ -641,9 +709,18 @@ mod tests {
             role: None,
             created_at: "t".into(),
             updated_at: "t".into(),
+            email_verified: None,
+            profile_read_at: None,
         };
         let item = to_item("USER", keys::user("s"), &user).unwrap();
-        for absent in ["email", "name", "organizationId", "role"] {
+        for absent in [
+            "email",
+            "name",
+            "organizationId",
+            "role",
+            "emailVerified",
+            "profileReadAt",
+        ] {
             assert!(
                 !item.contains_key(absent),
                 "{absent} stored as {:?}",

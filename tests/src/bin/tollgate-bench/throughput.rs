@@ -391,6 +391,8 @@ async fn me_scenario(app: &TestApp, endpoint: &str, args: &Args) -> Result<Scena
                 subject: user.subject.clone(),
                 email: Some(user.email.clone()),
                 name: Some(user.name.clone()),
+                email_verified: None,
+                profile_read_at: None,
             })
             .await?;
         store
@@ -418,6 +420,8 @@ async fn me_scenario(app: &TestApp, endpoint: &str, args: &Args) -> Result<Scena
                         subject: user.subject.clone(),
                         email: Some(user.email.clone()),
                         name: Some(user.name.clone()),
+                        email_verified: None,
+                        profile_read_at: None,
                     })
                     .await
                     .map_err(|e| e.to_string())?;
@@ -624,6 +628,8 @@ async fn usage_scenario(
                 subject: subject.to_owned(),
                 email: None,
                 name: None,
+                email_verified: None,
+                profile_read_at: None,
             })
             .await?;
         let (tenant, _) = store
