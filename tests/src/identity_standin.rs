@@ -168,6 +168,14 @@ impl IdentityStandIn {
             .insert(id.to_owned(), user);
     }
 
+    /// Makes `GET /v1/users/{alias}` answer with the user object of `id` (a misbehaving or
+    /// misrouted API: the object's `id` is not the one asked for).
+    pub fn alias_clerk_user(&self, alias: &str, id: &str) {
+        let mut users = self.shared.clerk_users.lock().expect("lock");
+        let user = users.get(id).expect("known Clerk user").clone();
+        users.insert(alias.to_owned(), user);
+    }
+
     /// The `/userinfo` answer for tokens whose `sub` is `sub`.
     pub fn add_userinfo(&self, sub: &str, info: Value) {
         self.shared

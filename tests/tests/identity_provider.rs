@@ -368,3 +368,56 @@ async fn a_user_stored_without_an_email_gets_the_profile_on_the_invitation_check
     assert_eq!(app.get("/api/me", &token).await.status, 200);
     assert_eq!(standin.hits(), 1);
 }
+
+/// A profile answer for another user than the token's (OIDC Core 5.3.2: the UserInfo `sub` must
+/// match; Clerk's user object `id` must be the one asked for) is never used: 503, nothing
+/// written, so nobody gets another person's verified email and their invitations.
+#[tokio::test]
+async fn a_profile_for_another_subject_is_refused() {
+    let standin = IdentityStandIn::start().await;
+    // Auth0: `/userinfo` answers for someone else.
+    let auth0 = auth0_app(&standin).await;
+    standin.add_userinfo(
+        "auth0|mallory",
+        json!({"sub": "auth0|victim", "email": "victim@example.com", "email_verified": true}),
+    );
+    let before = auth0.all_items().await;
+    let token = auth0_access_token(&auth0, &standin, "auth0|mallory");
+    assert_error(
+        &auth0.get("/api/me", &token).await,
+        503,
+        "identity_provider_unavailable",
+    );
+    assert_eq!(auth0.all_items().await, before, "nothing written");
+    // A `/userinfo` answer without a `sub` is refused too.
+    standin.add_userinfo(
+        "auth0|nosub",
+        json!({"email": "victim@example.com", "email_verified": true}),
+    );
+    let token = auth0_access_token(&auth0, &standin, "auth0|nosub");
+    assert_error(
+        &auth0.get("/api/me", &token).await,
+        503,
+        "identity_provider_unavailable",
+    );
+
+    // Clerk: the user object returned is not the one asked for.
+    standin.add_clerk_user(
+        "user_2victim",
+        "victim@example.com",
+        "verified",
+        Some("Vic"),
+        None,
+    );
+    standin.alias_clerk_user("user_2mallory", "user_2victim");
+    let clerk = clerk_app(&standin, CLERK_TEST_SECRET_KEY).await;
+    let before = clerk.all_items().await;
+    assert_error(
+        &clerk
+            .get("/api/me", &clerk_session_token(&clerk, "user_2mallory"))
+            .await,
+        503,
+        "identity_provider_unavailable",
+    );
+    assert_eq!(clerk.all_items().await, before, "nothing written");
+}

@@ -38,6 +38,19 @@ pub enum ProfileError {
     Shape,
     #[error("the profile URL is not valid")]
     InvalidUrl,
+    /// The answer is about another user than the token's (OIDC Core 5.3.2 for `/userinfo`;
+    /// Clerk's user object `id`): its values are never used.
+    #[error("the profile answer is not for the token's subject")]
+    Subject,
+}
+
+/// The answer's `field` must be exactly `subject`, else it is not used.
+fn same_subject(value: &Value, field: &str, subject: &str) -> Result<(), ProfileError> {
+    if value.get(field).and_then(Value::as_str) == Some(subject) {
+        Ok(())
+    } else {
+        Err(ProfileError::Subject)
+    }
 }
 
 async fn get_json(request: reqwest::RequestBuilder) -> Result<Value, ProfileError> {
@@ -140,17 +153,21 @@ pub async fn fetch_clerk(
         .pop_if_empty()
         .extend(["v1", "users", user_id]);
     let user = get_json(http.get(url).bearer_auth(secret_key)).await?;
+    same_subject(&user, "id", user_id)?;
     Ok(clerk_profile(&user))
 }
 
-/// `GET <userinfo>` with the caller's own access token.
+/// `GET <userinfo>` with the caller's own access token; the answer's `sub` must be `subject`
+/// (the token's).
 pub async fn fetch_userinfo(
     http: &reqwest::Client,
     url: &str,
     token: &str,
+    subject: &str,
 ) -> Result<Profile, ProfileError> {
     let url = reqwest::Url::parse(url).map_err(|_| ProfileError::InvalidUrl)?;
     let info = get_json(http.get(url).bearer_auth(token)).await?;
+    same_subject(&info, "sub", subject)?;
     Ok(userinfo_profile(&info))
 }
 

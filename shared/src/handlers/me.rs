@@ -202,7 +202,7 @@ async fn fetch_profile(
             .get(http::header::AUTHORIZATION)
             .and_then(|value| value.to_str().ok());
         let token = JwtVerifier::bearer_token(header).map_err(|_| ApiError::internal())?;
-        profile::fetch_userinfo(&state.http, &jwt.userinfo_url, token).await
+        profile::fetch_userinfo(&state.http, &jwt.userinfo_url, token, &claims.sub).await
     } else {
         let secrets = state.secrets().await?;
         let Some(key) = secrets.clerk_secret_key.as_deref() else {
