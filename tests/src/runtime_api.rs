@@ -641,9 +641,27 @@ impl Booted {
         body: Option<&str>,
         limit: Duration,
     ) -> HttpApiResponse {
+        self.call_traced(route_key, path, headers, body, limit)
+            .await
+            .0
+    }
+
+    /// As [`Booted::call`], also returning the event's request id (to find its log lines).
+    pub async fn call_traced(
+        &self,
+        route_key: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&str>,
+        limit: Duration,
+    ) -> (HttpApiResponse, String) {
         let method = route_key.split(' ').next().unwrap_or("GET");
         let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
         let event = http_api_event(route_key, method, raw_path, query, headers, body);
+        let request_id = event["requestContext"]["requestId"]
+            .as_str()
+            .expect("http_api_event sets a request id")
+            .to_owned();
         let outcome = self
             .runtime
             .invoke(&event, limit)
@@ -655,7 +673,8 @@ impl Booted {
                     self.process.output().join("\n")
                 )
             });
-        HttpApiResponse::parse(&outcome)
-            .unwrap_or_else(|error| panic!("{} {route_key}: {error}", self.binary))
+        let response = HttpApiResponse::parse(&outcome)
+            .unwrap_or_else(|error| panic!("{} {route_key}: {error}", self.binary));
+        (response, request_id)
     }
 }

@@ -16,7 +16,7 @@ use tollgate_tests::TestApp;
 use tollgate_tests::moto::Moto;
 use tollgate_tests::runtime_api::{
     self, FunctionProcess, HttpApiResponse, Outcome, RuntimeApi, function_binary_dir,
-    http_api_event, lambda_environment, serve_jwks, template_environment,
+    lambda_environment, serve_jwks, template_environment,
 };
 use tollgate_tests::stripe_standin::{StripeStandIn, signed_event, subscription_object};
 
@@ -165,27 +165,9 @@ impl Booted {
         headers: &[(&str, &str)],
         body: Option<&str>,
     ) -> (HttpApiResponse, String) {
-        let method = route_key.split(' ').next().expect("route key method");
-        let (raw_path, query) = path.split_once('?').unwrap_or((path, ""));
-        let event = http_api_event(route_key, method, raw_path, query, headers, body);
-        let request_id = event["requestContext"]["requestId"]
-            .as_str()
-            .expect("request id")
-            .to_owned();
-        let outcome = self
-            .runtime
-            .invoke(&event, FUNCTION_TIMEOUT)
+        self.inner
+            .call_traced(route_key, path, headers, body, FUNCTION_TIMEOUT)
             .await
-            .unwrap_or_else(|error| {
-                panic!(
-                    "{} {route_key}: {error}; output:\n{}",
-                    self.binary,
-                    self.process.output().join("\n")
-                )
-            });
-        let response = HttpApiResponse::parse(&outcome)
-            .unwrap_or_else(|error| panic!("{} {route_key}: {error}", self.binary));
-        (response, request_id)
     }
 
     /// The process's log lines, each parsed as JSON (every line must be JSON under Lambda).
