@@ -11,13 +11,11 @@ use tracing::Instrument;
 use crate::auth::jwt::{AuthError, Claims, JwtVerifier};
 use crate::auth::service_key::ServiceKeys;
 use crate::billing::signature::WebhookSecrets;
-use crate::billing::stripe_api::{StripeApi, StripeError, StripeSettings};
 use crate::config::Config;
-use crate::handlers;
 use crate::http::ApiError;
 use crate::ratelimit::{Bucket, LimiterFailure, RateStatus};
 use crate::rbac::{self, Decision};
-use crate::routes::{self, Access, Function, Operation, PathParams, RouteMatch, Serves};
+use crate::routes::{self, Access, Function, Operation, PathParams, Route, RouteMatch};
 use crate::secrets::{SecretSource, SecretValues};
 use crate::store::{Store, StoreError, TenantId, UserRecord};
 
@@ -39,54 +37,44 @@ pub struct AppState {
 /// Clients and checkers built from the secret values.
 pub struct Secrets {
     /// `None` without a Stripe key: checkout and portal answer 503 `billing_not_configured`.
-    pub stripe: Option<LazyStripe>,
+    /// Never printed or logged; the functions that call Stripe build their client from it.
+    pub stripe_secret_key: Option<String>,
     pub webhook_secrets: WebhookSecrets,
     pub service_keys: ServiceKeys,
     /// Integration credentials' key ring; `None` without one: integrations answer 503.
     pub keyring: Option<crate::crypto::KeyRing>,
     /// Clerk Backend API key, for profiles of tokens without an email.
     pub clerk_secret_key: Option<String>,
+    /// A client the function built from these values (Stripe's), kept until the values change.
+    client: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Secrets {
-    fn build(values: &SecretValues, stripe_api_base: &str) -> Result<Self, StartupError> {
+    fn build(values: &SecretValues) -> Result<Self, StartupError> {
         Ok(Self {
-            stripe: match &values.stripe_secret_key {
-                Some(key) => Some(LazyStripe::new(StripeSettings::new(key, stripe_api_base)?)),
-                None => None,
-            },
+            stripe_secret_key: values.stripe_secret_key.clone(),
             webhook_secrets: WebhookSecrets::parse(&values.stripe_webhook_secrets),
             service_keys: ServiceKeys::from_hex_list(&values.service_key_hashes)?,
             keyring: values.encryption_keys.clone(),
             clerk_secret_key: values.clerk_secret_key.clone(),
+            client: std::sync::OnceLock::new(),
         })
     }
-}
 
-/// The Stripe client, built on the first Stripe call and then shared (one connection pool per
-/// warm container). Only the checkout, portal and webhook handlers call [`LazyStripe::api`], so the
-/// other functions never build its HTTP client.
-pub struct LazyStripe {
-    settings: StripeSettings,
-    api: std::sync::OnceLock<StripeApi>,
-}
-
-impl LazyStripe {
-    pub fn new(settings: StripeSettings) -> Self {
-        Self {
-            settings,
-            api: std::sync::OnceLock::new(),
+    /// The client of type `T` built from these values: built by `build` on the first call (the
+    /// functions that never call for one never pay for it), then shared by every request until
+    /// the secret values change. A function keeps one client type here.
+    pub fn client<T, E>(&self, build: impl FnOnce(&Self) -> Result<T, E>) -> Result<T, E>
+    where
+        T: Clone + Send + Sync + 'static,
+    {
+        if let Some(client) = self.client.get().and_then(|c| c.downcast_ref::<T>()) {
+            return Ok(client.clone());
         }
-    }
-
-    /// The client (cheap to clone), built now if no request built it before.
-    pub fn api(&self) -> Result<StripeApi, StripeError> {
-        if let Some(api) = self.api.get() {
-            return Ok(api.clone());
-        }
-        let built = StripeApi::build(&self.settings)?;
+        let built = build(self)?;
         // Two first requests at once may both build; either client works, one is kept.
-        Ok(self.api.get_or_init(|| built).clone())
+        let kept = self.client.get_or_init(|| Box::new(built.clone()));
+        Ok(kept.downcast_ref::<T>().cloned().unwrap_or(built))
     }
 }
 
@@ -98,8 +86,6 @@ pub enum StartupError {
     Jwks(#[from] crate::auth::jwt::JwksError),
     #[error("SERVICE_KEY_HASHES is not valid: {0}")]
     ServiceKeys(#[from] crate::auth::service_key::ServiceKeyConfigError),
-    #[error("Stripe configuration is not valid: {0}")]
-    Stripe(#[from] StripeError),
     #[error("ENCRYPTION_KEYS / ENCRYPTION_ACTIVE_KEY are not valid: {0}")]
     Encryption(#[from] crate::crypto::CryptoConfigError),
     #[error(transparent)]
@@ -154,7 +140,7 @@ impl AppState {
                 None => None,
             },
         };
-        let secrets = Secrets::build(&values, &config.stripe_api_base)?;
+        let secrets = Secrets::build(&values)?;
         let values = Arc::new(values);
         let state = Self::with_source(config, store, SecretSource::fixed((*values).clone()))?;
         // Fixed values never change: build what depends on them once, now.
@@ -200,15 +186,13 @@ impl AppState {
         {
             return Ok(secrets.clone());
         }
-        let secrets = Arc::new(
-            Secrets::build(&values, &self.config.stripe_api_base).map_err(|error| {
-                tracing::error!(%error, "secret values are not usable");
-                ApiError::unavailable(
-                    "secrets_unavailable",
-                    "Configuration secrets are not usable; the operators have been told.",
-                )
-            })?,
-        );
+        let secrets = Arc::new(Secrets::build(&values).map_err(|error| {
+            tracing::error!(%error, "secret values are not usable");
+            ApiError::unavailable(
+                "secrets_unavailable",
+                "Configuration secrets are not usable; the operators have been told.",
+            )
+        })?);
         *self.derived.write().await = Some((values, secrets.clone()));
         Ok(secrets)
     }
@@ -233,37 +217,94 @@ pub struct Caller {
     pub tenant: Option<TenantId>,
 }
 
-/// `$call` awaited, in builds that contain `$operation`'s handler ([`Serves`]); a function's
-/// binary leaves every other handler out, and with them the Stripe, crypto and query code only
-/// they use (unreachable there anyway: the route table matched only the function's own routes).
-/// The handler's future is boxed inside the compile-time branch so that the caller's own future
-/// holds only a `HandlerFuture`: an unboxed `.await` would keep every handler's future type (and
-/// their drop code, e.g. for all of Stripe's objects) in every binary, even where never called.
-macro_rules! if_built {
-    ($serves:ty, $operation:expr, $call:expr) => {{
-        let handler: HandlerFuture<'_> = if const { crate::routes::includes::<$serves>($operation) }
-        {
-            Box::pin($call)
-        } else {
-            Box::pin(std::future::ready(Err(ApiError::internal())))
-        };
-        handler.await
-    }};
+/// What a handler returns: its response, or the error the pipeline turns into a JSON answer.
+pub type HandlerResult = Result<Response<Body>, ApiError>;
+
+/// A handler's future, boxed so that every handler has the one [`Handler`] type.
+pub type HandlerFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = HandlerResult> + Send + 'a>>;
+
+/// A route's handler: a plain function pointer, so the pipeline is compiled once, here, and a
+/// function's crate adds only its own handlers.
+pub type Handler = for<'a> fn(&'a Invocation<'a>) -> HandlerFuture<'a>;
+
+/// One request as a handler sees it, once the pipeline has authenticated and authorized it.
+pub struct Invocation<'a> {
+    pub state: &'a AppState,
+    pub request: &'a Request,
+    /// `None` on routes without a signed-in user (Stripe's webhook, service-key routes).
+    pub caller: Option<Caller>,
+    /// The route template's `{name}` captures.
+    pub params: PathParams,
 }
 
-type HandlerFuture<'a> = std::pin::Pin<
-    Box<dyn std::future::Future<Output = Result<Response<Body>, ApiError>> + Send + 'a>,
->;
+impl Invocation<'_> {
+    /// The signed-in caller; a route without one never reaches a handler that asks.
+    pub fn caller(&self) -> Result<&Caller, ApiError> {
+        self.caller.as_ref().ok_or_else(ApiError::internal)
+    }
 
-/// Handles one request with the routes and handlers of `S`: one function's (a Lambda binary) or
-/// [`serve::AllFunctions`](crate::routes::serve::AllFunctions) (the dev gateway).
-pub async fn handle<S: Serves>(state: &AppState, request: Request) -> Response<Body> {
-    let function = S::FUNCTION;
+    /// The `{id}` path parameter.
+    pub fn path_id(&self) -> Result<&str, ApiError> {
+        path_id(&self.params)
+    }
+
+    pub fn body(&self) -> &Body {
+        self.request.body()
+    }
+}
+
+/// The routes one function serves and their handlers: each function crate's `HANDLERS`. A Lambda
+/// binary serves its own; the dev gateway and the tests serve every function's.
+pub struct FunctionHandlers {
+    pub function: Function,
+    pub handlers: &'static [(Operation, Handler)],
+}
+
+impl FunctionHandlers {
+    pub fn handler(&self, operation: Operation) -> Option<Handler> {
+        self.handlers
+            .iter()
+            .find(|(op, _)| *op == operation)
+            .map(|(_, handler)| *handler)
+    }
+
+    /// Routes of this function in the route table with no handler here, and handlers here for
+    /// operations the route table gives this function no route for. Both empty when complete.
+    pub fn mismatches(&self) -> (Vec<Operation>, Vec<Operation>) {
+        let routed: Vec<Operation> = routes::routes_of(self.function)
+            .map(|route| route.operation)
+            .collect();
+        let missing = routed
+            .iter()
+            .copied()
+            .filter(|op| self.handler(*op).is_none())
+            .collect();
+        let extra = self
+            .handlers
+            .iter()
+            .map(|(op, _)| *op)
+            .filter(|op| !routed.contains(op))
+            .collect();
+        (missing, extra)
+    }
+}
+
+/// Handles one request with the routes and handlers of `served`: one function's (a Lambda binary)
+/// or every function's (the dev gateway, the tests).
+pub async fn handle(
+    state: &AppState,
+    served: &[&FunctionHandlers],
+    request: Request,
+) -> Response<Body> {
     let request_id = request_id(&request);
     let span = tracing::info_span!(
         "request",
         request_id = %request_id,
-        function = function.map(Function::name).unwrap_or("dev-gateway"),
+        function = match served {
+            [one] => one.function.name(),
+            _ => "dev-gateway",
+        },
         method = %request.method(),
         route = tracing::field::Empty,
         organization_id = tracing::field::Empty,
@@ -271,7 +312,7 @@ pub async fn handle<S: Serves>(state: &AppState, request: Request) -> Response<B
     );
     async move {
         let mut rate: Option<RateStatus> = None;
-        let mut response = match route_and_run::<S>(state, function, &request, &mut rate).await {
+        let mut response = match route_and_run(state, served, &request, &mut rate).await {
             Ok(response) => response,
             Err(error) => {
                 if error.status.is_server_error() {
@@ -296,17 +337,17 @@ pub async fn handle<S: Serves>(state: &AppState, request: Request) -> Response<B
     .await
 }
 
-async fn route_and_run<S: Serves>(
+async fn route_and_run(
     state: &AppState,
-    function: Option<Function>,
+    served: &[&FunctionHandlers],
     request: &Request,
     rate: &mut Option<RateStatus>,
 ) -> Result<Response<Body>, ApiError> {
     let path = request.uri().path();
-    let found = match function {
-        Some(function) => routes::match_route(routes::routes_of(function), request.method(), path),
-        None => routes::match_route(routes::routes(), request.method(), path),
-    };
+    let candidates = routes::routes()
+        .iter()
+        .filter(|route| served.iter().any(|f| f.function == route.function));
+    let found = routes::match_route(candidates, request.method(), path);
     let (route, params) = match found {
         RouteMatch::Found(route, params) => (route, params),
         RouteMatch::MethodNotAllowed(allowed) => {
@@ -337,11 +378,7 @@ async fn route_and_run<S: Serves>(
 
     // Stripe authenticates by signature, checked by the webhook handler on the raw body.
     if route.access == Access::Stripe {
-        return if_built!(
-            S,
-            Operation::StripeWebhook,
-            handlers::webhook::receive(state, request)
-        );
+        return run(state, served, route, request, None, params).await;
     }
 
     let principal = match authenticate(state, request).await {
@@ -364,11 +401,7 @@ async fn route_and_run<S: Serves>(
     };
     if route.access == Access::Service {
         return match principal {
-            Principal::Service => if_built!(
-                S,
-                Operation::RecordCall,
-                handlers::usage::record_call(state, request.body())
-            ),
+            Principal::Service => run(state, served, route, request, None, params).await,
             Principal::User(_) => Err(ApiError::forbidden(
                 "service_key_required",
                 "This route is for Tollgate's back-end services and needs a service key, not a user token.",
@@ -442,131 +475,60 @@ async fn route_and_run<S: Serves>(
         user,
         tenant,
     };
-    run::<S>(state, route.operation, &caller, request, &params).await
+    run(state, served, route, request, Some(caller), params).await
 }
 
-async fn run<S: Serves>(
+/// Runs the handler `served` has for `route`.
+async fn run(
     state: &AppState,
-    operation: Operation,
-    caller: &Caller,
+    served: &[&FunctionHandlers],
+    route: &Route,
     request: &Request,
-    params: &PathParams,
-) -> Result<Response<Body>, ApiError> {
-    use handlers::{billing, me, organizations, permissions, team};
-    let body = request.body();
-    match operation {
-        Operation::GetMe => if_built!(S, Operation::GetMe, me::get_me(state, caller, request)),
-        Operation::AcceptInvitation => if_built!(
-            S,
-            Operation::AcceptInvitation,
-            me::accept_invitation(state, caller, params)
-        ),
-        Operation::DeclineInvitation => if_built!(
-            S,
-            Operation::DeclineInvitation,
-            me::decline_invitation(state, caller, params)
-        ),
-        Operation::LeaveOrganization => if_built!(
-            S,
-            Operation::LeaveOrganization,
-            me::leave_organization(state, caller)
-        ),
-        Operation::CheckPermissions => if_built!(
-            S,
-            Operation::CheckPermissions,
-            permissions::check(state, caller, body)
-        ),
-        Operation::CreateOrganization => if_built!(
-            S,
-            Operation::CreateOrganization,
-            organizations::create(state, caller, body)
-        ),
-        Operation::GetOrganization => if_built!(
-            S,
-            Operation::GetOrganization,
-            organizations::get(state, caller)
-        ),
-        Operation::UpdateOrganization => if_built!(
-            S,
-            Operation::UpdateOrganization,
-            organizations::update(state, caller, body)
-        ),
-        Operation::DeleteOrganization => if_built!(
-            S,
-            Operation::DeleteOrganization,
-            organizations::delete(state, caller)
-        ),
-        Operation::ListTeam => {
-            if_built!(S, Operation::ListTeam, team::list(state, caller, request))
-        }
-        Operation::InviteMember => if_built!(
-            S,
-            Operation::InviteMember,
-            team::invite(state, caller, body)
-        ),
-        Operation::ChangeRole => if_built!(
-            S,
-            Operation::ChangeRole,
-            team::change_role(state, caller, body, params)
-        ),
-        Operation::RemoveMember => if_built!(
-            S,
-            Operation::RemoveMember,
-            team::remove(state, caller, params)
-        ),
-        Operation::RevokeInvitation => if_built!(
-            S,
-            Operation::RevokeInvitation,
-            team::revoke(state, caller, params)
-        ),
-        Operation::ResendInvitation => if_built!(
-            S,
-            Operation::ResendInvitation,
-            team::resend(state, caller, params)
-        ),
-        Operation::Checkout => if_built!(
-            S,
-            Operation::Checkout,
-            billing::checkout(state, caller, body)
-        ),
-        Operation::BillingPortal => {
-            if_built!(S, Operation::BillingPortal, billing::portal(state, caller))
-        }
-        Operation::GetSubscription => if_built!(
-            S,
-            Operation::GetSubscription,
-            billing::subscription(state, caller)
-        ),
-        Operation::ListInvoices => if_built!(
-            S,
-            Operation::ListInvoices,
-            billing::invoices(state, caller, request)
-        ),
-        Operation::GetUsage => if_built!(
-            S,
-            Operation::GetUsage,
-            handlers::usage::get_usage(state, caller)
-        ),
-        Operation::ListIntegrations => if_built!(
-            S,
-            Operation::ListIntegrations,
-            handlers::integrations::list(state, caller)
-        ),
-        Operation::CreateIntegration => if_built!(
-            S,
-            Operation::CreateIntegration,
-            handlers::integrations::create(state, caller, body)
-        ),
-        Operation::DeleteIntegration => if_built!(
-            S,
-            Operation::DeleteIntegration,
-            handlers::integrations::delete(state, caller, params)
-        ),
-        // Dispatched right after authentication, in `route_and_run`.
-        Operation::RecordCall => Err(ApiError::internal()),
-        // Dispatched before authentication, in `route_and_run`.
-        Operation::StripeWebhook => Err(ApiError::internal()),
-    }
+    caller: Option<Caller>,
+    params: PathParams,
+) -> HandlerResult {
+    let Some(handler) = served
+        .iter()
+        .find(|f| f.function == route.function)
+        .and_then(|f| f.handler(route.operation))
+    else {
+        tracing::error!(operation = ?route.operation, "no handler for a served route");
+        return Err(ApiError::internal());
+    };
+    let invocation = Invocation {
+        state,
+        request,
+        caller,
+        params,
+    };
+    handler(&invocation).await
+}
+
+/// The caller's tenant: tenant routes only run for members (the pipeline checked it).
+pub fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
+    caller.tenant.as_ref().ok_or_else(organization_required)
+}
+
+/// The caller's organization record; 400 `organization_required` when it is gone.
+pub async fn organization_of(
+    state: &AppState,
+    caller: &Caller,
+) -> Result<crate::store::OrganizationRecord, ApiError> {
+    state
+        .store
+        .get_organization(tenant_of(caller)?)
+        .await
+        .map_err(store_error)?
+        .ok_or_else(organization_required)
+}
+
+/// The `{id}` path parameter of `params`.
+pub fn path_id(params: &PathParams) -> Result<&str, ApiError> {
+    params
+        .iter()
+        .find(|(name, _)| *name == "id")
+        .map(|(_, value)| value.as_str())
+        .ok_or_else(ApiError::internal)
 }
 
 /// Counts the request against `bucket` for `subject`; over the limit → 429. A passing limiter

@@ -50,78 +50,6 @@ impl Function {
     }
 }
 
-impl Function {
-    /// The function serving `operation`: the route table's mapping as a `const fn` (a test keeps
-    /// the two equal), so that each function's binary compiles only its own handlers.
-    pub const fn serving(operation: Operation) -> Function {
-        use Operation::*;
-        match operation {
-            GetMe | AcceptInvitation | DeclineInvitation | LeaveOrganization => Function::UserLoad,
-            CheckPermissions => Function::PermissionCheck,
-            CreateOrganization | GetOrganization | UpdateOrganization | DeleteOrganization => {
-                Function::Organizations
-            }
-            ListTeam | InviteMember | ChangeRole | RemoveMember | RevokeInvitation
-            | ResendInvitation => Function::Team,
-            Checkout => Function::Checkout,
-            BillingPortal => Function::BillingPortal,
-            GetSubscription | ListInvoices => Function::Billing,
-            StripeWebhook => Function::StripeWebhook,
-            RecordCall | GetUsage => Function::UsageTracking,
-            ListIntegrations | CreateIntegration | DeleteIntegration => Function::Integrations,
-        }
-    }
-}
-
-/// Which handlers a build of the pipeline contains: one function's (that function's Lambda
-/// binary: the other handlers, and the Stripe or crypto code only they use, are left out of it)
-/// or every function's (the dev gateway and the tests). Implemented by the types in [`serve`].
-pub trait Serves: Send + Sync + 'static {
-    /// `None`: every route.
-    const FUNCTION: Option<Function>;
-}
-
-/// Whether a build for `S` contains the handler of `operation` (evaluated at compile time).
-pub const fn includes<S: Serves>(operation: Operation) -> bool {
-    match S::FUNCTION {
-        None => true,
-        Some(function) => function as u8 == Function::serving(operation) as u8,
-    }
-}
-
-/// The [`Serves`] selections: one type per function, and [`serve::AllFunctions`].
-pub mod serve {
-    use super::{Function, Serves};
-
-    macro_rules! one_function {
-        ($($name:ident),* $(,)?) => {$(
-            #[doc = concat!("The handlers of the `", stringify!($name), "` function only.")]
-            pub struct $name;
-            impl Serves for $name {
-                const FUNCTION: Option<Function> = Some(Function::$name);
-            }
-        )*};
-    }
-    one_function!(
-        UserLoad,
-        PermissionCheck,
-        Organizations,
-        Team,
-        Checkout,
-        BillingPortal,
-        Billing,
-        StripeWebhook,
-        UsageTracking,
-        Integrations,
-    );
-
-    /// Every route (the dev gateway, the tests).
-    pub struct AllFunctions;
-    impl Serves for AllFunctions {
-        const FUNCTION: Option<Function> = None;
-    }
-}
-
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -467,39 +395,6 @@ mod tests {
         for function in Function::ALL {
             assert!(routes_of(function).next().is_some(), "{function:?}");
         }
-    }
-
-    #[test]
-    fn the_const_mapping_is_the_route_table() {
-        for route in routes() {
-            assert_eq!(
-                Function::serving(route.operation),
-                route.function,
-                "{route:?}"
-            );
-            assert!(includes::<serve::AllFunctions>(route.operation));
-        }
-        // A function's build includes exactly its own routes' handlers.
-        fn check<S: Serves>() {
-            let function = S::FUNCTION.expect("one function");
-            for route in routes() {
-                assert_eq!(
-                    includes::<S>(route.operation),
-                    route.function == function,
-                    "{function:?} {route:?}"
-                );
-            }
-        }
-        check::<serve::UserLoad>();
-        check::<serve::PermissionCheck>();
-        check::<serve::Organizations>();
-        check::<serve::Team>();
-        check::<serve::Checkout>();
-        check::<serve::BillingPortal>();
-        check::<serve::Billing>();
-        check::<serve::StripeWebhook>();
-        check::<serve::UsageTracking>();
-        check::<serve::Integrations>();
     }
 
     #[test]

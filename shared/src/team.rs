@@ -5,6 +5,7 @@
 //! again inside its transaction, with a condition on the organization's owner count; these
 //! functions decide everything that depends only on the two people involved.
 
+use crate::http::ApiError;
 use crate::pricing::{self, Plan};
 use crate::rbac::Role;
 
@@ -164,6 +165,23 @@ pub fn normalize_organization_name(raw: &str) -> Result<String, &'static str> {
 pub fn normalize_email(raw: &str) -> Result<String, &'static str> {
     crate::text::normalize_email(raw)
         .ok_or("`email` must be an email address such as name@example.com.")
+}
+
+/// The 403 or 409 a refused team change answers.
+pub fn guard_error(error: GuardError) -> ApiError {
+    if error.is_conflict() {
+        ApiError::conflict(error.code(), error.to_string())
+    } else {
+        ApiError::forbidden(error.code(), error.to_string())
+    }
+}
+
+/// The 409 for a team change that lost a race with another.
+pub fn concurrent() -> ApiError {
+    ApiError::conflict(
+        "concurrent_update",
+        "The team changed at the same moment; reload and try again.",
+    )
 }
 
 #[cfg(test)]

@@ -18,7 +18,9 @@ use time::format_description::well_known::Rfc3339;
 use time::macros::datetime;
 use time::{Date, Duration, Month, OffsetDateTime, Time, UtcOffset};
 
+use crate::billing::state::BillingState;
 use crate::pricing::{self, Interval, Plan};
+use crate::store::is_live;
 
 /// Longest call accepted (24 h); anything longer is a client bug, not a call.
 pub const MAX_CALL_SECONDS: u64 = 86_400;
@@ -439,6 +441,31 @@ pub fn summarize(minutes: u64, calls: u64, included: u64, period: &Period) -> Us
         overage_cost_formatted: pricing::format_usd_cents(overage_cost_cents),
         period_start: period.start,
         period_end: period.end,
+    }
+}
+
+/// The billing period of an organization containing `t`: its subscription's periods while one is
+/// live (anchored on the stored period start), otherwise UTC calendar months.
+pub fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) -> Period {
+    let anchored = billing
+        .filter(|b| is_live(b.status))
+        .and_then(|b| Some((b.current_period_start?, b.interval?)))
+        .and_then(|(start, interval)| {
+            Some((OffsetDateTime::from_unix_timestamp(start).ok()?, interval))
+        });
+    match anchored {
+        Some((anchor, interval)) => subscription_period_containing(anchor, interval, t),
+        None => calendar_month(t),
+    }
+}
+
+/// The oldest billing period still open at `now`: the one before the current period (see
+/// [`check_ended_at_is_open`]).
+pub fn oldest_open_period(billing: Option<&BillingState>, now: OffsetDateTime) -> Period {
+    let current = organization_period(billing, now);
+    match current.start.checked_sub(time::Duration::nanoseconds(1)) {
+        Some(before) => organization_period(billing, before),
+        None => current,
     }
 }
 

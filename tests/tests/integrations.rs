@@ -160,17 +160,13 @@ async fn rotation_reencrypts_under_the_active_key_and_is_safe_to_run_twice() {
         assert_eq!(reply.status, 201);
     }
     let ring = KeyRing::from_env_strings(&format!("k1:{K1},k2:{K2}"), "k2").unwrap();
-    let first = tollgate::maintenance::rotate_keys(&app.store, &ring)
-        .await
-        .unwrap();
+    let first = rotate_keys::rotate_keys(&app.store, &ring).await.unwrap();
     assert_eq!(
         (first.scanned, first.reencrypted, first.already_current),
         (3, 3, 0)
     );
     assert!(first.failed.is_empty());
-    let second = tollgate::maintenance::rotate_keys(&app.store, &ring)
-        .await
-        .unwrap();
+    let second = rotate_keys::rotate_keys(&app.store, &ring).await.unwrap();
     assert_eq!(
         (second.scanned, second.reencrypted, second.already_current),
         (3, 0, 3)

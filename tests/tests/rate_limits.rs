@@ -248,8 +248,7 @@ async fn get_from(app: &TestApp, ip: &str, path: &str, token: &str) -> (u16, ser
         ip.parse().unwrap(),
     );
     let response =
-        tollgate::pipeline::handle::<tollgate::routes::serve::AllFunctions>(&app.state, request)
-            .await;
+        tollgate::pipeline::handle(&app.state, &tollgate_dev::ALL_FUNCTIONS, request).await;
     let status = response.status().as_u16();
     let body = match response.into_body() {
         lambda_http::Body::Text(text) => serde_json::from_str(&text).unwrap(),

@@ -135,7 +135,7 @@ fn every_variable_the_configuration_reads_is_declared_for_every_function() {
     }
 }
 
-/// `std::env::var("NAME")` / `var_os("NAME")` calls in the functions' code (shared/src and
+/// `var("NAME")` / `var_os("NAME")` reads (`std::env`, or a lookup closure) in the functions' code (shared/src and
 /// functions/*/src), outside `Config`.
 fn direct_environment_reads() -> BTreeSet<String> {
     fn walk(dir: &Path, found: &mut BTreeSet<String>) {
@@ -146,7 +146,7 @@ fn direct_environment_reads() -> BTreeSet<String> {
                 walk(&path, found);
             } else if path.extension().is_some_and(|ext| ext == "rs") {
                 let text = std::fs::read_to_string(&path).expect("source file");
-                for call in ["env::var(\"", "env::var_os(\""] {
+                for call in ["var(\"", "var_os(\""] {
                     for (at, _) in text.match_indices(call) {
                         let rest = &text[at + call.len()..];
                         if let Some(end) = rest.find('"') {

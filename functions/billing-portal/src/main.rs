@@ -1,5 +1,5 @@
-//! The `billing-portal` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `billing-portal` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::billing_portal()
+    tollgate::lambda::serve(&billing_portal::HANDLERS)
 }

@@ -1,5 +1,5 @@
-//! The `billing` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `billing` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::billing()
+    tollgate::lambda::serve(&billing::HANDLERS)
 }

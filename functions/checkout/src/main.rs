@@ -1,5 +1,5 @@
-//! The `checkout` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `checkout` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::checkout()
+    tollgate::lambda::serve(&checkout::HANDLERS)
 }

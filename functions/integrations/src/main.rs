@@ -1,5 +1,5 @@
-//! The `integrations` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `integrations` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::integrations()
+    tollgate::lambda::serve(&integrations::HANDLERS)
 }

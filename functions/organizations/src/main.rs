@@ -1,5 +1,5 @@
-//! The `organizations` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `organizations` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::organizations()
+    tollgate::lambda::serve(&organizations::HANDLERS)
 }

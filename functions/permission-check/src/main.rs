@@ -1,5 +1,5 @@
-//! The `permission-check` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `permission-check` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::permission_check()
+    tollgate::lambda::serve(&permission_check::HANDLERS)
 }

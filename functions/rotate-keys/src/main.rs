@@ -1,6 +1,6 @@
-//! The `rotate-keys` Lambda (no route): a one-off re-encryption of every integration credential
-//! under the active key; `tollgate-dev rotate-keys` runs the same code locally.
+//! The `rotate-keys` Lambda: its handler is this crate's library.
 
-fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::rotate_keys()
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    rotate_keys::run().await
 }

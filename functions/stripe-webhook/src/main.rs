@@ -1,5 +1,5 @@
-//! The `stripe-webhook` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `stripe-webhook` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::stripe_webhook()
+    tollgate::lambda::serve(&stripe_webhook::HANDLERS)
 }

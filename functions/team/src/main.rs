@@ -1,5 +1,5 @@
-//! The `team` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `team` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::team()
+    tollgate::lambda::serve(&team::HANDLERS)
 }

@@ -1,5 +1,5 @@
-//! The `usage-tracking` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `usage-tracking` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::usage_tracking()
+    tollgate::lambda::serve(&usage_tracking::HANDLERS)
 }

@@ -1,5 +1,5 @@
-//! The `user-load` Lambda: its routes are in `tollgate::routes`, its logic in `tollgate::handlers`.
+//! The `user-load` Lambda: its handlers are this crate's library.
 
 fn main() -> Result<(), lambda_http::Error> {
-    tollgate::lambda::entry::user_load()
+    tollgate::lambda::serve(&user_load::HANDLERS)
 }

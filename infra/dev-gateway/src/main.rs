@@ -192,7 +192,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .keyring
                 .as_ref()
                 .ok_or("ENCRYPTION_KEYS and ENCRYPTION_ACTIVE_KEY must be set")?;
-            let report = tollgate::maintenance::rotate_keys(&state.store, ring)
+            let report = rotate_keys::rotate_keys(&state.store, ring)
                 .await
                 .map_err(|e| e.to_string())?;
             println!(

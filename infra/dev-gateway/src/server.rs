@@ -115,9 +115,8 @@ async fn dispatch(
         }
     };
     let request = to_lambda_request(parts, bytes, peer.ip());
-    let mut response = into_axum(
-        pipeline::handle::<tollgate::routes::serve::AllFunctions>(&state.app, request).await,
-    );
+    let mut response =
+        into_axum(pipeline::handle(&state.app, &crate::ALL_FUNCTIONS, request).await);
     if origin_allowed {
         cors_headers(response.headers_mut(), &state.cors_origin);
     }

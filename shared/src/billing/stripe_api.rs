@@ -204,7 +204,7 @@ impl fmt::Debug for StripeApi {
 }
 
 /// A validated Stripe secret key and API base: what [`StripeApi::build`] needs. Building the HTTP
-/// client is left to the first Stripe call ([`crate::pipeline::LazyStripe`]), so functions that
+/// client is left to the first Stripe call ([`client`]), so functions that
 /// never call Stripe do not pay for it at cold start.
 #[derive(Clone)]
 pub struct StripeSettings {
@@ -972,6 +972,33 @@ fn checkout_facts(session: CheckoutSession) -> CheckoutFacts {
         payment_status: session.payment_status,
         organization_id,
     }
+}
+
+/// The function's Stripe client, built from the current secret key on the first Stripe call;
+/// 503 `billing_not_configured` without a key.
+pub async fn client(state: &crate::pipeline::AppState) -> Result<StripeApi, crate::http::ApiError> {
+    let secrets = state.secrets().await?;
+    secrets.client(|secrets| {
+        let key = secrets.stripe_secret_key.as_deref().ok_or_else(|| {
+            crate::http::ApiError::unavailable(
+                "billing_not_configured",
+                "Billing is not configured on this deployment (STRIPE_SECRET_KEY is unset).",
+            )
+        })?;
+        StripeSettings::new(key, &state.config.stripe_api_base)
+            .and_then(|settings| StripeApi::build(&settings))
+            .map_err(api_error)
+    })
+}
+
+/// Stripe's failures become 502: the request changed nothing Tollgate would not reuse.
+pub fn api_error(error: StripeError) -> crate::http::ApiError {
+    tracing::error!(error = %error, "Stripe request failed");
+    let message = match &error {
+        StripeError::Rejected { message, .. } => format!("Stripe refused the request: {message}"),
+        _ => "Stripe could not be reached or failed; try again shortly.".to_owned(),
+    };
+    crate::http::ApiError::new(http::StatusCode::BAD_GATEWAY, "stripe_error", message)
 }
 
 #[cfg(test)]

@@ -670,6 +670,17 @@ pub async fn dynamodb_client(endpoint: Option<&str>) -> Client {
     Client::new(&crate::aws::sdk_config(endpoint, timeouts, "dynamodb-local").await)
 }
 
+/// Jittered exponential backoff for transaction conflicts: 5, 10, 20 ... ms, at most 160 ms.
+pub async fn conflict_backoff(attempt: u32) {
+    let mut byte = [0u8; 1];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
+    let base = 5u64 << attempt.min(5);
+    tokio::time::sleep(std::time::Duration::from_millis(
+        base + u64::from(byte[0]) % base.max(1),
+    ))
+    .await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -23,11 +23,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use time::OffsetDateTime;
-use tollgate::handlers::usage::{backoff, organization_period};
 use tollgate::pricing::Plan;
 use tollgate::ratelimit::{Bucket, Limit};
+use tollgate::store::conflict_backoff as backoff;
 use tollgate::store::usage::{CallRecord, RecordOutcome};
 use tollgate::store::{NewUser, OrganizationRecord, PlanStatus, Store, TenantId, schema};
+use tollgate::usage::organization_period;
 use tollgate::usage::{Period, Threshold};
 use tollgate_tests::{RequestCounter, TestApp};
 

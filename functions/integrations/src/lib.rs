@@ -5,12 +5,27 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
-use super::organizations::tenant_of;
-use crate::http::{ApiError, json_response, parse_json_body};
-use crate::pipeline::{AppState, Caller, store_error};
-use crate::routes::PathParams;
-use crate::store::integrations::IntegrationRecord;
-use crate::store::now_rfc3339;
+use tollgate::http::{ApiError, json_response, parse_json_body};
+use tollgate::pipeline::{AppState, Caller, FunctionHandlers, store_error, tenant_of};
+use tollgate::routes::{Function, Operation, PathParams};
+use tollgate::store::integrations::IntegrationRecord;
+use tollgate::store::now_rfc3339;
+
+/// The integrations function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::Integrations,
+    handlers: &[
+        (Operation::ListIntegrations, |call| {
+            Box::pin(async move { list(call.state, call.caller()?).await })
+        }),
+        (Operation::CreateIntegration, |call| {
+            Box::pin(async move { create(call.state, call.caller()?, call.body()).await })
+        }),
+        (Operation::DeleteIntegration, |call| {
+            Box::pin(async move { delete(call.state, call.caller()?, &call.params).await })
+        }),
+    ],
+};
 
 /// Largest credentials object accepted, serialized.
 pub const MAX_CREDENTIALS_BYTES: usize = 8 * 1024;

@@ -5,10 +5,19 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{ApiError, json_response, parse_json_body};
-use crate::pipeline::{AppState, Caller, store_error};
-use crate::pricing::{self, Feature, Plan};
-use crate::rbac::{self, Decision, Grant, Role, Scope};
+use tollgate::http::{ApiError, json_response, parse_json_body};
+use tollgate::pipeline::{AppState, Caller, FunctionHandlers, store_error};
+use tollgate::pricing::{self, Feature, Plan};
+use tollgate::rbac::{self, Decision, Grant, Role, Scope};
+use tollgate::routes::{Function, Operation};
+
+/// The permission-check function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::PermissionCheck,
+    handlers: &[(Operation::CheckPermissions, |call| {
+        Box::pin(async move { check(call.state, call.caller()?, call.body()).await })
+    })],
+};
 
 /// More names than any screen needs in one call; bounds the work a request can ask for.
 pub const MAX_NAMES_PER_CHECK: usize = 50;
@@ -178,7 +187,7 @@ pub fn decide(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rbac::Permission;
+    use tollgate::rbac::Permission;
 
     fn grants(names: &[&str]) -> Vec<Grant> {
         names.iter().map(|n| n.parse().unwrap()).collect()

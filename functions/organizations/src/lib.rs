@@ -5,11 +5,33 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
-use crate::http::{ApiError, json_response, parse_json_body};
-use crate::pipeline::{AppState, Caller, organization_required, store_error};
-use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
-use crate::store::{OrganizationRecord, PlanStatus, StoreError, TenantId};
-use crate::team::{normalize_email, normalize_organization_name, seat_limit};
+use tollgate::http::{ApiError, json_response, parse_json_body};
+use tollgate::pipeline::{
+    AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
+};
+use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
+use tollgate::routes::{Function, Operation};
+use tollgate::store::{OrganizationRecord, PlanStatus, StoreError};
+use tollgate::team::{normalize_email, normalize_organization_name, seat_limit};
+
+/// The organizations function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::Organizations,
+    handlers: &[
+        (Operation::CreateOrganization, |call| {
+            Box::pin(async move { create(call.state, call.caller()?, call.body()).await })
+        }),
+        (Operation::GetOrganization, |call| {
+            Box::pin(async move { get(call.state, call.caller()?).await })
+        }),
+        (Operation::UpdateOrganization, |call| {
+            Box::pin(async move { update(call.state, call.caller()?, call.body()).await })
+        }),
+        (Operation::DeleteOrganization, |call| {
+            Box::pin(async move { delete(call.state, call.caller()?).await })
+        }),
+    ],
+};
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -72,7 +94,7 @@ fn present<'de, D: serde::Deserializer<'de>>(
 fn valid_name(raw: &str) -> Result<String, ApiError> {
     let name = normalize_organization_name(raw)
         .map_err(|message| ApiError::bad_request("invalid_name", message))?;
-    if name.chars().any(crate::text::is_hidden_character) {
+    if name.chars().any(tollgate::text::is_hidden_character) {
         return Err(ApiError::bad_request(
             "invalid_name",
             "The organization name may not contain invisible formatting characters (such as bidi overrides or zero-width spaces); type it again as plain text.",
@@ -88,11 +110,6 @@ fn valid_billing_email(raw: &str) -> Result<String, ApiError> {
             "`billingEmail` must be an email address such as billing@example.com.",
         )
     })
-}
-
-/// The caller's tenant: tenant routes only run for members (the pipeline checked it).
-pub(crate) fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
-    caller.tenant.as_ref().ok_or_else(organization_required)
 }
 
 pub async fn create(

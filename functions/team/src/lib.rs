@@ -4,13 +4,43 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use super::organizations::tenant_of;
-use crate::http::{ApiError, invalid_cursor, json_response, page_params, parse_json_body};
-use crate::pipeline::{AppState, Caller, organization_required, store_error};
-use crate::rbac::Role;
-use crate::routes::PathParams;
-use crate::store::{InvitationRecord, MemberRecord, StoreError, TeamEntry};
-use crate::team::{self, Actor, GuardError, normalize_email, seat_limit};
+use tollgate::http::{ApiError, invalid_cursor, json_response, page_params, parse_json_body};
+use tollgate::pipeline::{
+    AppState, Caller, FunctionHandlers, organization_required, path_id, store_error, tenant_of,
+};
+use tollgate::rbac::Role;
+use tollgate::routes::{Function, Operation, PathParams};
+use tollgate::store::{InvitationRecord, MemberRecord, StoreError, TeamEntry};
+use tollgate::team::{
+    self, Actor, GuardError, concurrent, guard_error, normalize_email, seat_limit,
+};
+
+/// The team function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::Team,
+    handlers: &[
+        (Operation::ListTeam, |call| {
+            Box::pin(async move { list(call.state, call.caller()?, call.request).await })
+        }),
+        (Operation::InviteMember, |call| {
+            Box::pin(async move { invite(call.state, call.caller()?, call.body()).await })
+        }),
+        (Operation::ChangeRole, |call| {
+            Box::pin(async move {
+                change_role(call.state, call.caller()?, call.body(), &call.params).await
+            })
+        }),
+        (Operation::RemoveMember, |call| {
+            Box::pin(async move { remove(call.state, call.caller()?, &call.params).await })
+        }),
+        (Operation::RevokeInvitation, |call| {
+            Box::pin(async move { revoke(call.state, call.caller()?, &call.params).await })
+        }),
+        (Operation::ResendInvitation, |call| {
+            Box::pin(async move { resend(call.state, call.caller()?, &call.params).await })
+        }),
+    ],
+};
 
 const DEFAULT_PAGE_SIZE: i32 = 50;
 const MAX_PAGE_SIZE: i32 = 100;
@@ -133,22 +163,6 @@ fn actor(caller: &Caller) -> Result<Actor<'_>, ApiError> {
     })
 }
 
-pub(crate) fn guard_error(error: GuardError) -> ApiError {
-    if error.is_conflict() {
-        ApiError::conflict(error.code(), error.to_string())
-    } else {
-        ApiError::forbidden(error.code(), error.to_string())
-    }
-}
-
-pub(crate) fn path_id(params: &PathParams) -> Result<&str, ApiError> {
-    params
-        .iter()
-        .find(|(name, _)| *name == "id")
-        .map(|(_, value)| value.as_str())
-        .ok_or_else(ApiError::internal)
-}
-
 pub async fn invite(
     state: &AppState,
     caller: &Caller,
@@ -224,13 +238,6 @@ pub async fn invite(
         Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
-}
-
-pub(crate) fn concurrent() -> ApiError {
-    ApiError::conflict(
-        "concurrent_update",
-        "The team changed at the same moment; reload and try again.",
-    )
 }
 
 fn member_not_found() -> ApiError {

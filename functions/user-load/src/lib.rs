@@ -9,19 +9,43 @@ use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
 
-use super::organizations::tenant_of;
-use super::team::{concurrent, guard_error, path_id};
-use crate::auth::jwt::{Claims, JwtVerifier};
-use crate::auth::profile::{self, Profile};
-use crate::http::{ApiError, json_response};
-use crate::pipeline::{AppState, Caller, organization_required, store_error};
-use crate::pricing::{self, Plan, PlanFeatures, PlanLimits};
-use crate::rbac::{self, Role};
-use crate::routes::PathParams;
-use crate::store::{
+use tollgate::auth::jwt::{Claims, JwtVerifier};
+use tollgate::auth::profile::{self, Profile};
+use tollgate::http::{ApiError, json_response};
+use tollgate::pipeline::{
+    AppState, Caller, FunctionHandlers, organization_required, path_id, store_error, tenant_of,
+};
+use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
+use tollgate::rbac::{self, Role};
+use tollgate::routes::{Function, Operation, PathParams};
+use tollgate::store::{
     AddressedInvitation, NewUser, OrganizationRecord, PlanStatus, StoreError, UserRecord,
 };
-use crate::team::{self, GuardError, is_expired, seat_limit};
+use tollgate::team::{self, GuardError, is_expired, seat_limit};
+use tollgate::team::{concurrent, guard_error};
+
+/// The user-load function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::UserLoad,
+    handlers: &[
+        (Operation::GetMe, |call| {
+            Box::pin(async move { get_me(call.state, call.caller()?, call.request).await })
+        }),
+        (Operation::AcceptInvitation, |call| {
+            Box::pin(
+                async move { accept_invitation(call.state, call.caller()?, &call.params).await },
+            )
+        }),
+        (Operation::DeclineInvitation, |call| {
+            Box::pin(
+                async move { decline_invitation(call.state, call.caller()?, &call.params).await },
+            )
+        }),
+        (Operation::LeaveOrganization, |call| {
+            Box::pin(async move { leave_organization(call.state, call.caller()?).await })
+        }),
+    ],
+};
 
 /// At most this many pending invitations are listed (newest first).
 const MAX_LISTED_INVITATIONS: usize = 50;
@@ -152,7 +176,7 @@ async fn user_with_profile(
                         profile.email.as_deref(),
                         profile.email_verified,
                         name.as_deref(),
-                        &crate::store::now_rfc3339(),
+                        &tollgate::store::now_rfc3339(),
                     )
                     .await
                     .map_err(store_error)?;
@@ -166,7 +190,7 @@ async fn user_with_profile(
                     email: profile.email,
                     name: profile.name.or_else(|| claims.display_name()),
                     email_verified: Some(profile.email_verified),
-                    profile_read_at: Some(crate::store::now_rfc3339()),
+                    profile_read_at: Some(tollgate::store::now_rfc3339()),
                 },
                 None => NewUser {
                     subject: claims.sub.clone(),

@@ -10,18 +10,26 @@ use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
-use super::billing::stripe_error;
-use crate::billing::signature::{self, DEFAULT_TOLERANCE, SignatureError};
-use crate::billing::state::{
+use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, SignatureError};
+use tollgate::billing::state::{
     self, InvoiceOutcome, InvoiceSignal, SubscriptionSnapshot, Transition,
 };
-use crate::billing::stripe_api::{
-    CheckoutFacts, InvoiceFacts, ShapeError, StripeApi, StripeError, SubscriptionFacts,
+use tollgate::billing::stripe_api::{
+    self, CheckoutFacts, InvoiceFacts, ShapeError, StripeApi, StripeError, SubscriptionFacts,
     parse_checkout_session, parse_invoice, parse_subscription,
 };
-use crate::http::{ApiError, body_bytes, json_response};
-use crate::pipeline::{AppState, store_error};
-use crate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
+use tollgate::http::{ApiError, body_bytes, json_response};
+use tollgate::pipeline::{AppState, FunctionHandlers, store_error};
+use tollgate::routes::{Function, Operation};
+use tollgate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
+
+/// The stripe-webhook function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::StripeWebhook,
+    handlers: &[(Operation::StripeWebhook, |call| {
+        Box::pin(async move { receive(call.state, call.request).await })
+    })],
+};
 
 /// Stripe's events are far smaller; anything larger is not from Stripe.
 pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
@@ -155,17 +163,6 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
     ))
 }
 
-async fn api(state: &AppState) -> Result<StripeApi, ApiError> {
-    let secrets = state.secrets().await?;
-    let stripe = secrets.stripe.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            "billing_not_configured",
-            "STRIPE_SECRET_KEY is unset: the event cannot be completed through Stripe's API; Stripe will retry.",
-        )
-    })?;
-    stripe.api().map_err(stripe_error)
-}
-
 /// The payload's object in the pinned API version: parsed as sent, or fetched again by id when it
 /// does not fit (an endpoint on another API version). Never acknowledged unparsed.
 async fn pinned<T, Fut>(
@@ -182,7 +179,9 @@ where
         Err(error) => {
             tracing::warn!(%error, "payload does not fit the pinned API version; fetching it");
             let id = object_id(object)?.to_owned();
-            fetch(api(state).await?, id).await.map_err(stripe_error)
+            fetch(stripe_api::client(state).await?, id)
+                .await
+                .map_err(stripe_api::api_error)
         }
     }
 }
@@ -322,11 +321,11 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 return Ok(None);
             };
             // The session carries no subscription state: read it, in the pinned version.
-            let subscription = api(state)
+            let subscription = stripe_api::client(state)
                 .await?
                 .retrieve_subscription(&subscription_id)
                 .await
-                .map_err(stripe_error)?;
+                .map_err(stripe_api::api_error)?;
             (tenant, snapshot(event, subscription, false), None)
         }
         "customer.subscription.created"
@@ -444,25 +443,25 @@ fn is_renewal_draft(event: &EventEnvelope, facts: &InvoiceFacts) -> bool {
 async fn bill_overage(
     state: &AppState,
     tenant: &TenantId,
-    organization: &crate::store::OrganizationRecord,
+    organization: &tollgate::store::OrganizationRecord,
     facts: &InvoiceFacts,
     record: &mut InvoiceRecord,
-) -> Result<Option<(crate::usage::Period, Option<String>)>, ApiError> {
-    use crate::store::usage::OverageRecord;
+) -> Result<Option<(tollgate::usage::Period, Option<String>)>, ApiError> {
+    use tollgate::store::usage::OverageRecord;
     let Some(period_end) = facts.period_end else {
         return Ok(None);
     };
     let Ok(last_moment) = time::OffsetDateTime::from_unix_timestamp(period_end - 1) else {
         return Ok(None);
     };
-    let period = super::usage::organization_period(organization.billing.as_ref(), last_moment);
+    let period = tollgate::usage::organization_period(organization.billing.as_ref(), last_moment);
     // The plan the closed period was on: the billing state's, whatever happened since.
     let plan = organization
         .billing
         .as_ref()
         .and_then(|b| b.plan)
         .or(organization.plan);
-    let included = crate::usage::included_minutes(plan);
+    let included = tollgate::usage::included_minutes(plan);
 
     let mut marker = state
         .store
@@ -478,16 +477,16 @@ async fn bill_overage(
             .usage_counter(tenant, &period)
             .await
             .map_err(store_error)?;
-        let overage = crate::pricing::overage_minutes(counter.minutes, included);
+        let overage = tollgate::pricing::overage_minutes(counter.minutes, included);
         let frozen = OverageRecord {
             period_key: period.key(),
             minutes: counter.minutes,
             overage_minutes: overage,
-            amount_cents: crate::pricing::overage_cost_cents(overage),
+            amount_cents: tollgate::pricing::overage_cost_cents(overage),
             invoice_id: facts.id.clone(),
             invoice_item_id: None,
             state: "pending".to_owned(),
-            frozen_at: crate::store::now_rfc3339(),
+            frozen_at: tollgate::store::now_rfc3339(),
         };
         if state
             .store
@@ -529,7 +528,7 @@ async fn bill_overage(
         );
         let key = format!("tollgate-overage-{}-{}", tenant.as_str(), marker.period_key);
         let minutes = marker.overage_minutes.to_string();
-        let item = api(state)
+        let item = stripe_api::client(state)
             .await?
             .create_invoice_item(
                 customer,
@@ -545,7 +544,7 @@ async fn bill_overage(
                 &key,
             )
             .await
-            .map_err(stripe_error)?;
+            .map_err(stripe_api::api_error)?;
         tracing::info!(invoice_id = %marker.invoice_id, invoice_item_id = %item, overage_minutes = marker.overage_minutes, amount_cents = marker.amount_cents, "overage billed");
         Some(item)
     } else {

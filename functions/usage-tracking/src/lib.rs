@@ -7,42 +7,31 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::organizations::tenant_of;
-use crate::billing::state::BillingState;
-use crate::http::{ApiError, json_response, parse_json_body};
-use crate::pipeline::{AppState, Caller, organization_required, store_error};
-use crate::pricing::Plan;
-use crate::store::usage::{CallRecord, RecordOutcome, UsageCounter};
-use crate::store::{OrganizationRecord, TenantId, is_live};
-use crate::usage::{self, Period, Threshold};
+use tollgate::http::{ApiError, json_response, parse_json_body};
+use tollgate::pipeline::{
+    AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
+};
+use tollgate::pricing::Plan;
+use tollgate::routes::{Function, Operation};
+use tollgate::store::usage::{CallRecord, RecordOutcome, UsageCounter};
+use tollgate::store::{OrganizationRecord, TenantId, conflict_backoff};
+use tollgate::usage::{self, Period, Threshold};
+
+/// The usage-tracking function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::UsageTracking,
+    handlers: &[
+        (Operation::RecordCall, |call| {
+            Box::pin(async move { record_call(call.state, call.body()).await })
+        }),
+        (Operation::GetUsage, |call| {
+            Box::pin(async move { get_usage(call.state, call.caller()?).await })
+        }),
+    ],
+};
 
 /// Transaction conflicts on a hot counter are retried this often before answering 503.
 const RECORD_ATTEMPTS: u32 = 10;
-
-/// The billing period of an organization containing `t`: its subscription's periods while one is
-/// live (anchored on the stored period start), otherwise UTC calendar months.
-pub fn organization_period(billing: Option<&BillingState>, t: OffsetDateTime) -> Period {
-    let anchored = billing
-        .filter(|b| is_live(b.status))
-        .and_then(|b| Some((b.current_period_start?, b.interval?)))
-        .and_then(|(start, interval)| {
-            Some((OffsetDateTime::from_unix_timestamp(start).ok()?, interval))
-        });
-    match anchored {
-        Some((anchor, interval)) => usage::subscription_period_containing(anchor, interval, t),
-        None => usage::calendar_month(t),
-    }
-}
-
-/// The oldest billing period still open at `now`: the one before the current period (see
-/// [`usage::check_ended_at_is_open`]).
-pub fn oldest_open_period(billing: Option<&BillingState>, now: OffsetDateTime) -> Period {
-    let current = organization_period(billing, now);
-    match current.start.checked_sub(time::Duration::nanoseconds(1)) {
-        Some(before) => organization_period(billing, before),
-        None => current,
-    }
-}
 
 /// `t` as RFC 3339; `None` outside what RFC 3339 can write (years 0000–9999).
 fn rfc3339(t: OffsetDateTime) -> Option<String> {
@@ -101,7 +90,7 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
     let call_id = request.call_id.unwrap_or_default();
     let unknown =
         || ApiError::not_found("organization_not_found", "There is no such organization.");
-    if !crate::routes::is_plausible_id(&organization_id) {
+    if !tollgate::routes::is_plausible_id(&organization_id) {
         return Err(unknown());
     }
     let (tenant, mut organization) = state
@@ -113,7 +102,7 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
     tracing::Span::current().record("organization_id", tenant.as_str());
     // Checked once, against the organization as first read: a period billed while this request
     // runs carries the call into the open period instead (`PeriodBilled` below).
-    let oldest_open = oldest_open_period(organization.billing.as_ref(), now);
+    let oldest_open = usage::oldest_open_period(organization.billing.as_ref(), now);
     if usage::check_ended_at_is_open(valid.ended_at, &oldest_open).is_err() {
         return Err(ApiError::bad_request(
             "invalid_field",
@@ -133,11 +122,11 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
                 .map_err(store_error)?
                 .ok_or_else(unknown)?;
         }
-        let own = organization_period(organization.billing.as_ref(), valid.ended_at);
+        let own = usage::organization_period(organization.billing.as_ref(), valid.ended_at);
         let billed_through = organization
             .overage_billed_through
             .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok());
-        let current = organization_period(organization.billing.as_ref(), now);
+        let current = usage::organization_period(organization.billing.as_ref(), now);
         let period = usage::billing_period_for_late_usage(&own, billed_through, &current);
         let record = CallRecord {
             organization_id: organization_id.clone(),
@@ -191,7 +180,7 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
             RecordOutcome::OrganizationMissing => return Err(unknown()),
             // The period was billed between our read and our write: recompute as late usage.
             RecordOutcome::PeriodBilled => {}
-            RecordOutcome::Conflict => backoff(attempt).await,
+            RecordOutcome::Conflict => conflict_backoff(attempt).await,
         }
     }
     Err(ApiError::unavailable(
@@ -202,17 +191,6 @@ pub async fn record_call(state: &AppState, body: &Body) -> Result<Response<Body>
 
 fn missing(field: &str) -> ApiError {
     ApiError::bad_request("invalid_field", format!("`{field}` is required."))
-}
-
-/// Jittered exponential backoff for transaction conflicts: 5, 10, 20 ... ms, at most 160 ms.
-pub async fn backoff(attempt: u32) {
-    let mut byte = [0u8; 1];
-    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut byte);
-    let base = 5u64 << attempt.min(5);
-    tokio::time::sleep(std::time::Duration::from_millis(
-        base + u64::from(byte[0]) % base.max(1),
-    ))
-    .await;
 }
 
 /// Reads the counter after the call is in and fires every threshold at or below it that has not
@@ -288,7 +266,8 @@ pub async fn get_usage(state: &AppState, caller: &Caller) -> Result<Response<Bod
         .await
         .map_err(store_error)?
         .ok_or_else(organization_required)?;
-    let period = organization_period(organization.billing.as_ref(), OffsetDateTime::now_utc());
+    let period =
+        usage::organization_period(organization.billing.as_ref(), OffsetDateTime::now_utc());
     let counter: UsageCounter = state
         .store
         .usage_counter(tenant, &period)

@@ -1,9 +1,12 @@
-//! One-off maintenance jobs, run by `tollgate-dev` locally and by the `rotate-keys` Lambda in AWS.
+//! The `rotate-keys` function (no route): re-encrypts every integration credential under the
+//! active key. The Lambda is invoked directly (console, CLI or a scheduled rule) with any payload
+//! and answers the [`RotationReport`]; `tollgate-dev rotate-keys` runs the same code locally.
 
 use serde::Serialize;
 
-use crate::crypto::KeyRing;
-use crate::store::{Store, StoreError};
+use tollgate::crypto::KeyRing;
+use tollgate::pipeline::AppState;
+use tollgate::store::{Store, StoreError};
 
 /// What a key rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -68,4 +71,29 @@ pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport
         "key rotation finished"
     );
     Ok(report)
+}
+/// One invocation: the report of a rotation under the current key ring.
+pub async fn handle(state: &AppState) -> Result<RotationReport, lambda_runtime::Error> {
+    let secrets = state.secrets().await.map_err(|error| error.message)?;
+    let ring = secrets
+        .keyring
+        .as_ref()
+        .ok_or("ENCRYPTION_KEYS is unset: there is no key ring to rotate to")?;
+    Ok(rotate_keys(&state.store, ring).await?)
+}
+
+/// The Lambda: builds the state once per cold start, then answers each invocation with [`handle`].
+pub async fn run() -> Result<(), lambda_runtime::Error> {
+    tollgate::telemetry::init();
+    let state = match AppState::from_env().await {
+        Ok(state) => state,
+        Err(error) => return Err(tollgate::lambda::init_failed(error).await),
+    };
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |_event: lambda_runtime::LambdaEvent<serde_json::Value>| {
+            let state = state.clone();
+            async move { handle(&state).await }
+        },
+    ))
+    .await
 }

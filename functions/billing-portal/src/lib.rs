@@ -1,0 +1,41 @@
+//! The `billing-portal` function: `POST /api/billing/portal` opens Stripe's customer portal,
+//! where the organization changes or cancels its subscription.
+
+use http::StatusCode;
+use lambda_http::{Body, Response};
+use serde::Serialize;
+use tollgate::billing::stripe_api;
+use tollgate::http::ApiError;
+use tollgate::http::json_response;
+use tollgate::pipeline::{AppState, Caller, FunctionHandlers, organization_of};
+use tollgate::routes::{Function, Operation};
+
+/// The billing-portal function's routes and handlers.
+pub static HANDLERS: FunctionHandlers = FunctionHandlers {
+    function: Function::BillingPortal,
+    handlers: &[(Operation::BillingPortal, |call| {
+        Box::pin(async move { portal(call.state, call.caller()?).await })
+    })],
+};
+
+#[derive(Debug, Serialize)]
+struct PortalResponse {
+    url: String,
+}
+
+pub async fn portal(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+    let stripe = stripe_api::client(state).await?;
+    let organization = organization_of(state, caller).await?;
+    let customer_id = organization.stripe_customer_id.ok_or_else(|| {
+        ApiError::conflict(
+            "no_billing_account",
+            "The organization has no billing account yet; start a subscription with POST /api/billing/checkout.",
+        )
+    })?;
+    let return_url = format!("{}/settings/billing", state.config.app_url);
+    let url = stripe
+        .create_portal_session(&customer_id, &return_url)
+        .await
+        .map_err(stripe_api::api_error)?;
+    Ok(json_response(StatusCode::OK, &PortalResponse { url }))
+}
