@@ -2,7 +2,8 @@
 # `make bench`: every benchmark of docs/BENCHMARKS.md in one run on this machine, then rewrites
 # docs/BENCHMARKS.md with the figures, the commands and the machine.
 #
-#   1. artifact size: `make package` (arm64, release profile) + the hello-world baseline, zipped
+#   1. artifact size: `make package` (arm64, release profile) + the two baselines (hello-world,
+#      hello-stripe: one async-stripe call), zipped
 #   2. init: x86_64 builds (release profile) of every function and hello world, 20 starts each under
 #      the local Runtime API (tollgate-bench init)
 #   3. hot paths: criterion (tollgate-hot-paths --bench, built with tollgate-bench)
@@ -23,11 +24,13 @@ phase() { echo; echo "=== bench: $* ($(( $(date +%s) - started_at )) s)"; }
 
 functions=()
 for manifest in functions/*/Cargo.toml; do functions+=("$(basename "$(dirname "$manifest")")"); done
-packages=(); for f in "${functions[@]}" hello-world; do packages+=(-p "$f"); done
+packages=(); for f in "${functions[@]}" hello-world hello-stripe; do packages+=(-p "$f"); done
+# The functions that call Stripe (their crate depends on async-stripe), compared with hello-stripe.
+stripe_functions=$( (grep -l '^async-stripe' functions/*/Cargo.toml || true) | xargs -rn1 dirname | xargs -rn1 basename | paste -sd, -)
 
-phase "1/5 artifact size: make package + hello-world (arm64, release)"
+phase "1/5 artifact size: make package + hello-world + hello-stripe (arm64, release)"
 t0=$(date +%s)
-infra/scripts/package.sh hello-world
+infra/scripts/package.sh hello-world hello-stripe
 package_seconds=$(( $(date +%s) - t0 ))
 
 phase "2/5 x86_64 builds for init and the measuring tool (release profile)"
@@ -40,12 +43,12 @@ cargo build --release "${packages[@]}" -p tollgate-tests --bins
 bench_tool="target/release/tollgate-bench"
 bins="target/release"
 
-for binary in user-load stripe-webhook hello-world; do
+for binary in user-load stripe-webhook hello-world hello-stripe; do
   python3 infra/scripts/crate-sizes.py "$bins/$binary" 10 >"$out/crates-$binary.md"
 done
 
 phase "3/5 init: $runs starts per binary"
-"$bench_tool" init --bin-dir "$bins" --runs "$runs" --out "$out/init.md"
+"$bench_tool" init --bin-dir "$bins" --runs "$runs" --stripe-functions "$stripe_functions" --out "$out/init.md"
 
 phase "4/5 hot paths: criterion"
 rm -rf target/criterion

@@ -1,7 +1,7 @@
 //! Profiles from the identity provider, for tokens that carry no email (Clerk's and Auth0's
 //! defaults): the Clerk Backend API (`GET /v1/users/{user_id}` with the secret key) or Auth0's
 //! `/userinfo` (with the caller's own token). Read once per user and stored with the time it was
-//! read (`tollgate::handlers::me`).
+//! read (the user-load function).
 //!
 //! Logging: never the secret key, the token or the answer's contents.
 
