@@ -6,6 +6,7 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
+use tollgate::pipeline::organization_of;
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
 };
@@ -154,13 +155,7 @@ fn already_member() -> ApiError {
 }
 
 pub async fn get(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
-    let tenant = tenant_of(caller)?;
-    let organization = state
-        .store
-        .get_organization(tenant)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(organization_required)?;
+    let organization = organization_of(state, caller).await?;
     Ok(json_response(
         StatusCode::OK,
         &OrganizationView::from(organization),

@@ -5,6 +5,7 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, invalid_cursor, json_response, page_params, parse_json_body};
+use tollgate::pipeline::organization_of;
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, path_id, store_error, tenant_of,
 };
@@ -263,13 +264,7 @@ async fn target_member(
 }
 
 async fn owner_count(state: &AppState, caller: &Caller) -> Result<u64, ApiError> {
-    let tenant = tenant_of(caller)?;
-    let organization = state
-        .store
-        .get_organization(tenant)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(organization_required)?;
+    let organization = organization_of(state, caller).await?;
     Ok(organization.owner_count)
 }
 
