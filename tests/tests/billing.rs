@@ -119,7 +119,7 @@ async fn checkout_sends_exactly_stripes_fields_and_reuses_the_customer() {
     );
     assert_eq!(
         sessions[0].header("stripe-version"),
-        Some(tollgate::billing::stripe_api::PINNED_API_VERSION)
+        Some(tollgate_stripe::PINNED_API_VERSION.as_str())
     );
 
     // A second checkout (say, the first was abandoned) reuses the customer, with a new key.

@@ -136,7 +136,7 @@ async fn pay_completes_a_business_checkout_and_the_plan_applies_once() {
     assert_eq!(events[0]["object"], "event");
     assert_eq!(
         events[0]["api_version"],
-        tollgate::billing::stripe_api::PINNED_API_VERSION
+        tollgate_stripe::PINNED_API_VERSION.as_str()
     );
     assert_eq!(completed["id"], session.as_str());
     assert_eq!(completed["mode"], "subscription");

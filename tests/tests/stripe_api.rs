@@ -1,10 +1,13 @@
-//! The Stripe API layer (`tollgate::billing::stripe_api`) against the local Stripe stand-in, and
-//! the parsing of webhook objects built from Stripe's own fixtures. No DynamoDB needed.
+//! The Stripe client (`tollgate_stripe`, async-stripe) against the local Stripe stand-in, and the
+//! parsing of webhook events and objects built from Stripe's own fixtures. No DynamoDB needed.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use tollgate::billing::stripe_api::{
-    CheckoutFacts, CheckoutRequest, InvoiceFacts, PINNED_API_VERSION, StripeApi, StripeError,
-    SubscriptionFacts, parse_checkout_session, parse_invoice, parse_subscription,
+use tollgate_stripe::{
+    CheckoutFacts, CheckoutRequest, EventError, EventFacts, InvoiceFacts, MAX_ATTEMPTS,
+    PINNED_API_VERSION, REQUEST_TIMEOUT, StripeApi, StripeError, StripeEvent, SubscriptionFacts,
+    parse_checkout_session, parse_event, parse_invoice, parse_subscription,
 };
 use tollgate_tests::stripe_standin::{
     RecordedRequest, StripeStandIn, event, fixture, signed_event, stripe_error,
@@ -43,20 +46,42 @@ fn only_request(standin: &StripeStandIn) -> RecordedRequest {
     requests.into_iter().next().unwrap()
 }
 
-/// Authorization, the pinned Stripe-Version and a form body, as every call sends them.
+/// Authorization, the pinned Stripe-Version, who calls and a form body, as every call sends them.
 fn assert_stripe_headers(request: &RecordedRequest) {
     assert_eq!(
         request.header("authorization"),
         Some(format!("Bearer {KEY}").as_str())
     );
-    assert_eq!(request.header("stripe-version"), Some(PINNED_API_VERSION));
-    assert_eq!(PINNED_API_VERSION, "2026-09-30.endive");
+    assert_eq!(
+        request.header("stripe-version"),
+        Some(PINNED_API_VERSION.as_str())
+    );
+    assert_eq!(PINNED_API_VERSION.as_str(), "2026-09-30.endive");
+    // async-stripe's agent, then Tollgate's (its app info).
+    let agent = request.header("user-agent").unwrap_or_default();
+    assert!(agent.starts_with("Stripe/v1 RustBindings/"), "{agent}");
+    assert!(
+        agent.contains(concat!("tollgate/", env!("CARGO_PKG_VERSION"))),
+        "{agent}"
+    );
     if request.method == "POST" {
         assert_eq!(
             request.header("content-type"),
             Some("application/x-www-form-urlencoded")
         );
+    } else {
+        assert_eq!(request.header("content-type"), None);
+        assert!(request.form.is_empty(), "{request:?}");
     }
+}
+
+/// The stand-in's events name the version the client speaks.
+#[test]
+fn the_stand_in_and_the_client_pin_the_same_version() {
+    assert_eq!(
+        event("invoice.paid", "evt_1", 1, fixture("invoice"))["api_version"],
+        PINNED_API_VERSION.as_str()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -148,15 +173,25 @@ async fn a_stripe_500_is_unavailable_and_transient() {
         500,
         stripe_error("api_error", None, "An unknown error occurred"),
     );
+    let started = Instant::now();
     let err = api
         .create_checkout_session(&checkout_request(), "k1")
         .await
         .unwrap_err();
+    let took = started.elapsed();
     assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
     assert!(err.to_string().contains("500"), "{err}");
-    // Sent once: the caller answers 502 and its client (or Stripe) retries with the same key.
-    assert_eq!(standin.requests().len(), 1);
+    // async-stripe's ExponentialBackoff: MAX_ATTEMPTS attempts, 1 s then 2 s apart, every one with
+    // the caller's key; then the caller answers 502 and its client (or Stripe) retries.
+    let requests = standin.requests();
+    assert_eq!(requests.len(), MAX_ATTEMPTS as usize, "{requests:#?}");
+    for request in &requests {
+        assert_eq!(request.idempotency_key(), Some("k1"));
+        assert_eq!(request.form, requests[0].form);
+    }
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert!(took < REQUEST_TIMEOUT, "{took:?}");
 
     // Once Stripe recovers, the same key goes through.
     standin.clear_response("POST", "/v1/checkout/sessions");
@@ -185,6 +220,8 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("429"), "{err}");
+    assert_eq!(standin.requests().len(), MAX_ATTEMPTS as usize);
 
     // Another request with the same idempotency key is still being processed.
     standin.respond_with(
@@ -202,6 +239,8 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("409"), "{err}");
+    assert_eq!(standin.requests().len(), 2 * MAX_ATTEMPTS as usize);
 
     // A proxy's 502 whose body is not Stripe's error object.
     standin.respond_with(
@@ -215,6 +254,14 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("without its error body"), "{err}");
+    let requests = standin.requests();
+    assert_eq!(requests.len(), 3 * MAX_ATTEMPTS as usize);
+    assert!(
+        requests
+            .iter()
+            .all(|request| request.idempotency_key() == Some("k"))
+    );
 }
 
 #[tokio::test]
@@ -266,6 +313,13 @@ async fn an_invalid_request_is_rejected_with_stripes_code_and_message() {
             message: "Your card was declined.".to_owned(),
         }
     );
+    // A refusal is not retried: one request each.
+    let keys: Vec<_> = standin
+        .requests()
+        .iter()
+        .map(|request| request.idempotency_key().map(str::to_owned))
+        .collect();
+    assert_eq!(keys, [Some("k".to_owned()), Some("k2".to_owned())]);
 }
 
 #[tokio::test]
@@ -331,12 +385,44 @@ async fn stripe_out_of_reach_is_unavailable() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let api = StripeApi::new(KEY, &base).unwrap();
+    let started = Instant::now();
     let err = api
         .create_portal_session("cus_1", "https://app.example.com/billing")
         .await
         .unwrap_err();
+    let took = started.elapsed();
     assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
+    assert!(!err.to_string().contains(KEY), "{err}");
+    // Refused connections are retried too (1 s, then 2 s later), within the budget.
+    assert!(took >= Duration::from_secs(3), "{took:?}");
+    assert!(took < REQUEST_TIMEOUT, "{took:?}");
+}
+
+/// A Stripe that accepts connections but never answers: the call ends within REQUEST_TIMEOUT, all
+/// attempts included (the first attempt gets the whole budget, and no retry fits after it).
+#[tokio::test]
+async fn a_call_never_outlasts_the_request_budget() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let accepted = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((connection, _)) = listener.accept().await {
+            held.push(connection);
+        }
+    });
+    let api = StripeApi::new(KEY, &base).unwrap();
+    let started = Instant::now();
+    let err = api.retrieve_subscription("sub_slow").await.unwrap_err();
+    let took = started.elapsed();
+    accepted.abort();
+    assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
+    assert!(err.to_string().contains("no answer"), "{err}");
+    assert!(
+        took >= REQUEST_TIMEOUT - Duration::from_millis(100),
+        "{took:?}"
+    );
+    assert!(took < REQUEST_TIMEOUT + Duration::from_secs(1), "{took:?}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,8 +490,17 @@ async fn portal_session_returns_its_url() {
             ("return_url", "https://app.example.com/billing"),
         ])
     );
-    assert_eq!(request.idempotency_key(), None);
+    // Every POST carries a key, so its retries are one session: a fresh one per call here (the
+    // caller passes none).
+    let key = request.idempotency_key().expect("a key").to_owned();
+    assert!(key.starts_with("tollgate-portal-"), "{key}");
     assert_stripe_headers(&request);
+    standin.clear_requests();
+    api.create_portal_session("cus_test_9", "https://app.example.com/billing")
+        .await
+        .expect("portal");
+    let second = only_request(&standin);
+    assert_ne!(second.idempotency_key(), Some(key.as_str()));
 
     standin.respond_with(
         "POST",
@@ -459,6 +554,84 @@ async fn invoice_item_is_attached_to_the_draft_invoice() {
     );
     assert_eq!(request.idempotency_key(), Some("overage:org_0001:2026-10"));
     assert_stripe_headers(&request);
+
+    // The same key and parameters (metadata encoded in whatever order) replay the same item, as
+    // Stripe does; the same key for another amount is refused.
+    let again = api
+        .create_invoice_item(
+            "cus_test_1",
+            "in_draft_1",
+            1230,
+            "usd",
+            "Overage: 123 minutes",
+            &[("period", "2026-10"), ("organizationId", "org_0001")],
+            "overage:org_0001:2026-10",
+        )
+        .await
+        .expect("replayed");
+    assert_eq!(again, id);
+    let err = api
+        .create_invoice_item(
+            "cus_test_1",
+            "in_draft_1",
+            999,
+            "USD",
+            "Overage: 123 minutes",
+            &[("organizationId", "org_0001"), ("period", "2026-10")],
+            "overage:org_0001:2026-10",
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StripeError::Rejected { status: 400, .. }),
+        "{err:?}"
+    );
+    // The currency is sent in lower case.
+    assert_eq!(
+        standin.requests().last().unwrap().form_value("currency"),
+        Some("usd")
+    );
+}
+
+/// Like Stripe, the stand-in compares an idempotent request's parameters as a set of fields:
+/// async-stripe encodes a map (`metadata`) in whatever order its `HashMap` iterates.
+#[tokio::test]
+async fn the_stand_in_replays_a_key_whatever_the_order_of_the_fields() {
+    let standin = StripeStandIn::start().await;
+    tollgate::trust::install_ring_defaults();
+    let http = reqwest::Client::new();
+    let post = |body: &'static str| {
+        http.post(format!("{}/v1/invoiceitems", standin.base_url))
+            .bearer_auth(KEY)
+            .header("idempotency-key", "order-key")
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    let first = post("customer=cus_1&amount=5&currency=usd&metadata%5Ba%5D=1&metadata%5Bb%5D=2")
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    let reordered =
+        post("metadata%5Bb%5D=2&currency=usd&metadata%5Ba%5D=1&amount=5&customer=cus_1")
+            .await
+            .unwrap();
+    assert_eq!(reordered.status(), 200);
+    assert_eq!(
+        reordered
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let reordered: Value = reordered.json().await.unwrap();
+    assert_eq!(reordered["id"], first["id"]);
+    // Other parameters under the same key: refused.
+    let other = post("customer=cus_1&amount=6&currency=usd&metadata%5Ba%5D=1&metadata%5Bb%5D=2")
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 400);
 }
 
 #[tokio::test]
@@ -548,6 +721,8 @@ async fn retrieve_subscription_parses_the_fixture_and_what_the_test_sets() {
     );
     assert_eq!(request.idempotency_key(), None);
     assert!(request.form.is_empty());
+    // async-stripe encodes the (empty) query parameters of a retrieval: `?` and nothing after it.
+    assert_eq!(request.query.as_deref(), Some(""));
     assert_stripe_headers(&request);
 
     let mut subscription = fixture("subscription");
@@ -673,7 +848,10 @@ fn an_older_api_subscription_is_a_shape_error_that_says_why() {
     assert_eq!(err.object, "subscription");
     assert!(err.detail.contains("items.data[0]"), "{err}");
     assert!(err.detail.contains("2025-03-31.basil"), "{err}");
-    assert!(err.to_string().contains(PINNED_API_VERSION), "{err}");
+    assert!(
+        err.to_string().contains(PINNED_API_VERSION.as_str()),
+        "{err}"
+    );
 
     subscription["items"]["data"] = json!([]);
     let facts = parse_subscription(&subscription).expect("no items: fits the pinned type");
@@ -855,7 +1033,7 @@ fn signed_events_wrap_fixtures_as_stripe_does() {
     assert_eq!(delivered["type"], "customer.subscription.updated");
     assert_eq!(delivered["id"], "evt_test_1");
     assert_eq!(delivered["created"], 1_760_000_000);
-    assert_eq!(delivered["api_version"], PINNED_API_VERSION);
+    assert_eq!(delivered["api_version"], PINNED_API_VERSION.as_str());
     assert_eq!(delivered["livemode"], false);
     assert_eq!(delivered["pending_webhooks"], 1);
     assert_eq!(
@@ -872,4 +1050,187 @@ fn signed_events_wrap_fixtures_as_stripe_does() {
         "in_1Pgc6tB7WZ01zgkWu9fdqL6I"
     );
     assert_eq!(unsigned["type"], "invoice.paid");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Webhook events (parse_event: after Tollgate's signature check)
+
+fn delivered(event_type: &str, event_id: &str, object: Value) -> Vec<u8> {
+    event(event_type, event_id, 1_760_000_000, object)
+        .to_string()
+        .into_bytes()
+}
+
+#[test]
+fn events_parse_into_facts_of_their_objects() {
+    let parsed = parse_event(&delivered(
+        "customer.subscription.updated",
+        "evt_sub",
+        fixture("subscription"),
+    ))
+    .expect("a Stripe event");
+    assert_eq!(
+        parsed,
+        StripeEvent::Parsed {
+            id: "evt_sub".to_owned(),
+            event_type: "customer.subscription.updated".to_owned(),
+            created: 1_760_000_000,
+            object: EventFacts::Subscription(fixture_subscription_facts()),
+        }
+    );
+    assert_eq!(parsed.id(), "evt_sub");
+    assert_eq!(parsed.event_type(), "customer.subscription.updated");
+    assert_eq!(parsed.created(), 1_760_000_000);
+
+    let parsed = parse_event(&delivered("invoice.paid", "evt_in", fixture("invoice"))).unwrap();
+    assert!(
+        matches!(&parsed, StripeEvent::Parsed { object: EventFacts::Invoice(facts), .. } if *facts == fixture_invoice_facts()),
+        "{parsed:?}"
+    );
+    let parsed = parse_event(&delivered(
+        "checkout.session.completed",
+        "evt_cs",
+        fixture("checkout.session"),
+    ))
+    .unwrap();
+    assert!(
+        matches!(&parsed, StripeEvent::Parsed { object: EventFacts::CheckoutSession(facts), .. } if *facts == fixture_checkout_facts()),
+        "{parsed:?}"
+    );
+
+    // An event Tollgate reads nothing of: parsed, its object left alone.
+    let parsed = parse_event(&delivered(
+        "customer.created",
+        "evt_cus",
+        fixture("customer"),
+    ))
+    .unwrap();
+    assert_eq!(parsed.event_type(), "customer.created");
+    assert!(
+        matches!(
+            &parsed,
+            StripeEvent::Parsed {
+                object: EventFacts::Other,
+                ..
+            }
+        ),
+        "{parsed:?}"
+    );
+}
+
+#[test]
+fn the_stand_ins_signed_events_and_payments_parse() {
+    let (body, _) = signed_event(
+        "whsec_x",
+        "invoice.payment_failed",
+        "evt_signed",
+        1_760_000_000,
+        tollgate_tests::stripe_standin::invoice_object(
+            "in_1",
+            "cus_1",
+            "sub_1",
+            "open",
+            1_760_000_000,
+        ),
+    );
+    let StripeEvent::Parsed {
+        object: EventFacts::Invoice(facts),
+        ..
+    } = parse_event(body.as_bytes()).unwrap()
+    else {
+        panic!("not an invoice event");
+    };
+    assert_eq!(facts.id, "in_1");
+    assert_eq!(facts.customer_id, "cus_1");
+    assert_eq!(facts.subscription_id.as_deref(), Some("sub_1"));
+    assert_eq!(facts.status.as_deref(), Some("open"));
+    assert_eq!(facts.amount_due, 29900);
+}
+
+/// An event of an older API version (periods at the top level of the subscription) does not fit
+/// the pinned types: it is Unparsed, with the object's id to retrieve it by and why.
+#[test]
+fn an_event_that_does_not_fit_the_pinned_version_is_unparsed_with_its_object_id() {
+    let mut subscription = fixture("subscription");
+    let item = subscription["items"]["data"][0].as_object_mut().unwrap();
+    let start = item.remove("current_period_start").unwrap();
+    item.remove("current_period_end");
+    subscription["current_period_start"] = start;
+    let parsed = parse_event(&delivered(
+        "customer.subscription.updated",
+        "evt_old",
+        subscription,
+    ))
+    .expect("still a Stripe event");
+    let StripeEvent::Unparsed {
+        id,
+        event_type,
+        created,
+        object_id,
+        reason,
+    } = parsed
+    else {
+        panic!("{parsed:?}");
+    };
+    assert_eq!(id, "evt_old");
+    assert_eq!(event_type, "customer.subscription.updated");
+    assert_eq!(created, 1_760_000_000);
+    assert_eq!(object_id, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw");
+    assert!(reason.contains("2025-03-31.basil"), "{reason}");
+
+    // An invoice whose required field has another type, and one without a customer (a fact
+    // Tollgate needs): both retrieved by id.
+    let mut invoice = fixture("invoice");
+    invoice["amount_due"] = json!("a lot");
+    let parsed = parse_event(&delivered("invoice.paid", "evt_bad", invoice)).unwrap();
+    assert!(
+        matches!(&parsed, StripeEvent::Unparsed { object_id, .. } if object_id == "in_1Pgc6tB7WZ01zgkWu9fdqL6I"),
+        "{parsed:?}"
+    );
+    let mut invoice = fixture("invoice");
+    invoice["customer"] = Value::Null;
+    let parsed = parse_event(&delivered("invoice.paid", "evt_nocus", invoice)).unwrap();
+    assert!(
+        matches!(&parsed, StripeEvent::Unparsed { reason, .. } if reason.contains("no customer")),
+        "{parsed:?}"
+    );
+
+    // An envelope async-stripe refuses (no `livemode`) is still retrieved by its object's id.
+    let mut envelope = event("invoice.paid", "evt_env", 1, fixture("invoice"));
+    envelope.as_object_mut().unwrap().remove("livemode");
+    let parsed = parse_event(envelope.to_string().as_bytes()).unwrap();
+    assert!(
+        matches!(&parsed, StripeEvent::Unparsed { id, .. } if id == "evt_env"),
+        "{parsed:?}"
+    );
+}
+
+#[test]
+fn what_is_not_a_stripe_event_is_an_error() {
+    for payload in [
+        &b"not json"[..],
+        b"{}",
+        b"[]",
+        br#"{"id": "evt_1", "type": "invoice.paid", "created": 1}"#,
+        br#"{"id": "evt_1", "type": "invoice.paid", "created": "yesterday", "data": {"object": {}}}"#,
+    ] {
+        let err = parse_event(payload).unwrap_err();
+        assert!(
+            matches!(err, EventError::NotAnEvent(_)),
+            "{}: {err:?}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    // A value of the payload is never quoted back.
+    let err = parse_event(br#"{"id": 42, "type": "secret@example.com"}"#).unwrap_err();
+    assert!(!err.to_string().contains("example.com"), "{err}");
+
+    // An object that does not fit and has no id: nothing to retrieve.
+    let err = parse_event(&delivered(
+        "invoice.paid",
+        "evt_noid",
+        json!({"object": "invoice"}),
+    ))
+    .unwrap_err();
+    assert_eq!(err, EventError::ObjectWithoutId);
 }

@@ -4,11 +4,11 @@
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
-use tollgate::billing::stripe_api;
 use tollgate::http::ApiError;
 use tollgate::http::json_response;
 use tollgate::pipeline::{AppState, Caller, FunctionHandlers, organization_of};
 use tollgate::routes::{Function, Operation};
+use tollgate_stripe as stripe_api;
 
 /// The billing-portal function's routes and handlers.
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {

@@ -4,7 +4,6 @@
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
-use tollgate::billing::stripe_api::{self, CheckoutRequest};
 use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_of, store_error, tenant_of,
@@ -12,6 +11,7 @@ use tollgate::pipeline::{
 use tollgate::pricing::{Interval, Plan};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::is_live;
+use tollgate_stripe::{self as stripe_api, CheckoutRequest};
 
 /// The checkout function's routes and handlers.
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {

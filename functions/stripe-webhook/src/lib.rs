@@ -8,20 +8,19 @@
 
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, SignatureError};
 use tollgate::billing::state::{
     self, InvoiceOutcome, InvoiceSignal, SubscriptionSnapshot, Transition,
 };
-use tollgate::billing::stripe_api::{
-    self, CheckoutFacts, InvoiceFacts, ShapeError, StripeApi, StripeError, SubscriptionFacts,
-    parse_checkout_session, parse_invoice, parse_subscription,
-};
 use tollgate::http::{ApiError, body_bytes, json_response};
 use tollgate::pipeline::{AppState, FunctionHandlers, store_error};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
+use tollgate_stripe::{
+    self as stripe_api, CheckoutFacts, EventFacts, InvoiceFacts, StripeEvent, SubscriptionFacts,
+};
 
 /// The stripe-webhook function's routes and handlers.
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {
@@ -36,18 +35,57 @@ pub const MAX_WEBHOOK_BYTES: usize = 512 * 1024;
 /// Concurrent events for one organization retry their read-compute-write this often.
 const COMMIT_ATTEMPTS: usize = 6;
 
-#[derive(Debug, Deserialize)]
+/// A signed event: its id, type and time, and its object's facts (parsed into async-stripe's
+/// types), or the object's id when the payload did not fit the pinned types.
+#[derive(Debug)]
 struct EventEnvelope {
     id: String,
-    #[serde(rename = "type")]
     event_type: String,
     created: i64,
-    data: EventData,
+    object: EventObject,
 }
 
-#[derive(Debug, Deserialize)]
-struct EventData {
-    object: serde_json::Value,
+#[derive(Debug)]
+enum EventObject {
+    Parsed(EventFacts),
+    /// Retrieved again by id, in the pinned version, when the handler needs it.
+    Refetch {
+        id: String,
+        reason: String,
+    },
+}
+
+impl From<StripeEvent> for EventEnvelope {
+    fn from(event: StripeEvent) -> Self {
+        match event {
+            StripeEvent::Parsed {
+                id,
+                event_type,
+                created,
+                object,
+            } => EventEnvelope {
+                id,
+                event_type,
+                created,
+                object: EventObject::Parsed(object),
+            },
+            StripeEvent::Unparsed {
+                id,
+                event_type,
+                created,
+                object_id,
+                reason,
+            } => EventEnvelope {
+                id,
+                event_type,
+                created,
+                object: EventObject::Refetch {
+                    id: object_id,
+                    reason,
+                },
+            },
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -105,12 +143,9 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
             ));
         }
     }
-    let event: EventEnvelope = serde_json::from_slice(payload).map_err(|error| {
-        ApiError::bad_request(
-            "invalid_payload",
-            format!("The event is not a Stripe event object: {error}."),
-        )
-    })?;
+    let event: EventEnvelope = tollgate_stripe::parse_event(payload)
+        .map_err(|error| ApiError::bad_request("invalid_payload", format!("The {error}.")))?
+        .into();
     tracing::info!(event_id = %event.id, event_type = %event.event_type, "webhook received");
     if state
         .store
@@ -163,23 +198,27 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
     ))
 }
 
-/// The payload's object in the pinned API version: parsed as sent, or fetched again by id when it
-/// does not fit (an endpoint on another API version). Never acknowledged unparsed.
+/// The event's object as `T`: as parsed from the payload, or retrieved again by id in the pinned
+/// version when the payload did not fit its types. Never acknowledged unparsed: a failed retrieval
+/// answers 5xx, and Stripe retries.
 async fn pinned<T, Fut>(
     state: &AppState,
-    object: &serde_json::Value,
-    parse: fn(&serde_json::Value) -> Result<T, ShapeError>,
-    fetch: impl FnOnce(StripeApi, String) -> Fut,
+    event: &EventEnvelope,
+    parsed: fn(&EventFacts) -> Option<&T>,
+    fetch: impl FnOnce(stripe_api::StripeApi, String) -> Fut,
 ) -> Result<T, ApiError>
 where
-    Fut: std::future::Future<Output = Result<T, StripeError>>,
+    T: Clone,
+    Fut: std::future::Future<Output = Result<T, stripe_api::StripeError>>,
 {
-    match parse(object) {
-        Ok(facts) => Ok(facts),
-        Err(error) => {
-            tracing::warn!(%error, "payload does not fit the pinned API version; fetching it");
-            let id = object_id(object)?.to_owned();
-            fetch(stripe_api::client(state).await?, id)
+    match &event.object {
+        EventObject::Parsed(facts) => parsed(facts).cloned().ok_or_else(|| {
+            tracing::error!(event_type = %event.event_type, "the parsed object is not of the event's type");
+            ApiError::internal()
+        }),
+        EventObject::Refetch { id, reason } => {
+            tracing::warn!(%reason, "payload does not fit the pinned API version; fetching it");
+            fetch(stripe_api::client(state).await?, id.clone())
                 .await
                 .map_err(stripe_api::api_error)
         }
@@ -188,19 +227,24 @@ where
 
 async fn subscription_facts(
     state: &AppState,
-    object: &serde_json::Value,
+    event: &EventEnvelope,
 ) -> Result<SubscriptionFacts, ApiError> {
-    pinned(state, object, parse_subscription, |api, id| async move {
+    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
+        EventFacts::Subscription(facts) => Some(facts),
+        _ => None,
+    };
+    pinned(state, event, parsed, |api, id| async move {
         api.retrieve_subscription(&id).await
     })
     .await
 }
 
-async fn invoice_facts(
-    state: &AppState,
-    object: &serde_json::Value,
-) -> Result<InvoiceFacts, ApiError> {
-    pinned(state, object, parse_invoice, |api, id| async move {
+async fn invoice_facts(state: &AppState, event: &EventEnvelope) -> Result<InvoiceFacts, ApiError> {
+    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
+        EventFacts::Invoice(facts) => Some(facts),
+        _ => None,
+    };
+    pinned(state, event, parsed, |api, id| async move {
         api.retrieve_invoice(&id).await
     })
     .await
@@ -208,22 +252,16 @@ async fn invoice_facts(
 
 async fn checkout_facts(
     state: &AppState,
-    object: &serde_json::Value,
+    event: &EventEnvelope,
 ) -> Result<CheckoutFacts, ApiError> {
-    pinned(
-        state,
-        object,
-        parse_checkout_session,
-        |api, id| async move { api.retrieve_checkout_session(&id).await },
-    )
+    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
+        EventFacts::CheckoutSession(facts) => Some(facts),
+        _ => None,
+    };
+    pinned(state, event, parsed, |api, id| async move {
+        api.retrieve_checkout_session(&id).await
+    })
     .await
-}
-
-fn object_id(object: &serde_json::Value) -> Result<&str, ApiError> {
-    object
-        .get("id")
-        .and_then(|id| id.as_str())
-        .ok_or_else(|| ApiError::bad_request("invalid_payload", "The event's object has no id."))
 }
 
 async fn tenant_of_customer(
@@ -306,12 +344,11 @@ fn invoice_record(event: &EventEnvelope, facts: &InvoiceFacts) -> InvoiceRecord 
 
 /// Works out what `event` changes, reading the current billing state. `None`: nothing to do.
 async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookCommit>, ApiError> {
-    let object = &event.data.object;
     let prices = &state.config.prices;
     let lookup = |price: &str| prices.plan_of(price);
     let (tenant, subscription, invoice) = match event.event_type.as_str() {
         "checkout.session.completed" => {
-            let facts = checkout_facts(state, object).await?;
+            let facts = checkout_facts(state, event).await?;
             let (Some(customer), Some(subscription_id)) =
                 (facts.customer_id, facts.subscription_id)
             else {
@@ -331,7 +368,7 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
         "customer.subscription.created"
         | "customer.subscription.updated"
         | "customer.subscription.deleted" => {
-            let facts = subscription_facts(state, object).await?;
+            let facts = subscription_facts(state, event).await?;
             let Some(tenant) = tenant_of_customer(state, &facts.customer_id).await? else {
                 return Ok(None);
             };
@@ -345,7 +382,7 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
         | "invoice.finalized"
         | "invoice.updated"
         | "invoice.voided" => {
-            let facts = invoice_facts(state, object).await?;
+            let facts = invoice_facts(state, event).await?;
             let Some(tenant) = tenant_of_customer(state, &facts.customer_id).await? else {
                 return Ok(None);
             };

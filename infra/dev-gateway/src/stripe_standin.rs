@@ -31,7 +31,8 @@
 //! Like Stripe: a request without `Authorization: Bearer <key>` answers 401; a missing required
 //! parameter answers 400 `parameter_missing`; a POST repeating an `Idempotency-Key` replays the
 //! first successful answer (`Idempotent-Replayed: true`), or answers 400 `idempotency_error` when
-//! its endpoint or parameters differ. Errors use Stripe's format `{"error": {"type", "code",
+//! its endpoint or parameters differ (the same fields in another order are the same parameters:
+//! a client may encode a map, such as `metadata`, in any order). Errors use Stripe's format `{"error": {"type", "code",
 //! "message"[, "param"]}}`. [`StripeStandIn::respond_with`] overrides one endpoint (a 500, a card
 //! error ...) until cleared; overridden answers are never stored for idempotent replay.
 
@@ -46,8 +47,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
 use tollgate::billing::prices::PriceTable;
-use tollgate::billing::stripe_api::PINNED_API_VERSION;
 use tollgate::pricing::{Interval, Plan};
+use tollgate_stripe::PINNED_API_VERSION;
 
 /// Stripe's published example objects (`openapi/fixtures3.json`), vendored so the repository
 /// builds and tests on its own.
@@ -134,7 +135,7 @@ pub fn event(event_type: &str, event_id: &str, created: i64, object: Value) -> V
     json!({
         "id": event_id,
         "object": "event",
-        "api_version": PINNED_API_VERSION,
+        "api_version": PINNED_API_VERSION.as_str(),
         "created": created,
         "data": {"object": object},
         "livemode": false,
@@ -227,6 +228,7 @@ struct CheckoutIntent {
 
 struct Stored {
     endpoint: String,
+    /// Sorted ([`RecordedRequest::sorted_form`]).
     form: Vec<(String, String)>,
     status: u16,
     body: Value,
@@ -436,7 +438,7 @@ fn answer(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value, bool) {
                  first used for.",
             );
         }
-        if stored.form != request.form {
+        if stored.form != request.sorted_form() {
             return idempotency_error(
                 "Keys for idempotent requests can only be used with the same parameters they \
                  were first used with.",
@@ -453,7 +455,7 @@ fn answer(inner: &mut Inner, request: &RecordedRequest) -> (u16, Value, bool) {
             idempotency_key,
             Stored {
                 endpoint,
-                form: request.form.clone(),
+                form: request.sorted_form(),
                 status,
                 body: body.clone(),
             },

@@ -3,4 +3,3 @@
 pub mod prices;
 pub mod signature;
 pub mod state;
-pub mod stripe_api;

@@ -15,6 +15,21 @@
 //!
 //! Nothing here logs; the error's `Display` names only the failure class and is safe to return to
 //! the caller (the webhook answers 400 with it). Secrets never appear in `Debug` output.
+//!
+//! # Why Tollgate checks signatures itself (and not async-stripe's `Webhook::construct_event`)
+//! Events are parsed with async-stripe (`tollgate_stripe::parse_event`), but only after this check,
+//! because Tollgate's rule is not async-stripe's:
+//! - It accepts every `v1` signature in the header, each against **several secrets**: during a
+//!   secret rotation `STRIPE_WEBHOOK_SECRET` lists the old and the new secret, and Stripe signs
+//!   with each of the endpoint's active secrets. async-stripe 1.0's `construct_event` takes one
+//!   secret (it too accepts any `v1` of the header), so a rotation would mean one verification and
+//!   one full parse per secret.
+//! - Its tolerance is a parameter ([`DEFAULT_TOLERANCE`], Stripe's 5 minutes); async-stripe's is
+//!   fixed, against its own clock (chrono), and its `insecure` entry point (no check) warns on every
+//!   call in a release build.
+//! - It reports which check failed ([`SignatureError`]: no header, malformed, no `v1`, no match,
+//!   late, no secret configured: 503 rather than 400), computes with ring (the one crypto
+//!   library) and compares every candidate in constant time.
 
 use std::fmt;
 use std::time::Duration;
