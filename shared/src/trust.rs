@@ -67,13 +67,12 @@ fn pem_bundle<'a>(certificates: impl Iterator<Item = &'a [u8]>) -> String {
     pem
 }
 
-/// Makes ring the process-wide default crypto provider of rustls and of jsonwebtoken. reqwest is
-/// built without a provider of its own: a client built without [`reqwest_client`]'s preconfigured
-/// TLS (the tests' plain-HTTP clients) panics in `build` unless one is installed. Idempotent.
+/// Makes ring the process-wide default crypto provider of rustls. reqwest is built without a
+/// provider of its own: a client built without [`reqwest_client`]'s preconfigured TLS (the tests'
+/// plain-HTTP clients) panics in `build` unless one is installed. Idempotent.
 pub fn install_ring_defaults() {
     // Err: already installed, and ring is the only provider in this build.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    crate::auth::jwt_crypto::install();
 }
 
 /// The HTTPS client could not be built (it never fails with ring's provider and these roots; the

@@ -66,7 +66,7 @@ async fn hs256_signed_with_the_public_key_is_rejected() {
     let token = jsonwebtoken::encode(
         &header,
         &json!({"sub": "mallory", "iss": TEST_ISSUER, "exp": now() + 600}),
-        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()),
+        &jsonwebtoken::EncodingKey::from_secret(public.as_bytes()).unwrap(),
     )
     .unwrap();
     assert_rejected(&app, Some(&bearer(&token)), "invalid_token").await;

@@ -588,11 +588,17 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
         app.deliver(&body, Some(&signature)).await.body["outcome"],
         "processed"
     );
+    // The failed delivery tried MAX_ATTEMPTS times within its budget, then the redelivery once;
+    // every attempt with the same key and amount.
     let items = stripe.requests_to("POST", "/v1/invoiceitems");
-    assert_eq!(items.len(), 2, "one failed attempt, one success");
-    assert_eq!(items[0].idempotency_key(), items[1].idempotency_key());
+    let attempts = tollgate_stripe::MAX_ATTEMPTS as usize;
+    assert_eq!(items.len(), attempts + 1, "{attempts} failed attempts, one success");
+    for item in &items {
+        assert_eq!(item.idempotency_key(), items[0].idempotency_key());
+        assert_eq!(item.form_value("amount"), Some("9400"));
+    }
     assert_eq!(
-        items[1].form_value("amount"),
+        items[attempts].form_value("amount"),
         Some("9400"),
         "(1440 - 500) x 10"
     );

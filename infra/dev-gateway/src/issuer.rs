@@ -134,7 +134,6 @@ impl LocalIssuer {
 
     /// Signs `claims` with the local key.
     pub fn sign(&self, claims: &impl Serialize) -> Result<String, IssuerError> {
-        tollgate::auth::jwt_crypto::install();
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(self.kid.clone());
         Ok(jsonwebtoken::encode(&header, claims, &self.encoding_key())?)

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::crypto::CryptoProvider;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::jwk::{
     AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, KeyOperations, PublicKeyUse,
@@ -273,6 +274,12 @@ pub enum JwksError {
     InvalidUrl,
     #[error("the JWT leeway must be at most {} seconds", MAX_LEEWAY.as_secs())]
     LeewayTooLarge,
+    /// A build with both or neither of jsonwebtoken's `rust_crypto` and `aws_lc_rs` features:
+    /// refused here rather than by a panic on the first token.
+    #[error(
+        "jsonwebtoken has no crypto provider (a build with both or neither of its provider features)"
+    )]
+    NoCryptoProvider,
     #[error("the JWKS is not valid JSON with a `keys` array (line {line}, column {column})", line = .0.line(), column = .0.column())]
     InvalidJson(#[source] serde_json::Error),
     #[error("the JWKS has no usable RS256 or ES256 (P-256) signing key with a `kid`")]
@@ -359,7 +366,9 @@ impl JwtVerifier {
     /// Checks the configuration and parses the inline JWKS, if any. Does no network I/O: without
     /// an inline JWKS the keys are fetched on the first [`JwtVerifier::verify`].
     pub fn new(config: JwtConfig, http: reqwest::Client) -> Result<Self, JwksError> {
-        super::jwt_crypto::install();
+        if CryptoProvider::try_get_default().is_none() {
+            return Err(JwksError::NoCryptoProvider);
+        }
         if config.issuer.trim().is_empty() {
             return Err(JwksError::EmptyIssuer);
         }
@@ -435,16 +444,14 @@ impl JwtVerifier {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(AuthError::Malformed);
         }
-        let header = parse_header(token)?;
-        let slot = self.key_for(&header.kid).await?;
+        let kid = header_kid(token)?;
+        let slot = self.key_for(&kid).await?;
         let KeySlot::Usable { alg, key } = &*slot else {
-            tracing::debug!(kid = %header.kid, "token names a key that is not an RS256/ES256 signing key");
+            tracing::debug!(kid = %kid, "token names a key that is not an RS256/ES256 signing key");
             return Err(AuthError::UnsupportedAlgorithm);
         };
-        if *alg != header.alg {
-            tracing::debug!(kid = %header.kid, "token algorithm does not match its key");
-            return Err(AuthError::UnsupportedAlgorithm);
-        }
+        // The `Validation` allows only the key's own algorithm: a header `alg` that does not
+        // match its key is `InvalidAlgorithm`.
         let validation = match alg {
             Algorithm::ES256 => &self.es256,
             _ => &self.rs256,
@@ -455,7 +462,7 @@ impl JwtVerifier {
                 if mapped == AuthError::BadSignature
                     && !matches!(error.kind(), ErrorKind::InvalidSignature)
                 {
-                    tracing::warn!(kid = %header.kid, "JWKS key could not be used to verify");
+                    tracing::warn!(kid = %kid, "JWKS key could not be used to verify");
                 }
                 mapped
             },
@@ -466,11 +473,13 @@ impl JwtVerifier {
     /// Checks what jsonwebtoken's `Validation` does not, and builds [`Claims`] leniently (an odd
     /// type in an optional profile claim is ignored rather than failing the sign-in).
     fn claims(&self, map: &Map<String, Value>) -> Result<Claims, AuthError> {
+        // By hand: `Validation`'s `iss` check also accepts an array that contains the issuer.
         let iss = match map.get("iss") {
             None | Some(Value::Null) => return Err(AuthError::MissingClaim("iss")),
             Some(Value::String(iss)) if *iss == self.config.issuer => iss.clone(),
             Some(_) => return Err(AuthError::WrongIssuer),
         };
+        // By hand: `Validation` has no "non-empty string" check for `sub`, and no `azp` at all.
         let sub = match map.get("sub") {
             Some(Value::String(sub)) if !sub.is_empty() => sub.clone(),
             None | Some(Value::Null) => return Err(AuthError::MissingClaim("sub")),
@@ -595,7 +604,7 @@ fn validation(config: &JwtConfig, alg: Algorithm) -> Validation {
     validation.validate_exp = true;
     validation.validate_nbf = true;
     validation.set_required_spec_claims(&["exp"]);
-    // `iss`, `sub` and `azp` are checked in `JwtVerifier::claims` (exact, string-only `iss`).
+    // `iss`, `sub` and `azp` are checked in `JwtVerifier::claims`.
     if config.audience.is_empty() {
         validation.validate_aud = false;
     } else {
@@ -607,6 +616,9 @@ fn validation(config: &JwtConfig, alg: Algorithm) -> Validation {
 
 fn map_jwt_error(kind: &ErrorKind) -> AuthError {
     match kind {
+        // Not three parts, or a header `decode` refuses: a `crit` extension it does not
+        // understand (RFC 7515 §4.1.11; only `b64` is), or `"b64": false`.
+        ErrorKind::InvalidToken => AuthError::Malformed,
         ErrorKind::InvalidSignature => AuthError::BadSignature,
         ErrorKind::ExpiredSignature => AuthError::Expired,
         ErrorKind::ImmatureSignature => AuthError::NotYetValid,
@@ -632,41 +644,42 @@ fn map_jwt_error(kind: &ErrorKind) -> AuthError {
     }
 }
 
-struct TokenHeader {
-    alg: Algorithm,
-    kid: String,
-}
-
-/// Reads the header without trusting it: exactly three parts, base64url JSON object, `alg` one
-/// of the two accepted (checked before anything else, so `none`/`HS256` stop here), a `kid`.
-fn parse_header(token: &str) -> Result<TokenHeader, AuthError> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(_payload), Some(_signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err(AuthError::Malformed);
-    };
-    let bytes = URL_SAFE_NO_PAD
-        .decode(header)
-        .map_err(|_| AuthError::Malformed)?;
-    let header: Map<String, Value> =
-        serde_json::from_slice(&bytes).map_err(|_| AuthError::Malformed)?;
-    let alg = match header.get("alg") {
-        Some(Value::String(alg)) if alg == "RS256" => Algorithm::RS256,
-        Some(Value::String(alg)) if alg == "ES256" => Algorithm::ES256,
-        Some(Value::String(_)) => return Err(AuthError::UnsupportedAlgorithm),
-        _ => return Err(AuthError::Malformed),
-    };
-    // No header extension is understood, so a token that marks one critical must be rejected
-    // (RFC 7515 §4.1.11).
-    if header.contains_key("crit") {
+/// Reads the header without trusting it and returns its `kid`: exactly three parts, `alg` one of
+/// the two accepted (checked before the key is looked up, so `none`/`HS256` never cause a JWKS
+/// fetch), a `kid`. `crit` is refused later, by `jsonwebtoken::decode` (`decode_header` does not
+/// look at it).
+fn header_kid(token: &str) -> Result<String, AuthError> {
+    // By hand: `decode_header` splits from the right and would read "a.b.c.d"'s header as "a.b".
+    if token.split('.').count() != 3 {
         return Err(AuthError::Malformed);
     }
-    let kid = match header.get("kid") {
-        Some(Value::String(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => kid.clone(),
-        _ => return Err(AuthError::Malformed),
-    };
-    Ok(TokenHeader { alg, kid })
+    let header = jsonwebtoken::decode_header(token).map_err(|_| unreadable_header(token))?;
+    if !matches!(header.alg, Algorithm::RS256 | Algorithm::ES256) {
+        return Err(AuthError::UnsupportedAlgorithm);
+    }
+    header
+        .kid
+        .filter(|kid| !kid.is_empty() && kid.len() <= MAX_KID_BYTES)
+        .ok_or(AuthError::Malformed)
+}
+
+/// Why `decode_header` refused a header. By hand: jsonwebtoken's `Header` cannot hold an `alg` it
+/// has no name for (`none`), so such a token is answered like one naming a refused algorithm;
+/// anything else (not base64url JSON, no string `alg`, an ill-typed parameter) is malformed.
+fn unreadable_header(token: &str) -> AuthError {
+    let alg = token
+        .split('.')
+        .next()
+        .and_then(|header| URL_SAFE_NO_PAD.decode(header).ok())
+        .and_then(|json| serde_json::from_slice::<Map<String, Value>>(&json).ok())
+        .and_then(|header| match header.get("alg") {
+            Some(Value::String(alg)) => Some(alg.clone()),
+            _ => None,
+        });
+    match alg {
+        Some(alg) if alg != "RS256" && alg != "ES256" => AuthError::UnsupportedAlgorithm,
+        _ => AuthError::Malformed,
+    }
 }
 
 /// Parses a JWKS document. Entries without a `kid` are skipped; entries this service cannot verify
@@ -732,7 +745,7 @@ fn key_slot(jwk: &Jwk) -> KeySlot {
     }
     let alg = match &jwk.algorithm {
         AlgorithmParameters::RSA(rsa) => {
-            // RSA-2048 to RSA-8192, as ring verifies them.
+            // RSA-2048 to RSA-8192. By hand: the rsa crate also verifies with RSA-1024.
             let modulus_len = URL_SAFE_NO_PAD
                 .decode(&rsa.n)
                 .map(|n| n.iter().skip_while(|b| **b == 0).count())
@@ -911,7 +924,6 @@ mod tests {
     }
 
     fn sign(alg: Algorithm, kid: Option<&str>, claims: &Value, key: &EncodingKey) -> String {
-        crate::auth::jwt_crypto::install();
         let mut header = Header::new(alg);
         header.kid = kid.map(str::to_owned);
         jsonwebtoken::encode(&header, claims, key).unwrap()
@@ -1236,6 +1248,9 @@ mod tests {
         let not_json = b64(b"not json");
         let array = b64(br#"["RS256"]"#);
         let alg_number = b64(br#"{"alg": 256, "kid": "rsa-1"}"#);
+        let array_none = b64(br#"["none"]"#);
+        let kid_number = b64(br#"{"alg": "RS256", "kid": 5}"#);
+        let typ_number = b64(br#"{"alg": "RS256", "kid": "rsa-1", "typ": 5}"#);
         let valid = rs256(&claims());
         let four_parts = format!("{valid}.x");
         let huge = format!("{}.{}.{}", "a".repeat(10_000), "b".repeat(10_000), "c");
@@ -1248,6 +1263,9 @@ mod tests {
             &format!("{not_json}.e30.sig"),
             &format!("{array}.e30.sig"),
             &format!("{alg_number}.e30.sig"),
+            &format!("{array_none}.e30.sig"),
+            &format!("{kid_number}.e30.sig"),
+            &format!("{typ_number}.e30.sig"),
             &four_parts,
             &huge,
         ] {
@@ -1275,14 +1293,50 @@ mod tests {
 
     #[tokio::test]
     async fn rejects_critical_header_extensions() {
+        let verifier = inline_verifier().await;
         let header = b64(br#"{"alg":"RS256","kid":"rsa-1","crit":["exp"],"exp":1}"#);
         let valid = rs256(&claims());
         let rest = valid.split_once('.').unwrap().1;
         let token = format!("{header}.{rest}");
-        assert_eq!(
-            inline_verifier().await.verify(&token).await,
-            Err(AuthError::Malformed)
-        );
+        assert_eq!(verifier.verify(&token).await, Err(AuthError::Malformed));
+
+        // Signed with the extension in its header, so the signature is good: refused for `crit`
+        // alone (jsonwebtoken understands no extension but `b64`); an empty `crit` too.
+        let signed = |crit: Option<Vec<String>>| {
+            let mut header = Header::new(Algorithm::RS256);
+            header.kid = Some("rsa-1".to_owned());
+            header.crit = crit;
+            header.extras.insert("x", true);
+            jsonwebtoken::encode(&header, &claims(), &keys().rsa.encoding).unwrap()
+        };
+        for crit in [vec!["x".to_owned()], Vec::new()] {
+            assert_eq!(
+                verifier.verify(&signed(Some(crit.clone()))).await,
+                Err(AuthError::Malformed),
+                "{crit:?}"
+            );
+        }
+        // The same header without `crit` is accepted: the extension was refused for being critical.
+        verifier.verify(&signed(None)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_refused_algorithm_never_fetches_the_jwks() {
+        let server = serve_jwks(jwks(&[&keys().rsa.jwk])).await;
+        let verifier = JwtVerifier::new(server.config(), http()).unwrap();
+        let payload = b64(claims().to_string().as_bytes());
+        for header in [
+            r#"{"alg":"none","kid":"unknown"}"#,
+            r#"{"alg":"HS256","kid":"unknown"}"#,
+        ] {
+            let token = format!("{}.{payload}.c2ln", b64(header.as_bytes()));
+            assert_eq!(
+                verifier.verify(&token).await,
+                Err(AuthError::UnsupportedAlgorithm),
+                "{header}"
+            );
+        }
+        assert_eq!(server.hits(), 0);
     }
 
     #[tokio::test]
@@ -1294,6 +1348,8 @@ mod tests {
             r#"{"alg":"none","kid":"rsa-1"}"#,
             r#"{"alg":"None","kid":"rsa-1"}"#,
             r#"{"alg":"","kid":"rsa-1"}"#,
+            r#"{"alg":"none","kid":5}"#,
+            r#"{"alg":"HS256","kid":"rsa-1"}"#,
         ] {
             let token = format!("{}.{payload}.", b64(header.as_bytes()));
             assert_eq!(
@@ -1309,7 +1365,7 @@ mod tests {
         let verifier = inline_verifier().await;
         let rsa = &keys().rsa;
         for secret in [rsa.public_pkcs1_der.as_slice(), rsa.public_pem.as_bytes()] {
-            let key = EncodingKey::from_secret(secret);
+            let key = EncodingKey::from_secret(secret).unwrap();
             let token = sign(Algorithm::HS256, Some("rsa-1"), &claims(), &key);
             assert_eq!(
                 verifier.verify(&token).await,
@@ -1378,6 +1434,31 @@ mod tests {
             );
         }
         verifier.verify(&rs256(&claims())).await.unwrap();
+    }
+
+    #[test]
+    fn rsa_keys_outside_2048_to_8192_bits_are_unusable() {
+        let slot = |modulus: &[u8]| {
+            let jwk: Jwk = serde_json::from_value(json!({
+                "kty": "RSA", "kid": "k", "use": "sig", "alg": "RS256",
+                "n": b64(modulus), "e": "AQAB",
+            }))
+            .unwrap();
+            matches!(key_slot(&jwk), KeySlot::Usable { .. })
+        };
+        for (bytes, usable) in [
+            (128, false),
+            (255, false),
+            (256, true),
+            (1024, true),
+            (1025, false),
+        ] {
+            assert_eq!(slot(&vec![0xC5; bytes]), usable, "{bytes} bytes");
+        }
+        // Leading zero bytes do not count.
+        let mut padded = vec![0; 8];
+        padded.extend([0xC5; 255]);
+        assert!(!slot(&padded));
     }
 
     #[tokio::test]

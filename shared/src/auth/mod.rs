@@ -1,6 +1,5 @@
 //! Authentication: user JWTs from the identity provider and service keys.
 
 pub mod jwt;
-pub mod jwt_crypto;
 pub mod profile;
 pub mod service_key;
