@@ -4,30 +4,16 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use stripe::{ClientBuilder, IdempotencyKey, RequestStrategy, StripeRequest};
-use stripe_billing::billing_portal_session::CreateBillingPortalSession;
-use stripe_billing::invoice::RetrieveInvoice;
-use stripe_billing::invoice_item::CreateInvoiceItem;
-use stripe_billing::subscription::RetrieveSubscription;
-use stripe_checkout::checkout_session::{
-    CreateCheckoutSession, CreateCheckoutSessionLineItems, CreateCheckoutSessionSubscriptionData,
-    RetrieveCheckoutSession,
-};
 use stripe_client_core::{CustomizedStripeRequest, Outcome, StripeClient, StripeClientErr};
-use stripe_core::customer::CreateCustomer;
-use stripe_shared::CheckoutSessionMode;
-use stripe_types::Currency;
 use tokio::time::Instant;
 
-use crate::objects::{checkout_facts, invoice_facts, subscription_facts};
 use crate::{
-    CheckoutFacts, CheckoutRequest, CheckoutSessionCreated, DEFAULT_API_BASE, InvoiceFacts,
-    MAX_ATTEMPTS, ORGANIZATION_METADATA_KEY, PINNED_API_VERSION, REQUEST_TIMEOUT, StripeError,
-    SubscriptionFacts,
+    DEFAULT_API_BASE, MAX_ATTEMPTS, ORGANIZATION_METADATA_KEY, PINNED_API_VERSION, REQUEST_TIMEOUT,
+    StripeError,
 };
 
 /// Another attempt is made only if at least this much of the budget is left for it.
@@ -188,163 +174,13 @@ impl StripeApi {
         &self.inner.api_base
     }
 
-    /// Creates the Stripe customer of an organization (`metadata[organizationId]`); returns its
-    /// id (`cus_...`). The idempotency key makes a retried creation return the same customer.
-    pub async fn create_customer(
-        &self,
-        organization_id: &str,
-        name: &str,
-        email: Option<&str>,
-        idempotency_key: &str,
-    ) -> Result<String, StripeError> {
-        const OP: &str = "create customer";
-        let key = idempotency_key_of(idempotency_key)?;
-        let mut request = CreateCustomer::new()
-            .name(name)
-            .metadata(organization_metadata(organization_id));
-        if let Some(email) = email {
-            request = request.email(email);
-        }
-        let customer = self.send(OP, &request, Some(&key)).await?;
-        Ok(customer.id.as_str().to_owned())
-    }
-
-    /// Creates a subscription-mode Checkout Session. Sends exactly `mode=subscription`,
-    /// `customer`, `client_reference_id=<organization>`, `line_items[0][price]`,
-    /// `line_items[0][quantity]=1`, `subscription_data[metadata][organizationId]`, `success_url`
-    /// and `cancel_url`.
-    pub async fn create_checkout_session(
-        &self,
-        request: &CheckoutRequest<'_>,
-        idempotency_key: &str,
-    ) -> Result<CheckoutSessionCreated, StripeError> {
-        const OP: &str = "create checkout session";
-        let key = idempotency_key_of(idempotency_key)?;
-        let line_item = CreateCheckoutSessionLineItems {
-            price: Some(request.price_id.to_owned()),
-            quantity: Some(1),
-            ..CreateCheckoutSessionLineItems::new()
-        };
-        let subscription_data = CreateCheckoutSessionSubscriptionData {
-            metadata: Some(organization_metadata(request.organization_id)),
-            ..CreateCheckoutSessionSubscriptionData::new()
-        };
-        let create = CreateCheckoutSession::new()
-            .mode(CheckoutSessionMode::Subscription)
-            .customer(request.customer_id)
-            .client_reference_id(request.organization_id)
-            .line_items(vec![line_item])
-            .subscription_data(subscription_data)
-            .success_url(request.success_url)
-            .cancel_url(request.cancel_url);
-        let session = self.send(OP, &create, Some(&key)).await?;
-        match session.url {
-            Some(url) if !url.is_empty() => Ok(CheckoutSessionCreated {
-                id: session.id.as_str().to_owned(),
-                url,
-            }),
-            _ => Err(StripeError::UnexpectedShape(format!(
-                "{OP}: checkout session {} has no url",
-                session.id.as_str()
-            ))),
-        }
-    }
-
-    /// Creates a customer portal session; returns its URL. The caller passes no idempotency key:
-    /// a fresh one (`tollgate-portal-<uuid>`) keeps the attempts of this one call one session.
-    pub async fn create_portal_session(
-        &self,
-        customer_id: &str,
-        return_url: &str,
-    ) -> Result<String, StripeError> {
-        const OP: &str = "create billing portal session";
-        let key = idempotency_key_of(&format!("tollgate-portal-{}", uuid::Uuid::new_v4()))?;
-        let create = CreateBillingPortalSession::new()
-            .customer(customer_id)
-            .return_url(return_url);
-        let session = self.send(OP, &create, Some(&key)).await?;
-        if session.url.is_empty() {
-            return Err(StripeError::UnexpectedShape(format!(
-                "{OP}: portal session {} has no url",
-                session.id.as_str()
-            )));
-        }
-        Ok(session.url)
-    }
-
-    /// Retrieves a subscription (in the pinned API version).
-    pub async fn retrieve_subscription(&self, id: &str) -> Result<SubscriptionFacts, StripeError> {
-        const OP: &str = "retrieve subscription";
-        check_id(OP, id)?;
-        let subscription = self.send(OP, &RetrieveSubscription::new(id), None).await?;
-        Ok(subscription_facts(&subscription, None))
-    }
-
-    /// Retrieves an invoice (in the pinned API version).
-    pub async fn retrieve_invoice(&self, id: &str) -> Result<InvoiceFacts, StripeError> {
-        const OP: &str = "retrieve invoice";
-        check_id(OP, id)?;
-        let invoice = self.send(OP, &RetrieveInvoice::new(id), None).await?;
-        invoice_facts(&invoice, None)
-            .map_err(|err| StripeError::UnexpectedShape(format!("{OP}: {err}")))
-    }
-
-    /// Retrieves a Checkout Session (in the pinned API version).
-    pub async fn retrieve_checkout_session(&self, id: &str) -> Result<CheckoutFacts, StripeError> {
-        const OP: &str = "retrieve checkout session";
-        check_id(OP, id)?;
-        let session = self
-            .send(OP, &RetrieveCheckoutSession::new(id), None)
-            .await?;
-        Ok(checkout_facts(&session))
-    }
-
-    /// Adds an invoice item of `amount_cents` in `currency` (ISO code, lower case) to the draft
-    /// invoice `invoice_id` of `customer_id` (overage billing); returns its id (`ii_...`).
-    #[allow(clippy::too_many_arguments)] // one call site, every argument a distinct Stripe field
-    pub async fn create_invoice_item(
-        &self,
-        customer_id: &str,
-        invoice_id: &str,
-        amount_cents: u64,
-        currency: &str,
-        description: &str,
-        metadata: &[(&str, &str)],
-        idempotency_key: &str,
-    ) -> Result<String, StripeError> {
-        const OP: &str = "create invoice item";
-        let Ok(amount) = i64::try_from(amount_cents) else {
-            return Err(StripeError::Rejected {
-                status: 400,
-                code: Some("amount_too_large".to_owned()),
-                message: format!("{OP}: amount {amount_cents} does not fit Stripe's integer"),
-            });
-        };
-        let key = idempotency_key_of(idempotency_key)?;
-        // Infallible: a code async-stripe does not list is sent as given.
-        let Ok(currency) = Currency::from_str(&currency.trim().to_ascii_lowercase());
-        let metadata: HashMap<String, String> = metadata
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect();
-        let create = CreateInvoiceItem::new()
-            .customer(customer_id)
-            .invoice(invoice_id)
-            .amount(amount)
-            .currency(currency)
-            .description(description)
-            .metadata(metadata);
-        let item = self.send(OP, &create, Some(&key)).await?;
-        Ok(item.id.as_str().to_owned())
-    }
-
     /// Sends `request` and deserializes a 2xx answer into its pinned type, retrying as
     /// async-stripe's `ExponentialBackoff(MAX_ATTEMPTS)` strategy decides, with the same
     /// idempotency key, while [`REQUEST_TIMEOUT`] lasts (each attempt gets what is left of it).
     ///
     /// Each attempt is sent with `RequestStrategy::Idempotent(key)` (or `Once` without a key): a
     /// strategy that retries by itself would send a key of its own, not the caller's.
-    async fn send<R>(
+    pub async fn send<R>(
         &self,
         op: &'static str,
         request: &R,
@@ -479,7 +315,7 @@ fn retryable_status(status: u16) -> bool {
 }
 
 /// `{"organizationId": organization_id}`.
-fn organization_metadata(organization_id: &str) -> HashMap<String, String> {
+pub fn organization_metadata(organization_id: &str) -> HashMap<String, String> {
     HashMap::from([(
         ORGANIZATION_METADATA_KEY.to_owned(),
         organization_id.to_owned(),
@@ -487,7 +323,7 @@ fn organization_metadata(organization_id: &str) -> HashMap<String, String> {
 }
 
 /// Stripe's rule for `Idempotency-Key`: 1–255 characters; visible ASCII so it is a header value.
-fn idempotency_key_of(key: &str) -> Result<IdempotencyKey, StripeError> {
+pub fn idempotency_key_of(key: &str) -> Result<IdempotencyKey, StripeError> {
     let invalid = |reason: &str| StripeError::Rejected {
         status: 400,
         code: Some("idempotency_key_invalid".to_owned()),
@@ -503,7 +339,7 @@ fn idempotency_key_of(key: &str) -> Result<IdempotencyKey, StripeError> {
 }
 
 /// Ids become part of the request path: letters, digits and `_` only.
-fn check_id(op: &'static str, id: &str) -> Result<(), StripeError> {
+pub fn check_id(op: &'static str, id: &str) -> Result<(), StripeError> {
     let valid = !id.is_empty()
         && id.len() <= 255
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
@@ -523,26 +359,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn client_and_futures_can_cross_threads() {
+    fn the_client_can_cross_threads() {
         fn clone_send_sync<T: Clone + Send + Sync>(_: &T) {}
-        fn send<T: Send>(_: &T) {}
         let api = StripeApi::new("sk_test_x", "http://127.0.0.1:9").unwrap();
         clone_send_sync(&api);
-        let request = CheckoutRequest {
-            customer_id: "cus_1",
-            price_id: "price_1",
-            organization_id: "org_1",
-            success_url: "https://app.example.com/s",
-            cancel_url: "https://app.example.com/c",
-        };
-        // Built, checked and dropped without being polled: no I/O.
-        send(&api.create_customer("org_1", "Acme", None, "k"));
-        send(&api.create_checkout_session(&request, "k"));
-        send(&api.create_portal_session("cus_1", "https://app.example.com"));
-        send(&api.retrieve_subscription("sub_1"));
-        send(&api.retrieve_invoice("in_1"));
-        send(&api.retrieve_checkout_session("cs_1"));
-        send(&api.create_invoice_item("cus_1", "in_1", 1, "usd", "d", &[], "k"));
     }
 
     #[test]
@@ -634,7 +454,11 @@ mod tests {
             hello
         });
         let api = StripeApi::new("sk_test_x", &format!("https://localhost:{port}")).unwrap();
-        let err = api.retrieve_subscription("sub_1").await.unwrap_err();
+        let retrieve = stripe_core::customer::RetrieveCustomer::new("cus_1");
+        let err = api
+            .send("retrieve customer", &retrieve, None)
+            .await
+            .unwrap_err();
         assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
         let hello = server.await.unwrap();
         // A TLS handshake record (22) whose first message is a ClientHello (1).

@@ -48,9 +48,12 @@ mod client;
 mod event;
 mod objects;
 
-pub use client::{StripeApi, StripeSettings};
+pub use client::{StripeApi, StripeSettings, check_id, idempotency_key_of, organization_metadata};
 pub use event::{EventError, EventFacts, StripeEvent, parse_event};
-pub use objects::{parse_checkout_session, parse_invoice, parse_subscription};
+pub use objects::{
+    checkout_facts, invoice_facts, parse_checkout_session, parse_invoice, parse_subscription,
+    subscription_facts,
+};
 
 /// The Stripe API version Tollgate speaks: async-stripe's own (`stripe_shared::version::VERSION`),
 /// the version its types follow and its client sends as `Stripe-Version`. Create the webhook
@@ -181,23 +184,6 @@ pub struct CheckoutFacts {
     pub payment_status: String,
     /// `metadata.organizationId`, else `client_reference_id`.
     pub organization_id: Option<String>,
-}
-
-/// A subscription checkout for one organization's Stripe customer and one price.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct CheckoutRequest<'a> {
-    pub customer_id: &'a str,
-    pub price_id: &'a str,
-    pub organization_id: &'a str,
-    pub success_url: &'a str,
-    pub cancel_url: &'a str,
-}
-
-/// A created Checkout Session: where to send the user.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct CheckoutSessionCreated {
-    pub id: String,
-    pub url: String,
 }
 
 /// The function's Stripe client, built from the current secret key on the first Stripe call and

@@ -122,10 +122,7 @@ fn organization_of(metadata: Option<&std::collections::HashMap<String, String>>)
 
 /// The facts of a subscription. `raw` (a webhook's JSON) gives the top-level period of an older
 /// API version, which async-stripe's type no longer has.
-pub(crate) fn subscription_facts(
-    subscription: &Subscription,
-    raw: Option<&Value>,
-) -> SubscriptionFacts {
+pub fn subscription_facts(subscription: &Subscription, raw: Option<&Value>) -> SubscriptionFacts {
     let item = subscription.items.data.first();
     // Older API versions: the period is at the top level (only reachable for a subscription
     // without items, since every item must carry its own period).
@@ -170,10 +167,7 @@ pub(crate) fn subscription_facts(
 /// The facts of an invoice: a [`ShapeError`] when it lacks one Tollgate cannot do without (an id:
 /// a preview; a customer) or has a negative amount. `raw` (a webhook's JSON) gives the top-level
 /// `subscription` of an older API version, which async-stripe's type no longer has.
-pub(crate) fn invoice_facts(
-    invoice: &Invoice,
-    raw: Option<&Value>,
-) -> Result<InvoiceFacts, ShapeError> {
+pub fn invoice_facts(invoice: &Invoice, raw: Option<&Value>) -> Result<InvoiceFacts, ShapeError> {
     let shape = |detail: &str| ShapeError {
         object: "invoice",
         detail: detail.to_owned(),
@@ -224,7 +218,7 @@ pub(crate) fn invoice_facts(
 }
 
 /// The facts of a Checkout Session.
-pub(crate) fn checkout_facts(session: &CheckoutSession) -> CheckoutFacts {
+pub fn checkout_facts(session: &CheckoutSession) -> CheckoutFacts {
     let client_reference_id = session
         .client_reference_id
         .clone()

@@ -3,10 +3,11 @@
 
 use std::time::{Duration, Instant};
 
+use checkout::CheckoutRequest;
 use serde_json::{Value, json};
 use tollgate_stripe::{
-    CheckoutFacts, CheckoutRequest, EventError, EventFacts, InvoiceFacts, MAX_ATTEMPTS,
-    PINNED_API_VERSION, REQUEST_TIMEOUT, StripeApi, StripeError, StripeEvent, SubscriptionFacts,
+    CheckoutFacts, EventError, EventFacts, InvoiceFacts, MAX_ATTEMPTS, PINNED_API_VERSION,
+    REQUEST_TIMEOUT, StripeApi, StripeError, StripeEvent, SubscriptionFacts,
     parse_checkout_session, parse_event, parse_invoice, parse_subscription,
 };
 use tollgate_tests::stripe_standin::{
@@ -90,10 +91,10 @@ fn the_stand_in_and_the_client_pin_the_same_version() {
 #[tokio::test]
 async fn checkout_sends_exactly_the_expected_form_idempotency_key_key_and_version() {
     let (standin, api) = standin_and_api().await;
-    let created = api
-        .create_checkout_session(&checkout_request(), "checkout:org_0001:7f3c")
-        .await
-        .expect("checkout session");
+    let created =
+        checkout::create_checkout_session(&api, &checkout_request(), "checkout:org_0001:7f3c")
+            .await
+            .expect("checkout session");
     assert!(created.id.starts_with("cs_test_"), "{created:?}");
     assert_eq!(
         created.url,
@@ -130,17 +131,14 @@ async fn checkout_sends_exactly_the_expected_form_idempotency_key_key_and_versio
 #[tokio::test]
 async fn a_repeated_idempotency_key_gets_the_same_session() {
     let (standin, api) = standin_and_api().await;
-    let first = api
-        .create_checkout_session(&checkout_request(), "same-key")
+    let first = checkout::create_checkout_session(&api, &checkout_request(), "same-key")
         .await
         .unwrap();
-    let second = api
-        .create_checkout_session(&checkout_request(), "same-key")
+    let second = checkout::create_checkout_session(&api, &checkout_request(), "same-key")
         .await
         .unwrap();
     assert_eq!(first, second);
-    let other = api
-        .create_checkout_session(&checkout_request(), "other-key")
+    let other = checkout::create_checkout_session(&api, &checkout_request(), "other-key")
         .await
         .unwrap();
     assert_ne!(first.id, other.id);
@@ -154,8 +152,7 @@ async fn a_repeated_idempotency_key_gets_the_same_session() {
     // The same key with other parameters: Stripe refuses (and so does the stand-in).
     let mut changed = checkout_request();
     changed.price_id = "price_business_monthly";
-    let err = api
-        .create_checkout_session(&changed, "same-key")
+    let err = checkout::create_checkout_session(&api, &changed, "same-key")
         .await
         .unwrap_err();
     assert!(
@@ -174,8 +171,7 @@ async fn a_stripe_500_is_unavailable_and_transient() {
         stripe_error("api_error", None, "An unknown error occurred"),
     );
     let started = Instant::now();
-    let err = api
-        .create_checkout_session(&checkout_request(), "k1")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k1")
         .await
         .unwrap_err();
     let took = started.elapsed();
@@ -195,8 +191,7 @@ async fn a_stripe_500_is_unavailable_and_transient() {
 
     // Once Stripe recovers, the same key goes through.
     standin.clear_response("POST", "/v1/checkout/sessions");
-    let created = api
-        .create_checkout_session(&checkout_request(), "k1")
+    let created = checkout::create_checkout_session(&api, &checkout_request(), "k1")
         .await
         .expect("after recovery");
     assert!(created.id.starts_with("cs_test_"));
@@ -215,8 +210,7 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
             "Too many requests",
         ),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -234,8 +228,7 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
             "There is currently another in-progress request using this Idempotent Key.",
         ),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -249,8 +242,7 @@ async fn rate_limits_conflicts_and_error_pages_without_stripes_body_are_transien
         502,
         json!({"message": "Bad Gateway"}),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap_err();
     assert!(err.is_transient(), "{err:?}");
@@ -277,8 +269,7 @@ async fn an_invalid_request_is_rejected_with_stripes_code_and_message() {
             "No such price: 'price_pro_monthly'",
         ),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap_err();
     assert_eq!(
@@ -301,8 +292,7 @@ async fn an_invalid_request_is_rejected_with_stripes_code_and_message() {
             "Your card was declined.",
         ),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k2")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k2")
         .await
         .unwrap_err();
     assert_eq!(
@@ -335,8 +325,7 @@ async fn the_secret_key_never_shows_in_errors_or_debug() {
             &format!("Invalid API Key provided: {KEY}"),
         ),
     );
-    let err = api
-        .create_customer("org_1", "Acme", None, "k")
+    let err = checkout::create_customer(&api, "org_1", "Acme", None, "k")
         .await
         .unwrap_err();
     let StripeError::Rejected {
@@ -358,8 +347,7 @@ async fn a_session_without_url_or_of_another_shape_is_unexpected() {
     let mut session = fixture("checkout.session");
     session["url"] = Value::Null;
     standin.respond_with("POST", "/v1/checkout/sessions", 200, session);
-    let err = api
-        .create_checkout_session(&checkout_request(), "k")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap_err();
     assert!(matches!(err, StripeError::UnexpectedShape(_)), "{err:?}");
@@ -371,8 +359,7 @@ async fn a_session_without_url_or_of_another_shape_is_unexpected() {
         200,
         json!({"id": "cs_1", "object": "checkout.session"}),
     );
-    let err = api
-        .create_checkout_session(&checkout_request(), "k2")
+    let err = checkout::create_checkout_session(&api, &checkout_request(), "k2")
         .await
         .unwrap_err();
     assert!(matches!(err, StripeError::UnexpectedShape(_)), "{err:?}");
@@ -386,10 +373,10 @@ async fn stripe_out_of_reach_is_unavailable() {
     drop(listener);
     let api = StripeApi::new(KEY, &base).unwrap();
     let started = Instant::now();
-    let err = api
-        .create_portal_session("cus_1", "https://app.example.com/billing")
-        .await
-        .unwrap_err();
+    let err =
+        billing_portal::create_portal_session(&api, "cus_1", "https://app.example.com/billing")
+            .await
+            .unwrap_err();
     let took = started.elapsed();
     assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
@@ -413,7 +400,9 @@ async fn a_call_never_outlasts_the_request_budget() {
     });
     let api = StripeApi::new(KEY, &base).unwrap();
     let started = Instant::now();
-    let err = api.retrieve_subscription("sub_slow").await.unwrap_err();
+    let err = stripe_webhook::retrieve_subscription(&api, "sub_slow")
+        .await
+        .unwrap_err();
     let took = started.elapsed();
     accepted.abort();
     assert!(matches!(err, StripeError::Unavailable(_)), "{err:?}");
@@ -431,15 +420,15 @@ async fn a_call_never_outlasts_the_request_budget() {
 #[tokio::test]
 async fn create_customer_sends_the_organization_in_metadata() {
     let (standin, api) = standin_and_api().await;
-    let id = api
-        .create_customer(
-            "org_0001",
-            "Acme Inc",
-            Some("owner@acme.test"),
-            "customer:org_0001",
-        )
-        .await
-        .expect("customer");
+    let id = checkout::create_customer(
+        &api,
+        "org_0001",
+        "Acme Inc",
+        Some("owner@acme.test"),
+        "customer:org_0001",
+    )
+    .await
+    .expect("customer");
     assert_eq!(id, "cus_test_1");
     let request = only_request(&standin);
     assert_eq!(
@@ -459,8 +448,7 @@ async fn create_customer_sends_the_organization_in_metadata() {
 
     // Without an email, no email field; every call gets a fresh customer.
     standin.clear_requests();
-    let second = api
-        .create_customer("org_0002", "Beta", None, "customer:org_0002")
+    let second = checkout::create_customer(&api, "org_0002", "Beta", None, "customer:org_0002")
         .await
         .unwrap();
     assert_eq!(second, "cus_test_2");
@@ -473,10 +461,13 @@ async fn create_customer_sends_the_organization_in_metadata() {
 #[tokio::test]
 async fn portal_session_returns_its_url() {
     let (standin, api) = standin_and_api().await;
-    let url = api
-        .create_portal_session("cus_test_9", "https://app.example.com/billing")
-        .await
-        .expect("portal");
+    let url = billing_portal::create_portal_session(
+        &api,
+        "cus_test_9",
+        "https://app.example.com/billing",
+    )
+    .await
+    .expect("portal");
     assert!(
         url.starts_with("https://billing.stripe.com/p/session/test_"),
         "{url}"
@@ -496,7 +487,7 @@ async fn portal_session_returns_its_url() {
     assert!(key.starts_with("tollgate-portal-"), "{key}");
     assert_stripe_headers(&request);
     standin.clear_requests();
-    api.create_portal_session("cus_test_9", "https://app.example.com/billing")
+    billing_portal::create_portal_session(&api, "cus_test_9", "https://app.example.com/billing")
         .await
         .expect("portal");
     let second = only_request(&standin);
@@ -512,10 +503,10 @@ async fn portal_session_returns_its_url() {
             "No such customer: 'cus_gone'",
         ),
     );
-    let err = api
-        .create_portal_session("cus_gone", "https://app.example.com/billing")
-        .await
-        .unwrap_err();
+    let err =
+        billing_portal::create_portal_session(&api, "cus_gone", "https://app.example.com/billing")
+            .await
+            .unwrap_err();
     assert!(
         matches!(&err, StripeError::Rejected { status: 400, code: Some(code), .. } if code == "resource_missing"),
         "{err:?}"
@@ -525,18 +516,18 @@ async fn portal_session_returns_its_url() {
 #[tokio::test]
 async fn invoice_item_is_attached_to_the_draft_invoice() {
     let (standin, api) = standin_and_api().await;
-    let id = api
-        .create_invoice_item(
-            "cus_test_1",
-            "in_draft_1",
-            1230,
-            "usd",
-            "Overage: 123 minutes",
-            &[("organizationId", "org_0001"), ("period", "2026-10")],
-            "overage:org_0001:2026-10",
-        )
-        .await
-        .expect("invoice item");
+    let id = stripe_webhook::create_invoice_item(
+        &api,
+        "cus_test_1",
+        "in_draft_1",
+        1230,
+        "usd",
+        "Overage: 123 minutes",
+        &[("organizationId", "org_0001"), ("period", "2026-10")],
+        "overage:org_0001:2026-10",
+    )
+    .await
+    .expect("invoice item");
     assert!(id.starts_with("ii_test_"), "{id}");
     let request = only_request(&standin);
     assert_eq!(request.path, "/v1/invoiceitems");
@@ -557,31 +548,31 @@ async fn invoice_item_is_attached_to_the_draft_invoice() {
 
     // The same key and parameters (metadata encoded in whatever order) replay the same item, as
     // Stripe does; the same key for another amount is refused.
-    let again = api
-        .create_invoice_item(
-            "cus_test_1",
-            "in_draft_1",
-            1230,
-            "usd",
-            "Overage: 123 minutes",
-            &[("period", "2026-10"), ("organizationId", "org_0001")],
-            "overage:org_0001:2026-10",
-        )
-        .await
-        .expect("replayed");
+    let again = stripe_webhook::create_invoice_item(
+        &api,
+        "cus_test_1",
+        "in_draft_1",
+        1230,
+        "usd",
+        "Overage: 123 minutes",
+        &[("period", "2026-10"), ("organizationId", "org_0001")],
+        "overage:org_0001:2026-10",
+    )
+    .await
+    .expect("replayed");
     assert_eq!(again, id);
-    let err = api
-        .create_invoice_item(
-            "cus_test_1",
-            "in_draft_1",
-            999,
-            "USD",
-            "Overage: 123 minutes",
-            &[("organizationId", "org_0001"), ("period", "2026-10")],
-            "overage:org_0001:2026-10",
-        )
-        .await
-        .unwrap_err();
+    let err = stripe_webhook::create_invoice_item(
+        &api,
+        "cus_test_1",
+        "in_draft_1",
+        999,
+        "USD",
+        "Overage: 123 minutes",
+        &[("organizationId", "org_0001"), ("period", "2026-10")],
+        "overage:org_0001:2026-10",
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, StripeError::Rejected { status: 400, .. }),
         "{err:?}"
@@ -637,13 +628,11 @@ async fn the_stand_in_replays_a_key_whatever_the_order_of_the_fields() {
 #[tokio::test]
 async fn bad_idempotency_keys_and_ids_never_reach_stripe() {
     let (standin, api) = standin_and_api().await;
-    let err = api
-        .create_customer("org_1", "Acme", None, "")
+    let err = checkout::create_customer(&api, "org_1", "Acme", None, "")
         .await
         .unwrap_err();
     assert!(matches!(err, StripeError::Rejected { .. }), "{err:?}");
-    let err = api
-        .retrieve_subscription("sub_1/../../customers")
+    let err = stripe_webhook::retrieve_subscription(&api, "sub_1/../../customers")
         .await
         .unwrap_err();
     assert!(matches!(err, StripeError::Rejected { .. }), "{err:?}");
@@ -709,8 +698,7 @@ fn fixture_checkout_facts() -> CheckoutFacts {
 #[tokio::test]
 async fn retrieve_subscription_parses_the_fixture_and_what_the_test_sets() {
     let (standin, api) = standin_and_api().await;
-    let facts = api
-        .retrieve_subscription("sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")
+    let facts = stripe_webhook::retrieve_subscription(&api, "sub_1Pgc6rB7WZ01zgkWNy0Cn5nw")
         .await
         .expect("subscription");
     assert_eq!(facts, fixture_subscription_facts());
@@ -730,7 +718,9 @@ async fn retrieve_subscription_parses_the_fixture_and_what_the_test_sets() {
     subscription["status"] = json!("past_due");
     subscription["metadata"] = json!({"organizationId": "org_0001"});
     standin.set_subscription("sub_live", subscription);
-    let facts = api.retrieve_subscription("sub_live").await.unwrap();
+    let facts = stripe_webhook::retrieve_subscription(&api, "sub_live")
+        .await
+        .unwrap();
     assert_eq!(facts.id, "sub_live");
     assert_eq!(facts.status, "past_due");
     assert_eq!(facts.organization_id.as_deref(), Some("org_0001"));
@@ -745,7 +735,9 @@ async fn retrieve_subscription_parses_the_fixture_and_what_the_test_sets() {
             "No such subscription: 'sub_gone'",
         ),
     );
-    let err = api.retrieve_subscription("sub_gone").await.unwrap_err();
+    let err = stripe_webhook::retrieve_subscription(&api, "sub_gone")
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, StripeError::Rejected { status: 404, .. }),
         "{err:?}"
@@ -755,26 +747,26 @@ async fn retrieve_subscription_parses_the_fixture_and_what_the_test_sets() {
 #[tokio::test]
 async fn retrieve_invoice_and_checkout_session_parse_the_fixtures() {
     let (standin, api) = standin_and_api().await;
-    let invoice = api
-        .retrieve_invoice("in_1Pgc6tB7WZ01zgkWu9fdqL6I")
+    let invoice = stripe_webhook::retrieve_invoice(&api, "in_1Pgc6tB7WZ01zgkWu9fdqL6I")
         .await
         .expect("invoice");
     assert_eq!(invoice, fixture_invoice_facts());
 
-    let session = api
-        .retrieve_checkout_session(
-            "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY",
-        )
-        .await
-        .expect("checkout session");
+    let session = stripe_webhook::retrieve_checkout_session(
+        &api,
+        "cs_test_a1YS1URlnyQCN5fUUduORoQ7Pw41PJqDWkIVQCpJPqkfIhd6tVY8XB1OLY",
+    )
+    .await
+    .expect("checkout session");
     assert_eq!(session, fixture_checkout_facts());
 
     // A session created through the stand-in is served back as created.
-    let created = api
-        .create_checkout_session(&checkout_request(), "k")
+    let created = checkout::create_checkout_session(&api, &checkout_request(), "k")
         .await
         .unwrap();
-    let session = api.retrieve_checkout_session(&created.id).await.unwrap();
+    let session = stripe_webhook::retrieve_checkout_session(&api, &created.id)
+        .await
+        .unwrap();
     assert_eq!(
         session,
         CheckoutFacts {

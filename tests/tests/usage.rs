@@ -592,7 +592,11 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
     // every attempt with the same key and amount.
     let items = stripe.requests_to("POST", "/v1/invoiceitems");
     let attempts = tollgate_stripe::MAX_ATTEMPTS as usize;
-    assert_eq!(items.len(), attempts + 1, "{attempts} failed attempts, one success");
+    assert_eq!(
+        items.len(),
+        attempts + 1,
+        "{attempts} failed attempts, one success"
+    );
     for item in &items {
         assert_eq!(item.idempotency_key(), items[0].idempotency_key());
         assert_eq!(item.form_value("amount"), Some("9400"));

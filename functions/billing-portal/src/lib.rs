@@ -1,6 +1,10 @@
 //! The `billing-portal` function: `POST /api/billing/portal` opens Stripe's customer portal,
 //! where the organization changes or cancels its subscription.
 
+mod stripe_calls;
+
+pub use stripe_calls::create_portal_session;
+
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::Serialize;
@@ -33,8 +37,7 @@ pub async fn portal(state: &AppState, caller: &Caller) -> Result<Response<Body>,
         )
     })?;
     let return_url = format!("{}/settings/billing", state.config.app_url);
-    let url = stripe
-        .create_portal_session(&customer_id, &return_url)
+    let url = stripe_calls::create_portal_session(&stripe, &customer_id, &return_url)
         .await
         .map_err(stripe_api::api_error)?;
     Ok(json_response(StatusCode::OK, &PortalResponse { url }))

@@ -1,6 +1,12 @@
 //! The `checkout` function: `POST /api/billing/checkout` starts a subscription in a Stripe
 //! Checkout session, creating the organization's Stripe customer on its first checkout.
 
+mod stripe_calls;
+
+pub use stripe_calls::{
+    CheckoutRequest, CheckoutSessionCreated, create_checkout_session, create_customer,
+};
+
 use http::StatusCode;
 use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
@@ -11,7 +17,7 @@ use tollgate::pipeline::{
 use tollgate::pricing::{Interval, Plan};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::is_live;
-use tollgate_stripe::{self as stripe_api, CheckoutRequest};
+use tollgate_stripe as stripe_api;
 
 /// The checkout function's routes and handlers.
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {
@@ -82,15 +88,15 @@ pub async fn checkout(
                 .or_else(|| caller.user.as_ref().and_then(|u| u.email.clone()));
             // One key per organization: concurrent first checkouts get the same customer back
             // from Stripe, and the conditional write below keeps whichever was stored first.
-            let created = stripe
-                .create_customer(
-                    &organization.id,
-                    &organization.name,
-                    email.as_deref(),
-                    &format!("tollgate-customer-{}", organization.id),
-                )
-                .await
-                .map_err(stripe_api::api_error)?;
+            let created = stripe_calls::create_customer(
+                &stripe,
+                &organization.id,
+                &organization.name,
+                email.as_deref(),
+                &format!("tollgate-customer-{}", organization.id),
+            )
+            .await
+            .map_err(stripe_api::api_error)?;
             state
                 .store
                 .attach_customer(tenant, &created)
@@ -102,19 +108,19 @@ pub async fn checkout(
     let success_url =
         format!("{base}/settings/billing?checkout=success&session_id={{CHECKOUT_SESSION_ID}}");
     let cancel_url = format!("{base}/settings/billing?checkout=cancelled");
-    let session = stripe
-        .create_checkout_session(
-            &CheckoutRequest {
-                customer_id: &customer_id,
-                price_id,
-                organization_id: &organization.id,
-                success_url: &success_url,
-                cancel_url: &cancel_url,
-            },
-            &format!("tollgate-checkout-{}", uuid::Uuid::new_v4()),
-        )
-        .await
-        .map_err(stripe_api::api_error)?;
+    let session = stripe_calls::create_checkout_session(
+        &stripe,
+        &CheckoutRequest {
+            customer_id: &customer_id,
+            price_id,
+            organization_id: &organization.id,
+            success_url: &success_url,
+            cancel_url: &cancel_url,
+        },
+        &format!("tollgate-checkout-{}", uuid::Uuid::new_v4()),
+    )
+    .await
+    .map_err(stripe_api::api_error)?;
     tracing::info!(session_id = %session.id, plan = %plan, interval = %interval, "checkout session created");
     Ok(json_response(
         StatusCode::OK,

@@ -6,6 +6,12 @@
 //! not fit the pinned API types is fetched again through the API, and any transient failure answers
 //! 5xx so Stripe retries.
 
+mod stripe_calls;
+
+pub use stripe_calls::{
+    create_invoice_item, retrieve_checkout_session, retrieve_invoice, retrieve_subscription,
+};
+
 use http::StatusCode;
 use lambda_http::{Body, Request, Response};
 use serde::Serialize;
@@ -234,7 +240,7 @@ async fn subscription_facts(
         _ => None,
     };
     pinned(state, event, parsed, |api, id| async move {
-        api.retrieve_subscription(&id).await
+        stripe_calls::retrieve_subscription(&api, &id).await
     })
     .await
 }
@@ -245,7 +251,7 @@ async fn invoice_facts(state: &AppState, event: &EventEnvelope) -> Result<Invoic
         _ => None,
     };
     pinned(state, event, parsed, |api, id| async move {
-        api.retrieve_invoice(&id).await
+        stripe_calls::retrieve_invoice(&api, &id).await
     })
     .await
 }
@@ -259,7 +265,7 @@ async fn checkout_facts(
         _ => None,
     };
     pinned(state, event, parsed, |api, id| async move {
-        api.retrieve_checkout_session(&id).await
+        stripe_calls::retrieve_checkout_session(&api, &id).await
     })
     .await
 }
@@ -358,9 +364,8 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 return Ok(None);
             };
             // The session carries no subscription state: read it, in the pinned version.
-            let subscription = stripe_api::client(state)
-                .await?
-                .retrieve_subscription(&subscription_id)
+            let api = stripe_api::client(state).await?;
+            let subscription = stripe_calls::retrieve_subscription(&api, &subscription_id)
                 .await
                 .map_err(stripe_api::api_error)?;
             (tenant, snapshot(event, subscription, false), None)
@@ -565,23 +570,23 @@ async fn bill_overage(
         );
         let key = format!("tollgate-overage-{}-{}", tenant.as_str(), marker.period_key);
         let minutes = marker.overage_minutes.to_string();
-        let item = stripe_api::client(state)
-            .await?
-            .create_invoice_item(
-                customer,
-                &marker.invoice_id,
-                marker.amount_cents,
-                facts.currency.as_str(),
-                &description,
-                &[
-                    ("organizationId", tenant.as_str()),
-                    ("period", marker.period_key.as_str()),
-                    ("overageMinutes", minutes.as_str()),
-                ],
-                &key,
-            )
-            .await
-            .map_err(stripe_api::api_error)?;
+        let api = stripe_api::client(state).await?;
+        let item = stripe_calls::create_invoice_item(
+            &api,
+            customer,
+            &marker.invoice_id,
+            marker.amount_cents,
+            facts.currency.as_str(),
+            &description,
+            &[
+                ("organizationId", tenant.as_str()),
+                ("period", marker.period_key.as_str()),
+                ("overageMinutes", minutes.as_str()),
+            ],
+            &key,
+        )
+        .await
+        .map_err(stripe_api::api_error)?;
         tracing::info!(invoice_id = %marker.invoice_id, invoice_item_id = %item, overage_minutes = marker.overage_minutes, amount_cents = marker.amount_cents, "overage billed");
         Some(item)
     } else {
