@@ -53,7 +53,7 @@ struct EventEnvelope {
 
 #[derive(Debug)]
 enum EventObject {
-    Parsed(EventFacts),
+    Parsed(Box<EventFacts>),
     /// Retrieved again by id, in the pinned version, when the handler needs it.
     Refetch {
         id: String,
@@ -73,7 +73,7 @@ impl From<StripeEvent> for EventEnvelope {
                 id,
                 event_type,
                 created,
-                object: EventObject::Parsed(object),
+                object: EventObject::Parsed(Box::new(object)),
             },
             StripeEvent::Unparsed {
                 id,
