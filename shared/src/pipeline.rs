@@ -735,6 +735,47 @@ fn request_id(request: &Request) -> String {
 mod tests {
     use super::*;
 
+    fn secrets() -> Secrets {
+        let values = SecretValues {
+            stripe_secret_key: Some("sk_test_client".to_owned()),
+            clerk_secret_key: None,
+            stripe_webhook_secrets: String::new(),
+            service_key_hashes: String::new(),
+            encryption_keys: None,
+        };
+        Secrets::build(&values).expect("secrets")
+    }
+
+    #[test]
+    fn a_client_is_built_once_per_secret_values() {
+        let secrets = secrets();
+        let builds = std::sync::atomic::AtomicUsize::new(0);
+        let build = |s: &Secrets| {
+            builds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, ()>(Arc::new(s.stripe_secret_key.clone()))
+        };
+        let first = secrets.client(build).expect("built");
+        let second = secrets.client(build).expect("kept");
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 1);
+        // New secret values (a rotation) are a new `Secrets`: the client is built again.
+        let rotated = self::secrets();
+        rotated.client(build).expect("rebuilt");
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn a_failed_build_is_not_kept() {
+        let secrets = secrets();
+        assert_eq!(secrets.client(|_| Err::<Arc<u8>, _>("down")), Err("down"));
+        assert_eq!(
+            *secrets
+                .client(|_| Ok::<_, &str>(Arc::new(7u8)))
+                .expect("built"),
+            7
+        );
+    }
+
     #[test]
     fn only_failed_credentials_count_against_their_source() {
         assert_eq!(
