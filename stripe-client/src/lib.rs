@@ -1,5 +1,7 @@
-//! Tollgate's Stripe calls, through async-stripe: the few requests Tollgate makes, the parsing of
-//! webhook events and objects, and the facts Tollgate keeps of them.
+//! What Tollgate's Stripe functions share, over async-stripe: the client with its budget and
+//! retries ([`StripeApi::send`]), the error classes, the parsing of webhook events and objects, and
+//! the facts Tollgate keeps of them. Each function builds its own requests with async-stripe's
+//! builders (`functions/<name>/src/stripe_calls.rs`).
 //!
 //! async-stripe 1.0 is generated from Stripe's OpenAPI specification for one API version,
 //! [`PINNED_API_VERSION`]: its client sends that version as `Stripe-Version` on every request, so
@@ -14,8 +16,7 @@
 //! feed the billing state machine. Expandable references (customer, subscription) may be an id or
 //! an expanded object: both give the id. A payload that does not fit the pinned types is a
 //! [`ShapeError`] (or an [`Unparsed`](StripeEvent::Unparsed) event), never misread: the webhook
-//! handler fetches the object again by id ([`StripeApi::retrieve_subscription`] and friends answer
-//! in the pinned version) or answers 5xx so that Stripe retries.
+//! handler fetches the object again by id (the API answers in the pinned version) or answers 5xx so that Stripe retries.
 //!
 //! Older API versions, concretely:
 //! - Subscription periods live on the items since 2025-03-31.basil, and the pinned version
