@@ -322,7 +322,13 @@ mod tests {
             any::<char>().prop_filter("visible", |c| c.is_alphanumeric() || *c == ' '),
             1..60,
         )
-        .prop_map(|chars| chars.into_iter().collect::<String>())
+        // Alphanumeric includes the Hangul fillers, which are invisible: not visible text.
+        .prop_map(|chars| {
+            chars
+                .into_iter()
+                .filter(|c| !is_hidden_character(*c))
+                .collect::<String>()
+        })
         .prop_filter("not blank", |s| !s.trim().is_empty())
     }
 
