@@ -41,6 +41,9 @@ pub struct Config {
     pub secrets_manager_endpoint: Option<String>,
     /// Days a new or resent invitation stays acceptable (`INVITATION_TTL_DAYS`, 1 to 365).
     pub invitation_ttl_days: u32,
+    /// Days a `past_due` subscription keeps its plan after its first failed payment
+    /// (`PAST_DUE_GRACE_DAYS`, 0 to 90; see `tollgate::entitlements`).
+    pub past_due_grace_days: u32,
     /// Clerk Backend API secret key (`CLERK_SECRET_KEY`), for profiles when tokens carry no
     /// email; from the secret (`clerkSecretKey`) when `SECRETS_ARN` is set.
     pub clerk_secret_key: Option<String>,
@@ -168,6 +171,10 @@ impl Config {
                     })?,
                 None => crate::team::DEFAULT_INVITATION_TTL_DAYS,
             },
+            past_due_grace_days: match get("PAST_DUE_GRACE_DAYS") {
+                Some(raw) => parse_grace_days(&raw)?,
+                None => crate::entitlements::DEFAULT_PAST_DUE_GRACE_DAYS,
+            },
             clerk_secret_key: get("CLERK_SECRET_KEY"),
             clerk_api_base: get("CLERK_API_BASE")
                 .unwrap_or_else(|| crate::auth::profile::DEFAULT_CLERK_API_BASE.to_owned()),
@@ -182,6 +189,21 @@ impl Config {
             prices: PriceTable::from_lookup(get),
         })
     }
+}
+
+/// `PAST_DUE_GRACE_DAYS`: a whole number of days from 0 to
+/// [`crate::entitlements::MAX_PAST_DUE_GRACE_DAYS`].
+fn parse_grace_days(raw: &str) -> Result<u32, ConfigError> {
+    let max = crate::entitlements::MAX_PAST_DUE_GRACE_DAYS;
+    raw.parse::<u32>()
+        .ok()
+        .filter(|days| *days <= max)
+        .ok_or_else(|| ConfigError::Invalid {
+            name: "PAST_DUE_GRACE_DAYS",
+            reason: format!(
+                "expected a whole number of days from 0 to {max} (got \"{raw}\"); it is how long a past_due subscription keeps its plan"
+            ),
+        })
 }
 
 #[cfg(test)]
@@ -370,6 +392,25 @@ mod tests {
         for bad in ["0", "366", "-1", "a week"] {
             let error = config(&[("INVITATION_TTL_DAYS", bad)]).unwrap_err();
             assert!(error.to_string().contains("INVITATION_TTL_DAYS"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn past_due_grace_defaults_to_seven_days_and_bad_values_are_named() {
+        assert_eq!(config(&[]).unwrap().past_due_grace_days, 7);
+        for (raw, days) in [("0", 0), ("14", 14), ("90", 90)] {
+            assert_eq!(
+                config(&[("PAST_DUE_GRACE_DAYS", raw)])
+                    .unwrap()
+                    .past_due_grace_days,
+                days
+            );
+        }
+        for bad in ["-1", "91", "7.5", "seven", "1e3"] {
+            let error = config(&[("PAST_DUE_GRACE_DAYS", bad)]).unwrap_err();
+            let text = error.to_string();
+            assert!(text.contains("PAST_DUE_GRACE_DAYS"), "{bad}: {text}");
+            assert!(text.contains("0 to 90"), "{bad}: {text}");
         }
     }
 }

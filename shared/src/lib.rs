@@ -11,6 +11,7 @@ pub mod aws;
 pub mod billing;
 pub mod config;
 pub mod crypto;
+pub mod entitlements;
 pub mod http;
 pub mod lambda;
 pub mod pipeline;

@@ -522,6 +522,30 @@ pub async fn organization_of(
         .ok_or_else(organization_required)
 }
 
+/// What `organization` is entitled to now, with this deployment's `PAST_DUE_GRACE_DAYS`.
+pub fn entitlement_of(
+    state: &AppState,
+    organization: &crate::store::OrganizationRecord,
+) -> crate::entitlements::Entitlement {
+    crate::entitlements::of_organization(
+        organization,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        state.config.past_due_grace_days,
+    )
+}
+
+/// 402 `plan_inactive`: the organization's subscription lapsed, so nobody new may join it.
+pub fn plan_inactive(entitlement: &crate::entitlements::Entitlement) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYMENT_REQUIRED,
+        "plan_inactive",
+        format!(
+            "The organization's plan is inactive, so nobody new can join it; existing members stay. {}",
+            entitlement.reason.message()
+        ),
+    )
+}
+
 /// The `{id}` path parameter of `params`.
 pub fn path_id(params: &PathParams) -> Result<&str, ApiError> {
     params

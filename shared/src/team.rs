@@ -134,11 +134,12 @@ pub fn verified_email(email: Option<&str>, email_verified: Option<bool>) -> Opti
     normalize_email(email?).ok()
 }
 
-/// Seats an organization may fill with members plus pending invitations: the plan's
-/// `maxTeamMembers`, or one (the owner) without a plan.
+/// Seats an organization may fill with members plus pending invitations: the granted plan's
+/// `maxTeamMembers`, or [`crate::entitlements::FREE_SEATS`] (the owner) without one. Callers pass
+/// [`crate::entitlements::Entitlement::plan_granted`], not the stored plan.
 pub fn seat_limit(plan: Option<Plan>) -> u64 {
     plan.map(|plan| u64::from(pricing::definition(plan).limits.max_team_members))
-        .unwrap_or(1)
+        .unwrap_or(crate::entitlements::FREE_SEATS)
 }
 
 /// Organization names: trimmed, inner whitespace runs collapsed, 2 to 100 characters, no control

@@ -6,10 +6,10 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
-use tollgate::pipeline::organization_of;
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
 };
+use tollgate::pipeline::{entitlement_of, organization_of};
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::{OrganizationRecord, PlanStatus, StoreError};
@@ -50,11 +50,14 @@ pub struct OrganizationView {
     created_at: String,
 }
 
-impl From<OrganizationRecord> for OrganizationView {
-    fn from(o: OrganizationRecord) -> Self {
-        let plan = o.plan.map(pricing::definition);
+impl OrganizationView {
+    /// The organization with the limits and features of its entitlement (status and grace
+    /// considered), not of its stored plan alone.
+    fn new(state: &AppState, o: OrganizationRecord) -> Self {
+        let granted = entitlement_of(state, &o).plan_granted;
+        let plan = granted.map(pricing::definition);
         Self {
-            seat_limit: seat_limit(o.plan),
+            seat_limit: seat_limit(granted),
             id: o.id,
             name: o.name,
             billing_email: o.billing_email,
@@ -139,7 +142,7 @@ pub async fn create(
             tracing::info!(user_id = %user.id, "organization created");
             Ok(json_response(
                 StatusCode::CREATED,
-                &OrganizationView::from(organization),
+                &OrganizationView::new(state, organization),
             ))
         }
         Err(StoreError::AlreadyInOrganization) => Err(already_member()),
@@ -158,7 +161,7 @@ pub async fn get(state: &AppState, caller: &Caller) -> Result<Response<Body>, Ap
     let organization = organization_of(state, caller).await?;
     Ok(json_response(
         StatusCode::OK,
-        &OrganizationView::from(organization),
+        &OrganizationView::new(state, organization),
     ))
 }
 
@@ -195,7 +198,7 @@ pub async fn update(
     {
         Ok(organization) => Ok(json_response(
             StatusCode::OK,
-            &OrganizationView::from(organization),
+            &OrganizationView::new(state, organization),
         )),
         Err(StoreError::NotFound) => Err(organization_required()),
         Err(error) => Err(store_error(error)),

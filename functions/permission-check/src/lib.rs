@@ -6,7 +6,7 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
-use tollgate::pipeline::{AppState, Caller, FunctionHandlers, store_error};
+use tollgate::pipeline::{AppState, Caller, FunctionHandlers, entitlement_of, store_error};
 use tollgate::pricing::{self, Feature, Plan};
 use tollgate::rbac::{self, Decision, Grant, Role, Scope};
 use tollgate::routes::{Function, Operation};
@@ -71,7 +71,9 @@ pub async fn check(
                 .get_organization(tenant)
                 .await
                 .map_err(store_error)?;
-            (user.role, organization.and_then(|o| o.plan))
+            // Features follow the entitlement (plan, status, grace), not the stored plan alone.
+            let plan = organization.and_then(|o| entitlement_of(state, &o).plan_granted);
+            (user.role, plan)
         }
         Some(_) => (user.role, None),
         None => (None, None),

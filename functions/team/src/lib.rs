@@ -5,10 +5,10 @@ use lambda_http::{Body, Request, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, invalid_cursor, json_response, page_params, parse_json_body};
-use tollgate::pipeline::organization_of;
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, path_id, store_error, tenant_of,
 };
+use tollgate::pipeline::{entitlement_of, organization_of, plan_inactive};
 use tollgate::rbac::Role;
 use tollgate::routes::{Function, Operation, PathParams};
 use tollgate::store::{InvitationRecord, MemberRecord, StoreError, TeamEntry};
@@ -194,7 +194,12 @@ pub async fn invite(
             format!("{email} is already a member of this organization."),
         ));
     }
-    let limit = seat_limit(organization.plan);
+    // A lapsed subscription keeps its members but takes no new ones.
+    let entitlement = entitlement_of(state, &organization);
+    if entitlement.is_inactive() {
+        return Err(plan_inactive(&entitlement));
+    }
+    let limit = seat_limit(entitlement.plan_granted);
     // Expired invitations give their seats back before this one takes a seat.
     let now = unix_now();
     state

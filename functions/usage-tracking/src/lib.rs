@@ -9,7 +9,8 @@ use time::OffsetDateTime;
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
+    AppState, Caller, FunctionHandlers, entitlement_of, organization_required, store_error,
+    tenant_of,
 };
 use tollgate::pricing::Plan;
 use tollgate::routes::{Function, Operation};
@@ -201,7 +202,7 @@ async fn fire_alerts(
     organization: &OrganizationRecord,
     period: &Period,
 ) -> Result<Vec<Threshold>, ApiError> {
-    let included = usage::included_minutes(entitled_plan(organization));
+    let included = usage::included_minutes(entitled_plan(state, organization));
     if included == 0 {
         return Ok(Vec::new());
     }
@@ -238,8 +239,10 @@ async fn fire_alerts(
     Ok(fired)
 }
 
-fn entitled_plan(organization: &OrganizationRecord) -> Option<Plan> {
-    organization.plan
+/// The plan whose minutes are included: the entitlement's (status and grace considered), so a
+/// lapsed subscription has no allowance. Calls are recorded whatever it is.
+fn entitled_plan(state: &AppState, organization: &OrganizationRecord) -> Option<Plan> {
+    entitlement_of(state, organization).plan_granted
 }
 
 #[derive(Debug, Serialize)]
@@ -273,7 +276,7 @@ pub async fn get_usage(state: &AppState, caller: &Caller) -> Result<Response<Bod
         .usage_counter(tenant, &period)
         .await
         .map_err(store_error)?;
-    let plan = entitled_plan(&organization);
+    let plan = entitled_plan(state, &organization);
     let summary = usage::summarize(
         counter.minutes,
         counter.calls,

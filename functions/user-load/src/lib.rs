@@ -11,9 +11,11 @@ use serde::Serialize;
 
 use tollgate::auth::jwt::{Claims, JwtVerifier};
 use tollgate::auth::profile::{self, Profile};
+use tollgate::entitlements::{Entitlement, EntitlementReason, EntitlementStatus};
 use tollgate::http::{ApiError, json_response};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, organization_required, path_id, store_error, tenant_of,
+    AppState, Caller, FunctionHandlers, entitlement_of, organization_required, path_id,
+    plan_inactive, store_error, tenant_of,
 };
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::rbac::{self, Role};
@@ -58,9 +60,33 @@ struct MeResponse {
     permissions: Vec<String>,
     features: Option<&'static PlanFeatures>,
     limits: Option<&'static PlanLimits>,
+    /// How the organization's subscription entitles it (`null` without an organization).
+    entitlement_status: Option<EntitlementView>,
     /// Pending, unexpired invitations to the token's verified email; empty for a member of an
     /// organization (they leave before accepting another) and for an unverified email.
     invitations: Vec<InvitationView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EntitlementView {
+    status: EntitlementStatus,
+    reason: EntitlementReason,
+    message: &'static str,
+    /// RFC 3339; only for a `past_due` subscription.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    grace_ends_at: Option<String>,
+}
+
+impl From<&Entitlement> for EntitlementView {
+    fn from(e: &Entitlement) -> Self {
+        Self {
+            status: e.status,
+            reason: e.reason,
+            message: e.reason.message(),
+            grace_ends_at: e.grace_ends_at.and_then(team::rfc3339),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -140,6 +166,10 @@ pub async fn get_me(
     } else {
         StatusCode::OK
     };
+    let organization = organization.map(|o| {
+        let entitlement = entitlement_of(state, &o);
+        (o, entitlement)
+    });
     Ok(json_response(
         status,
         &me_response(user, organization, invitations),
@@ -358,7 +388,12 @@ pub async fn accept_invitation(
         .await
         .map_err(store_error)?
         .ok_or_else(invitation_not_found)?;
-    let limit = seat_limit(organization.plan);
+    // A lapsed subscription keeps its members but takes no new ones.
+    let entitlement = entitlement_of(state, &organization);
+    if entitlement.is_inactive() {
+        return Err(plan_inactive(&entitlement));
+    }
+    let limit = seat_limit(entitlement.plan_granted);
     let seats_full = || {
         ApiError::conflict(
             "seat_limit_reached",
@@ -380,7 +415,11 @@ pub async fn accept_invitation(
             tracing::Span::current().record("organization_id", invitation.tenant.as_str());
             Ok(json_response(
                 StatusCode::OK,
-                &me_response(joined, Some(organization.clone()), Vec::new()),
+                &me_response(
+                    joined,
+                    Some((organization.clone(), entitlement)),
+                    Vec::new(),
+                ),
             ))
         }
         Err(StoreError::NotFound) if is_expired(invitation.expires_at, unix_now()) => {
@@ -489,23 +528,25 @@ pub async fn leave_organization(
     }
 }
 
+/// The `/api/me` body; `features` and `limits` are those of the organization's entitlement.
 fn me_response(
     user: UserRecord,
-    organization: Option<OrganizationRecord>,
+    organization: Option<(OrganizationRecord, Entitlement)>,
     invitations: Vec<InvitationView>,
 ) -> MeResponse {
     // A role only means something inside an organization.
     let role = organization.as_ref().and(user.role);
     let plan = organization
         .as_ref()
-        .and_then(|o| o.plan)
+        .and_then(|(_, e)| e.plan_granted)
         .map(pricing::definition);
     MeResponse {
         invitations,
         permissions: role.map(rbac::expanded_permissions).unwrap_or_default(),
         features: plan.map(|p| &p.features),
         limits: plan.map(|p| &p.limits),
-        organization: organization.map(|o| OrganizationView {
+        entitlement_status: organization.as_ref().map(|(_, e)| EntitlementView::from(e)),
+        organization: organization.map(|(o, _)| OrganizationView {
             id: o.id,
             name: o.name,
             plan: o.plan,

@@ -45,8 +45,17 @@
 //!   `incomplete` into `active` (a `$0` trial invoice leaves `trialing`; terminal states stay).
 //!   Before any snapshot has been seen the status is `none`.
 //!
-//! Both parts are maxima over a total order, so folding the events in any order, with any
-//! duplicates, ends in the same [`BillingState`] (property-tested below). Keeping only the newest
+//! * The **payment marks** say when the current stretch of failed payments began
+//!   ([`BillingState::past_due_since`], what the entitlement grace period counts from). Per
+//!   subscription they keep the newest event that says the subscription is not past due (a
+//!   snapshot with another status, a successful payment) and every failed-payment event (a failed
+//!   invoice, a `past_due` snapshot) newer than it. `past_due_since` is the `created` of the
+//!   oldest kept failure of the current subscription while the effective status is `past_due`,
+//!   `None` otherwise. An event too old for the snapshot or invoice part still adds its mark: a
+//!   first failure delivered after a retry's failure moves `past_due_since` back to it.
+//!
+//! All three parts are maxima (or pruned sets) over a total order, so folding the events in any
+//! order, with any duplicates, ends in the same [`BillingState`] (property-tested below). Keeping only the newest
 //! invoice signal means an invoice of another subscription that is newer still can mask it; Stripe
 //! also sends `customer.subscription.updated` with the new status, which settles it.
 //!
@@ -198,6 +207,73 @@ impl InvoiceSignal {
     }
 }
 
+/// One payment event of one subscription, kept in [`BillingState::payment_marks`].
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentMark {
+    pub subscription_id: String,
+    pub key: OrderKey,
+    /// True for a failed payment (a failed invoice, a `past_due` snapshot); false for an event
+    /// that says the subscription is not past due.
+    pub failed: bool,
+}
+
+impl PaymentMark {
+    fn of_snapshot(event: &SubscriptionSnapshot, key: &OrderKey) -> Self {
+        Self {
+            subscription_id: event.subscription_id.clone(),
+            key: key.clone(),
+            failed: event.effective_status() == PlanStatus::PastDue,
+        }
+    }
+
+    fn of_invoice(signal: &InvoiceSignal) -> Self {
+        Self {
+            subscription_id: signal.subscription_id.clone(),
+            key: signal.order_key(),
+            failed: signal.outcome == InvoiceOutcome::PaymentFailed,
+        }
+    }
+}
+
+/// `marks` with `mark` added, pruned: per subscription, the newest non-failed mark and the failed
+/// marks newer than it; sorted, without duplicates. The result depends only on the set of marks
+/// ever added, not on their order.
+fn with_mark(marks: &[PaymentMark], mark: PaymentMark) -> Vec<PaymentMark> {
+    let mut all: Vec<PaymentMark> = marks.iter().cloned().chain([mark]).collect();
+    all.sort();
+    all.dedup();
+    let newest_ok = |subscription: &str| {
+        all.iter()
+            .filter(|m| m.subscription_id == subscription && !m.failed)
+            .map(|m| &m.key)
+            .max()
+            .cloned()
+    };
+    let boundaries: Vec<(String, Option<OrderKey>)> = all
+        .iter()
+        .map(|m| (m.subscription_id.clone(), newest_ok(&m.subscription_id)))
+        .collect();
+    all.iter()
+        .zip(boundaries)
+        .filter(|(m, (_, boundary))| match boundary {
+            None => true,
+            Some(b) if m.failed => m.key > *b,
+            Some(b) => m.key == *b,
+        })
+        .map(|(m, _)| m.clone())
+        .collect()
+}
+
+/// When the current stretch of failed payments of `subscription` began: the oldest kept failure.
+fn first_failure(marks: &[PaymentMark], subscription: &str) -> Option<i64> {
+    marks
+        .iter()
+        .filter(|m| m.failed && m.subscription_id == subscription)
+        .map(|m| m.key.created)
+        .min()
+}
+
 /// The stored subscription state of an organization (persisted as camelCase).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -231,6 +307,14 @@ pub struct BillingState {
     /// The newest invoice signal, kept only while it is newer than `snapshot_key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_invoice: Option<InvoiceSignal>,
+    /// While `status` is `past_due`: the `created` (Unix seconds) of the first failed payment of
+    /// the current stretch; `None` otherwise, and in items written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub past_due_since: Option<i64>,
+    /// What `past_due_since` is derived from (see the module documentation); empty in items
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payment_marks: Vec<PaymentMark>,
 }
 
 impl BillingState {
@@ -283,6 +367,8 @@ impl BillingState {
             snapshot_status: status,
             snapshot_key: Some(key),
             last_invoice: None,
+            past_due_since: None,
+            payment_marks: Vec::new(),
         }
     }
 
@@ -303,7 +389,20 @@ impl BillingState {
             snapshot_status: PlanStatus::None,
             snapshot_key: None,
             last_invoice: Some(signal.clone()),
+            past_due_since: None,
+            payment_marks: Vec::new(),
         }
+    }
+
+    /// This state with `marks` in place of its payment marks; `None` when they are the same.
+    fn with_marks(&self, marks: Vec<PaymentMark>) -> Option<Self> {
+        if marks == self.payment_marks {
+            return None;
+        }
+        let mut next = self.clone();
+        next.payment_marks = marks;
+        next.recompute_status();
+        Some(next)
     }
 
     /// Re-derives `status` from `snapshot_status` and the kept invoice signal.
@@ -314,6 +413,14 @@ impl BillingState {
                 invoice_effect(self.snapshot_status, invoice.outcome)
             }
             (Some(_), _) => self.snapshot_status,
+        };
+        // A newer invoice of another subscription can hide the payment that ended a stretch (the
+        // known limit above): the status then still says past_due, counted from that snapshot.
+        self.past_due_since = if self.status == PlanStatus::PastDue {
+            first_failure(&self.payment_marks, &self.subscription_id)
+                .or(self.snapshot_key.as_ref().map(|k| k.created))
+        } else {
+            None
         };
     }
 }
@@ -372,6 +479,10 @@ pub fn apply(
     price_lookup: &dyn Fn(&str) -> Option<(Plan, Interval)>,
 ) -> Transition {
     let key = event.order_key();
+    let marks = with_mark(
+        current.map_or(&[], |c| c.payment_marks.as_slice()),
+        PaymentMark::of_snapshot(event, &key),
+    );
     let mut carried_invoice = None;
     if let Some(current) = current {
         if current.has_seen(&key) {
@@ -380,41 +491,58 @@ pub fn apply(
         if let Some(snapshot_key) = &current.snapshot_key
             && key < *snapshot_key
         {
-            return Transition::Ignore(IgnoreReason::Stale);
+            return stale_unless_marked(current, marks);
         }
         carried_invoice = current.last_invoice.clone();
     }
     let mut next = BillingState::from_snapshot(event, key.clone(), price_lookup);
     next.last_invoice = carried_invoice.filter(|invoice| invoice.order_key() > key);
+    next.payment_marks = marks;
     next.recompute_status();
     Transition::Apply(next)
+}
+
+/// An event too old for the snapshot and invoice parts: applied only when its payment mark
+/// changes the marks (an earlier failure, say).
+fn stale_unless_marked(current: &BillingState, marks: Vec<PaymentMark>) -> Transition {
+    current
+        .with_marks(marks)
+        .map_or(Transition::Ignore(IgnoreReason::Stale), Transition::Apply)
 }
 
 /// Applies an invoice payment event (`invoice.payment_failed`, `invoice.paid`,
 /// `invoice.payment_succeeded`) to the organization's stored state (`None` before the first
 /// event). A signal is kept when it is newer than everything the state reflects; it changes the
-/// effective status only as described in the module documentation.
+/// effective status only as described in the module documentation. An older signal only adds its
+/// payment mark.
 pub fn apply_invoice(current: Option<&BillingState>, signal: &InvoiceSignal) -> Transition {
+    let mark = PaymentMark::of_invoice(signal);
     let Some(current) = current else {
-        return Transition::Apply(BillingState::from_invoice_only(signal));
+        let mut next = BillingState::from_invoice_only(signal);
+        next.payment_marks = with_mark(&[], mark);
+        return Transition::Apply(next);
     };
     let key = signal.order_key();
     if current.has_seen(&key) {
         return Transition::Ignore(IgnoreReason::Duplicate);
     }
+    let marks = with_mark(&current.payment_marks, mark);
     let older_than_snapshot = current.snapshot_key.as_ref().is_some_and(|k| key < *k);
     let older_than_invoice = current
         .last_invoice
         .as_ref()
         .is_some_and(|kept| key < kept.order_key());
     if older_than_snapshot || older_than_invoice {
-        return Transition::Ignore(IgnoreReason::Stale);
+        return stale_unless_marked(current, marks);
     }
     if current.snapshot_key.is_none() {
-        return Transition::Apply(BillingState::from_invoice_only(signal));
+        let mut next = BillingState::from_invoice_only(signal);
+        next.payment_marks = marks;
+        return Transition::Apply(next);
     }
     let mut next = current.clone();
     next.last_invoice = Some(signal.clone());
+    next.payment_marks = marks;
     next.recompute_status();
     Transition::Apply(next)
 }
@@ -799,10 +927,19 @@ mod tests {
             apply_invoice(Some(&failed), &invoice("evt_2", 200, SUB_A, PaymentFailed)),
             Transition::Ignore(IgnoreReason::Duplicate)
         );
+        // An older success changes no status, but it is recorded: the stretch of failures began
+        // after it (a failure older still would not count).
+        let older_success = applied(apply_invoice(
+            Some(&failed),
+            &invoice("evt_0", 150, SUB_A, PaymentSucceeded),
+        ));
+        assert_eq!(older_success.status, PlanStatus::PastDue);
+        assert_eq!(older_success.last_invoice, failed.last_invoice);
+        assert_eq!(older_success.past_due_since, Some(200));
         assert_eq!(
             apply_invoice(
-                Some(&failed),
-                &invoice("evt_0", 150, SUB_A, PaymentSucceeded)
+                Some(&older_success),
+                &invoice("evt_00", 120, SUB_A, PaymentFailed)
             ),
             Transition::Ignore(IgnoreReason::Stale)
         );
@@ -917,6 +1054,70 @@ mod tests {
         let back: BillingState =
             serde_json::from_value(json).unwrap_or_else(|e| panic!("deserialize: {e}"));
         assert_eq!(back, state);
+    }
+
+    #[test]
+    fn past_due_since_is_the_first_failure_and_clears_on_recovery() {
+        use InvoiceOutcome::*;
+        let active = Ev::Sub(snap("evt_1", 100, SUB_A, PlanStatus::Active));
+        let first = Ev::Inv(invoice("evt_2", 1_000, SUB_A, PaymentFailed));
+        let update = Ev::Sub(snap("evt_3", 1_001, SUB_A, PlanStatus::PastDue));
+        let retry = Ev::Inv(invoice("evt_4", 90_000, SUB_A, PaymentFailed));
+        for order in [
+            [&active, &first, &update, &retry],
+            [&retry, &update, &first, &active],
+            [&update, &retry, &active, &first],
+        ] {
+            let s = fold(order).unwrap_or_else(|| panic!("state"));
+            assert_eq!(s.status, PlanStatus::PastDue);
+            assert_eq!(s.past_due_since, Some(1_000), "{order:?}");
+        }
+        // The first failure delivered after the retry's is applied although it is stale.
+        let late = fold([&active, &retry]).unwrap_or_else(|| panic!("state"));
+        assert_eq!(late.past_due_since, Some(90_000));
+        let Ev::Inv(first_signal) = &first else {
+            panic!("invoice")
+        };
+        let s = applied(apply_invoice(Some(&late), first_signal));
+        assert_eq!(s.past_due_since, Some(1_000));
+        assert_eq!(s.last_invoice.as_ref().map(|i| i.created), Some(90_000));
+        // A successful payment ends the stretch; the next failure starts a new one.
+        let paid = Ev::Inv(invoice("evt_5", 100_000, SUB_A, PaymentSucceeded));
+        let again = Ev::Inv(invoice("evt_6", 200_000, SUB_A, PaymentFailed));
+        let recovered =
+            fold([&active, &first, &update, &retry, &paid]).unwrap_or_else(|| panic!("state"));
+        assert_eq!(recovered.status, PlanStatus::Active);
+        assert_eq!(recovered.past_due_since, None);
+        let s = fold([&again, &paid, &retry, &first, &update, &active])
+            .unwrap_or_else(|| panic!("state"));
+        assert_eq!(s.status, PlanStatus::PastDue);
+        assert_eq!(s.past_due_since, Some(200_000));
+        // Unpaid after the retries: no longer past due, so no grace start.
+        let unpaid = Ev::Sub(snap("evt_7", 95_000, SUB_A, PlanStatus::Unpaid));
+        let s = fold([&active, &first, &unpaid, &retry]).unwrap_or_else(|| panic!("state"));
+        assert_eq!(s.status, PlanStatus::Unpaid);
+        assert_eq!(s.past_due_since, None);
+    }
+
+    #[test]
+    fn items_written_before_payment_marks_still_read() {
+        let state = fold(&lifecycle()[..5]).unwrap_or_else(|| panic!("state"));
+        let mut json = serde_json::to_value(&state).unwrap_or_default();
+        if let Some(object) = json.as_object_mut() {
+            object.remove("pastDueSince");
+            object.remove("paymentMarks");
+        }
+        let old: BillingState =
+            serde_json::from_value(json).unwrap_or_else(|e| panic!("deserialize: {e}"));
+        assert_eq!(old.status, PlanStatus::PastDue);
+        assert_eq!(old.past_due_since, None);
+        assert!(old.payment_marks.is_empty());
+        // The next failure of the stretch starts recording it.
+        let next = applied(apply_invoice(
+            Some(&old),
+            &invoice("evt_06_retry", 9_500, SUB_A, InvoiceOutcome::PaymentFailed),
+        ));
+        assert_eq!(next.past_due_since, Some(9_500));
     }
 
     /// Folds `events` in the order given by `order` (indices, possibly repeated).
@@ -1035,6 +1236,26 @@ mod tests {
         ) {
             let in_order = fold(&events);
             prop_assert_eq!(fold_indices(&events, &order), in_order);
+        }
+
+        #[test]
+        fn past_due_since_is_set_exactly_while_past_due_and_is_a_failure_of_the_subscription(
+            events in arb_events()
+        ) {
+            if let Some(s) = fold(&events) {
+                prop_assert_eq!(s.past_due_since.is_some(), s.status == PlanStatus::PastDue);
+                if let Some(since) = s.past_due_since {
+                    let failed_at = events.iter().any(|e| match e {
+                        Ev::Inv(i) => i.created == since
+                            && i.outcome == InvoiceOutcome::PaymentFailed
+                            && i.subscription_id == s.subscription_id,
+                        Ev::Sub(x) => x.observed_at == since
+                            && x.effective_status() == PlanStatus::PastDue
+                            && x.subscription_id == s.subscription_id,
+                    });
+                    prop_assert!(failed_at, "{since} is no failure of {}", s.subscription_id);
+                }
+            }
         }
     }
 }
