@@ -1,6 +1,10 @@
 //! Logging: JSON lines under Lambda (CloudWatch, log subscriptions), readable text locally.
 
-use tracing_subscriber::EnvFilter;
+use tracing::Subscriber;
+use tracing_subscriber::filter::{FilterExt as _, LevelFilter, Targets};
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::{Filter, SubscriberExt as _};
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Libraries that dump whole HTTP requests and responses at debug/trace (DynamoDB items, Stripe
 /// bodies, Authorization headers). They are held at `info` whatever `RUST_LOG` says, so no level
@@ -16,8 +20,10 @@ const WIRE_DUMPING_TARGETS: [&str; 8] = [
     "reqwest",
 ];
 
-/// The filter every subscriber uses: `level` (a `RUST_LOG`-style directive list), with the wire
-/// dumps capped.
+/// `level` (a `RUST_LOG`-style directive list) as an `EnvFilter`, with `<target>=info` added for
+/// each wire-dumping library. On its own this does not hold the cap: a more specific target
+/// (`aws_smithy_runtime::client=trace`) or a span filter (`[request]=trace`) outranks those
+/// directives; [`layer_filter`] adds the cap that holds.
 pub fn filter_for(level: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     for target in WIRE_DUMPING_TARGETS {
@@ -28,10 +34,49 @@ pub fn filter_for(level: &str) -> EnvFilter {
     filter
 }
 
-/// The filter from the environment: `RUST_LOG` (or `default`), with the wire dumps capped.
+/// The filter from the environment: `RUST_LOG` (or `default`), as [`filter_for`].
 pub fn filter(default: &str) -> EnvFilter {
     let level = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
     filter_for(&level)
+}
+
+/// The cap itself: the wire-dumping libraries (and every module under them) at `info` at most,
+/// everything else at any level. A filter of its own, which every event must pass besides the
+/// level's, so that no directive in the level lifts it.
+fn wire_cap() -> Targets {
+    WIRE_DUMPING_TARGETS.iter().fold(
+        Targets::new().with_default(LevelFilter::TRACE),
+        |targets, target| targets.with_target(*target, LevelFilter::INFO),
+    )
+}
+
+/// The filter every subscriber uses: what `level` (a `RUST_LOG`-style directive list) enables,
+/// and only what the wire-dumping cap lets through, whatever the level's directives say.
+pub fn layer_filter<S: Subscriber>(level: &str) -> impl Filter<S> + Send + Sync + 'static {
+    filter_for(level).and(wire_cap())
+}
+
+/// The subscriber [`init`] installs, writing to `writer`: `settings.level` under the wire-dumping
+/// cap ([`layer_filter`]), as JSON lines or text.
+pub fn subscriber<W>(settings: &LogSettings, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = layer_filter(&settings.level);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_target(false)
+        .with_writer(writer);
+    if settings.json {
+        let layer = layer
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .without_time();
+        Box::new(tracing_subscriber::registry().with(layer.with_filter(filter)))
+    } else {
+        let layer = layer.with_ansi(false);
+        Box::new(tracing_subscriber::registry().with(layer.with_filter(filter)))
+    }
 }
 
 /// How log lines are written.
@@ -75,24 +120,15 @@ fn lambda_log_level(level: &str) -> Option<&'static str> {
     }
 }
 
-/// Installs the global subscriber once; later calls are no-ops. Settings from [`LogSettings`].
+/// Installs the global subscriber once ([`subscriber`], to stdout); later calls are no-ops.
+/// Settings from [`LogSettings`].
 pub fn init() {
     let settings = LogSettings::from_env(|name| std::env::var(name).ok());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter_for(&settings.level))
-        .with_target(false);
-    let result = if settings.json {
-        builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .without_time()
-            .try_init()
-    } else {
-        builder.with_ansi(false).try_init()
-    };
     // Already installed (tests, or a second call): keep the first.
-    drop(result);
+    drop(tracing::subscriber::set_global_default(subscriber(
+        &settings,
+        std::io::stdout,
+    )));
 }
 
 #[cfg(test)]
@@ -150,6 +186,63 @@ mod tests {
         assert!(settings(&[("AWS_LAMBDA_LOG_FORMAT", "JSON")]).json);
         assert!(!settings(&[]).json, "text locally");
         assert!(settings(&[("TOLLGATE_LOG_JSON", "1")]).json);
+    }
+
+    #[derive(Clone, Default)]
+    struct Buffer(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Buffer {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// What `level` lets through of a wire dump inside a request span, and of Tollgate's own trace.
+    fn logged(level: &str) -> String {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let settings = LogSettings {
+            level: level.to_owned(),
+            json: true,
+        };
+        tracing::subscriber::with_default(subscriber(&settings, move || writer.clone()), || {
+            let span = tracing::info_span!("request", method = "POST");
+            let _entered = span.enter();
+            tracing::trace!(target: "aws_smithy_runtime::client::orchestrator", "WIRE-DUMP-smithy");
+            tracing::debug!(target: "hyper_util::client::legacy::pool", "WIRE-DUMP-hyper-util");
+            tracing::trace!(target: "hyper::proto::h1::io", "WIRE-DUMP-hyper");
+            tracing::trace!(target: "reqwest::connect", "WIRE-DUMP-reqwest");
+            tracing::trace!(target: "tollgate::pipeline", "OWN-TRACE");
+            tracing::info!(target: "hyper::client", "WIRE-INFO");
+        });
+        String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// A more specific target or a span filter outranks `hyper=info` inside an `EnvFilter`; the
+    /// cap is a filter of its own, so neither lifts it.
+    #[test]
+    fn module_or_span_directives_do_not_lift_the_wire_dump_cap() {
+        for level in [
+            "trace",
+            "trace,[request]=trace",
+            "info,[request{method=POST}]=trace",
+            "trace,aws_smithy_runtime::client=trace,hyper::proto=trace,hyper_util::client=debug",
+            "reqwest::connect=trace,tollgate=trace",
+        ] {
+            let logs = logged(level);
+            assert!(!logs.contains("WIRE-DUMP"), "{level}: {logs}");
+            assert!(
+                logs.contains("OWN-TRACE"),
+                "{level} keeps Tollgate's own: {logs}"
+            );
+        }
+        let logs = logged("info,[request]=trace");
+        assert!(logs.contains("WIRE-INFO"), "info still passes: {logs}");
+        assert!(!logs.contains("WIRE-DUMP"), "{logs}");
     }
 
     #[test]

@@ -82,9 +82,16 @@ pub enum EventError {
     /// Not JSON, or without the `id`, `type`, `created` or `data.object` of an event.
     #[error("the event is not a Stripe event object: {0}")]
     NotAnEvent(String),
-    /// An event whose object did not parse and has no `id` to retrieve it by.
+    /// An event whose object did not parse and has no `id` to retrieve it by. Its envelope is
+    /// given: an event the handler does not act on (`invoice.upcoming`, whose invoice has no id
+    /// yet) is still acknowledged.
     #[error("the event's object has no id")]
-    ObjectWithoutId,
+    ObjectWithoutId {
+        /// `evt_...`.
+        id: String,
+        event_type: String,
+        created: i64,
+    },
 }
 
 /// What every Stripe event has, whatever its API version: enough to retrieve its object again.
@@ -113,7 +120,9 @@ struct EnvelopeData {
 ///
 /// When the event or its object does not fit the pinned types, yields [`StripeEvent::Unparsed`]
 /// (from the envelope every event has) so that the handler retrieves the object by id. Fails with
-/// [`EventError`] only when the payload is not a Stripe event at all (the handler answers 400).
+/// [`EventError::NotAnEvent`] when the payload is not a Stripe event at all (the handler answers
+/// 400), and with [`EventError::ObjectWithoutId`] (the envelope included) when the object neither
+/// fits nor has an id to retrieve it by: the handler refuses it only for an event it acts on.
 pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, EventError> {
     let envelope: Envelope = serde_json::from_slice(payload).map_err(|error| {
         // serde names a missing field without quoting the payload; other messages may quote a
@@ -135,7 +144,11 @@ pub fn parse_event(payload: &[u8]) -> Result<StripeEvent, EventError> {
             .object
             .get("id")
             .and_then(Value::as_str)
-            .ok_or(EventError::ObjectWithoutId)?;
+            .ok_or_else(|| EventError::ObjectWithoutId {
+                id: envelope.id.clone(),
+                event_type: envelope.event_type.clone(),
+                created: envelope.created,
+            })?;
         Ok(StripeEvent::Unparsed {
             id: envelope.id.clone(),
             event_type: envelope.event_type.clone(),

@@ -394,3 +394,143 @@ async fn unprefixed_or_short_service_keys_are_refused_even_when_configured() {
     let reply = app.post("/api/usage/calls", valid, call).await;
     assert_error(&reply, 404, "organization_not_found");
 }
+
+/// A token signed by the trusted key over exactly `header` and `claims` (raw JSON text, so that
+/// duplicate names and odd types reach the verifier as written).
+fn signed_raw(app: &TestApp, header: &str, claims: &str) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header),
+        URL_SAFE_NO_PAD.encode(claims)
+    );
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &app.issuer.encoding_key(),
+        jsonwebtoken::Algorithm::ES256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
+/// Claims of a type the verifier does not expect, signed by the trusted key: refused, never read
+/// leniently into a user (`sub` as an array naming another user, `iss` as an array holding the
+/// issuer, `exp` as a string, negative or beyond any clock, `nbf` as a string, `aud` as a number,
+/// a claim given twice).
+#[tokio::test]
+async fn odd_claim_types_signed_by_the_trusted_key_are_refused() {
+    let app = TestApp::start_with(|config| {
+        config.jwt.as_mut().unwrap().audience = vec!["https://api.tollgate.test".into()];
+    })
+    .await;
+    let exp = now() + 600;
+    let aud = "https://api.tollgate.test";
+    let victim =
+        app.sign(json!({"sub": "auth0|victim", "iss": TEST_ISSUER, "aud": aud, "exp": exp}));
+    assert_eq!(app.get("/api/me", &victim).await.status, 201);
+    let before = app.all_items().await;
+    let header = format!(
+        r#"{{"alg":"ES256","typ":"JWT","kid":"{}"}}"#,
+        app.issuer.kid()
+    );
+    for claims in [
+        json!({"sub": ["auth0|victim"], "iss": TEST_ISSUER, "aud": aud, "exp": exp}),
+        json!({"sub": 42, "iss": TEST_ISSUER, "aud": aud, "exp": exp}),
+        json!({"sub": "", "iss": TEST_ISSUER, "aud": aud, "exp": exp}),
+        json!({"sub": null, "iss": TEST_ISSUER, "aud": aud, "exp": exp}),
+        json!({"sub": "auth0|m", "iss": [TEST_ISSUER], "aud": aud, "exp": exp}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": aud, "exp": exp.to_string()}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": aud, "exp": -1}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": aud, "exp": 1e30}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": aud, "exp": exp, "nbf": "0"}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": 7, "exp": exp}),
+        json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": [aud, 7], "exp": exp}),
+    ] {
+        let token = signed_raw(&app, &header, &claims.to_string());
+        let reply = app.get("/api/me", &token).await;
+        assert_error(&reply, 401, "invalid_token");
+    }
+    for duplicated in [
+        format!(
+            r#"{{"sub":"auth0|m","sub":"auth0|victim","iss":"{TEST_ISSUER}","aud":"{aud}","exp":{exp}}}"#
+        ),
+        format!(
+            r#"{{"sub":"auth0|m","iss":"https://evil.test/","iss":"{TEST_ISSUER}","aud":"{aud}","exp":{exp}}}"#
+        ),
+        format!(r#"{{"sub":"auth0|m","iss":"{TEST_ISSUER}","aud":"{aud}","exp":1,"exp":{exp}}}"#),
+    ] {
+        let token = signed_raw(&app, &header, &duplicated);
+        assert_error(&app.get("/api/me", &token).await, 401, "invalid_token");
+    }
+    assert_eq!(app.all_items().await, before, "nothing written");
+    // The same claims, well formed, are accepted: the refusals are the odd types.
+    let good = json!({"sub": "auth0|m", "iss": TEST_ISSUER, "aud": [aud, "other"], "exp": exp});
+    let token = signed_raw(&app, &header, &good.to_string());
+    let reply = app.get("/api/me", &token).await;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+}
+
+/// Headers the verifier must not honour, each signed by the trusted key: a `crit` extension it
+/// does not understand, an algorithm other than the key's (ES384, RS256, HS256, none), a `kid`
+/// that is not a string, absent, or not in the JWKS.
+#[tokio::test]
+async fn odd_headers_signed_by_the_trusted_key_are_refused() {
+    let app = TestApp::start().await;
+    let kid = app.issuer.kid().to_owned();
+    let claims = json!({"sub": "auth0|m", "iss": TEST_ISSUER, "exp": now() + 600}).to_string();
+    for header in [
+        json!({"alg": "ES256", "typ": "JWT", "kid": kid, "crit": ["exp"]}),
+        json!({"alg": "ES256", "typ": "JWT", "kid": kid, "crit": ["b64"], "b64": false}),
+        json!({"alg": "ES384", "typ": "JWT", "kid": kid}),
+        json!({"alg": "RS256", "typ": "JWT", "kid": kid}),
+        json!({"alg": "HS256", "typ": "JWT", "kid": kid}),
+        json!({"alg": "none", "typ": "JWT", "kid": kid}),
+        json!({"alg": "ES256", "typ": "JWT", "kid": 5}),
+        json!({"alg": "ES256", "typ": "JWT"}),
+        json!({"alg": "ES256", "typ": "JWT", "kid": ""}),
+        json!({"alg": "ES256", "typ": "JWT", "kid": "not-in-the-jwks"}),
+        json!({"alg": ["ES256"], "typ": "JWT", "kid": kid}),
+    ] {
+        let token = signed_raw(&app, &header.to_string(), &claims);
+        assert_rejected(&app, Some(&bearer(&token)), "invalid_token").await;
+    }
+    let fine = json!({"alg": "ES256", "typ": "JWT", "kid": kid}).to_string();
+    assert_eq!(
+        app.get("/api/me", &signed_raw(&app, &fine, &claims))
+            .await
+            .status,
+        201
+    );
+}
+
+/// A valid service key on every route for signed-in users is 403 `user_token_required`, and a
+/// valid user token on the service route is 403 `service_key_required`; nothing is written.
+#[tokio::test]
+async fn credentials_of_the_wrong_kind_are_refused_on_every_route() {
+    let key = "tgsk_test_kind_0123456789abcdef_0123456789abcdefghij";
+    let app = TestApp::start_with(|config| {
+        config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(key);
+    })
+    .await;
+    let (owner, _) = app.owner_with_organization("auth0|kind-owner").await;
+    let before = app.all_items().await;
+    for route in tollgate::routes::routes() {
+        let path = route.path.replace("{id}", "usr_00000000000000000000000000");
+        let method = reqwest::Method::from_bytes(route.method.as_str().as_bytes()).unwrap();
+        let (credential, code) = match route.access {
+            tollgate::routes::Access::Stripe => continue,
+            tollgate::routes::Access::Service => (owner.as_str(), "service_key_required"),
+            _ => (key, "user_token_required"),
+        };
+        let reply = app
+            .request(method, &path, Some(&bearer(credential)), Some("{}".into()))
+            .await;
+        assert_eq!(
+            (reply.status, reply.body["error"].as_str()),
+            (403, Some(code)),
+            "{} {path}: {}",
+            route.method,
+            reply.body
+        );
+    }
+    assert_eq!(app.all_items().await, before, "nothing written");
+}

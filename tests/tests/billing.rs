@@ -683,3 +683,252 @@ async fn another_tenant_sees_nothing_of_the_billing() {
         "forbidden",
     );
 }
+
+/// Signature attacks on the webhook, through the gateway: several `v1` values none of which
+/// matches, only a legacy `v0`, a timestamp in the future or replayed from the past (the
+/// signature itself authentic), a second `t`. Each is 400 `invalid_signature` and writes nothing;
+/// among several `v1` values one authentic one is enough (Stripe signs with every active secret).
+#[tokio::test]
+async fn webhook_signature_attacks_are_400_and_change_nothing() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing(&stripe, SECRET).await;
+    let (token, _) = app.owner_with_organization("auth0|sig-target").await;
+    let customer = subscribed_customer(&app, &token, "auth0|sig-target").await;
+    let object = subscription_object(
+        "sub_sig",
+        &customer,
+        "active",
+        "price_pro_monthly",
+        (1_790_000_000, 1_792_592_000),
+    );
+    let (body, good) = signed_event(
+        SECRET,
+        "customer.subscription.created",
+        "evt_sig_1",
+        1_790_000_000,
+        object,
+    );
+    let before = app.all_items().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let sign_at = |t: i64| tollgate::billing::signature::sign_for_test(SECRET, body.as_bytes(), t);
+    let (t, v1) = good.split_once(",v1=").unwrap();
+    let zeros = "0".repeat(64);
+    let ones = "1".repeat(64);
+    for header in [
+        format!("{t},v1={zeros},v1={ones}"),
+        format!("{t},v0={v1}"),
+        sign_at(now + 301),
+        sign_at(now - 3600),
+        format!("{good},t={now}"),
+        String::new(),
+    ] {
+        let reply = app.deliver(&body, Some(&header)).await;
+        assert_error(&reply, 400, "invalid_signature");
+    }
+    assert_eq!(app.all_items().await, before, "nothing written");
+    let several = format!("{t},v1={zeros},v1={v1},v1={ones}");
+    let reply = app.deliver(&body, Some(&several)).await;
+    assert_eq!(reply.body["outcome"], "processed", "{}", reply.body);
+}
+
+/// Correctly signed payloads that are not Stripe events, or whose object has no id to fetch it
+/// by, are 400 `invalid_payload` with a readable message, and change nothing; an oversized
+/// delivery is 413 before its signature is even checked.
+#[tokio::test]
+async fn signed_payloads_that_are_not_events_are_400_and_change_nothing() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing(&stripe, SECRET).await;
+    let (token, _) = app.owner_with_organization("auth0|payload-target").await;
+    let _ = subscribed_customer(&app, &token, "auth0|payload-target").await;
+    let before = app.all_items().await;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let without_id = tollgate_tests::stripe_standin::event(
+        "customer.subscription.updated",
+        "evt_no_object_id",
+        now,
+        json!({"object": "subscription", "status": "canceled"}),
+    )
+    .to_string();
+    for body in [
+        r#"{"hello":"world"}"#.to_owned(),
+        "[1,2,3]".to_owned(),
+        "null".to_owned(),
+        String::new(),
+        r#"{"id":"evt_x","type":"invoice.paid","type":"customer.created","created":1,"data":{"object":{"id":"in_1"}}}"#.to_owned(),
+        r#"{"id":7,"type":"invoice.paid","created":1,"data":{"object":{"id":"in_1"}}}"#.to_owned(),
+        without_id,
+    ] {
+        let signature = tollgate::billing::signature::sign_for_test(SECRET, body.as_bytes(), now);
+        let reply = app.deliver(&body, Some(&signature)).await;
+        assert_error(&reply, 400, "invalid_payload");
+        let message = reply.body["message"].as_str().unwrap();
+        assert!(!message.to_lowercase().contains("the the"), "{message}");
+    }
+    assert_eq!(app.all_items().await, before, "nothing written");
+
+    let huge = format!(r#"{{"id":"evt_huge","pad":"{}"}}"#, "a".repeat(513 * 1024));
+    let signature = tollgate::billing::signature::sign_for_test(SECRET, huge.as_bytes(), now);
+    assert_error(
+        &app.deliver(&huge, Some(&signature)).await,
+        413,
+        "payload_too_large",
+    );
+}
+
+/// An event names its organization only through its Stripe customer: an event for A's customer
+/// whose metadata and `client_reference_id` name organization B changes A (the customer's) and
+/// never B, and an event for a customer no organization owns changes nobody.
+#[tokio::test]
+async fn an_event_naming_another_organization_changes_only_the_customers() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing(&stripe, SECRET).await;
+    let (a_token, _) = app.owner_with_organization("auth0|cust-a").await;
+    let customer_a = subscribed_customer(&app, &a_token, "auth0|cust-a").await;
+    let (b_token, b_user) = app.owner_with_organization("auth0|cust-b").await;
+    let org_b = b_user.organization_id.clone().unwrap();
+    let b_before = app.get("/api/organization", &b_token).await.body;
+
+    let mut subscription = subscription_object(
+        "sub_cross",
+        &customer_a,
+        "active",
+        "price_business_monthly",
+        (1_790_000_000, 1_792_592_000),
+    );
+    subscription["metadata"] = json!({"organizationId": org_b});
+    stripe.set_subscription("sub_cross", subscription.clone());
+    let mut completed = checkout_completed(&customer_a, "sub_cross", &org_b);
+    completed["metadata"] = json!({"organizationId": org_b});
+    for (event_type, id, object) in [
+        ("checkout.session.completed", "evt_cross_1", completed),
+        ("customer.subscription.created", "evt_cross_2", subscription),
+    ] {
+        let reply = deliver(&app, event_type, id, 1_790_000_000, object).await;
+        assert_eq!(reply.body["outcome"], "processed", "{}", reply.body);
+    }
+    let a = app.get("/api/billing/subscription", &a_token).await.body;
+    assert_eq!(a["plan"], "BUSINESS", "{a}");
+    let b = app.get("/api/billing/subscription", &b_token).await.body;
+    assert_eq!(
+        (&b["plan"], &b["status"]),
+        (&Value::Null, &json!("none")),
+        "{b}"
+    );
+    assert_eq!(app.get("/api/organization", &b_token).await.body, b_before);
+
+    // A customer nobody owns, naming B: ignored, B unchanged.
+    let mut stranger = subscription_object(
+        "sub_stranger",
+        "cus_nobody_owns",
+        "active",
+        "price_business_monthly",
+        (1_790_000_000, 1_792_592_000),
+    );
+    stranger["metadata"] = json!({"organizationId": org_b});
+    let reply = deliver(
+        &app,
+        "customer.subscription.created",
+        "evt_cross_3",
+        1_790_000_100,
+        stranger,
+    )
+    .await;
+    assert_eq!(reply.body["outcome"], "ignored", "{}", reply.body);
+    assert_eq!(app.get("/api/organization", &b_token).await.body, b_before);
+}
+
+/// Checkout and the portal need `billing:update` (OWNER only): every other role of the paying
+/// organization is 403 and Stripe is never called. The owner of another organization gets their
+/// own organization's answer: no portal (no billing account yet), and a checkout for their own
+/// new customer, never the paying organization's.
+#[tokio::test]
+async fn checkout_and_portal_by_other_roles_or_another_organization() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing(&stripe, SECRET).await;
+    let (owner, user) = app
+        .organization_on_plan(
+            "auth0|billing-a",
+            tollgate::pricing::Plan::Business,
+            tollgate::store::PlanStatus::Canceled,
+        )
+        .await;
+    let customer_a = subscribed_customer(&app, &owner, "auth0|billing-a").await;
+    let org_a = user.organization_id.clone().unwrap();
+    stripe.clear_requests();
+    for role in ["ADMIN", "MANAGER", "OPERATOR", "VIEWER"] {
+        let (member, _) = app
+            .add_member(&owner, &format!("auth0|billing-{role}"), role)
+            .await;
+        let reply = checkout(&app, &member, "STARTER", "monthly").await;
+        assert_error(&reply, 403, "forbidden");
+        let reply = app.post("/api/billing/portal", &member, json!({})).await;
+        assert_error(&reply, 403, "forbidden");
+    }
+    assert!(stripe.requests().is_empty(), "Stripe never called");
+
+    let (other, other_user) = app.owner_with_organization("auth0|billing-b").await;
+    let org_b = other_user.organization_id.clone().unwrap();
+    let reply = app.post("/api/billing/portal", &other, json!({})).await;
+    assert_error(&reply, 409, "no_billing_account");
+    assert!(stripe.requests().is_empty());
+    assert_eq!(
+        checkout(&app, &other, "STARTER", "monthly").await.status,
+        200
+    );
+    let session = stripe.requests_to("POST", "/v1/checkout/sessions");
+    let customer_b = session[0].form_value("customer").unwrap();
+    assert_ne!(customer_b, customer_a);
+    assert_eq!(
+        session[0].form_value("client_reference_id"),
+        Some(org_b.as_str())
+    );
+    assert_ne!(org_b, org_a);
+}
+
+/// `invoice.upcoming` carries an invoice that has no id yet (Stripe: "the received Invoice object
+/// will not have an invoice ID"). Tollgate does not act on it, so it is acknowledged as ignored
+/// like any such event, not refused: a 4xx would have Stripe retry it for days and count it
+/// against the endpoint. An event Tollgate acts on whose object has no id is still refused.
+#[tokio::test]
+async fn an_upcoming_invoice_without_an_id_is_acknowledged_not_refused() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing(&stripe, SECRET).await;
+    let (token, _) = app.owner_with_organization("auth0|upcoming").await;
+    let customer = subscribed_customer(&app, &token, "auth0|upcoming").await;
+    let before = app.all_items().await;
+    let mut upcoming = invoice_object(
+        "in_placeholder",
+        &customer,
+        "sub_up",
+        "draft",
+        1_790_000_000,
+    );
+    upcoming.as_object_mut().unwrap().remove("id");
+    upcoming["billing_reason"] = json!("upcoming");
+    let reply = deliver(
+        &app,
+        "invoice.upcoming",
+        "evt_up_1",
+        1_790_000_000,
+        upcoming.clone(),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.body["outcome"], "ignored");
+    upcoming["id"] = Value::Null;
+    let reply = deliver(
+        &app,
+        "invoice.upcoming",
+        "evt_up_2",
+        1_790_000_000,
+        upcoming.clone(),
+    )
+    .await;
+    assert_eq!(reply.body["outcome"], "ignored", "{}", reply.body);
+    assert_eq!(app.all_items().await, before, "nothing written");
+
+    // The same object on an event Tollgate acts on cannot be retrieved: refused, never acknowledged.
+    let reply = deliver(&app, "invoice.paid", "evt_up_3", 1_790_000_000, upcoming).await;
+    assert_error(&reply, 400, "invalid_payload");
+    assert_eq!(app.all_items().await, before, "nothing written");
+}

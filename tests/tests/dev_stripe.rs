@@ -256,6 +256,58 @@ async fn pay_completes_a_business_checkout_and_the_plan_applies_once() {
     );
 }
 
+/// `make dev` again: a new gateway and a new stand-in (as `tollgate-dev serve --stripe-standin`
+/// starts it) over the table the last run kept. The new stand-in must not hand out the ids the
+/// old one did: the new organization's customer would be the old one's (its checkout fails), and
+/// its events would be answered `duplicate` with the payment never applied.
+#[tokio::test]
+async fn a_restarted_standin_over_a_kept_table_repeats_no_id() {
+    let local = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let prices = tollgate::billing::prices::PriceTable::from_lookup(|_| None);
+    let first_run = StripeStandIn::start_on(local, &prices).await.expect("bind");
+    let app = dev_app(&first_run).await;
+    let (first_token, _) = onboard(&app, "auth0|first-run").await;
+    let session = checkout(&app, &first_token, "STARTER", "monthly").await;
+    let payment = stripe_pay::pay(&target(&app, &first_run, SECRET), &session)
+        .await
+        .expect("pay");
+    assert_eq!(outcomes(&payment), expected("processed"));
+    drop(first_run);
+
+    let second_run = StripeStandIn::start_on(local, &prices).await.expect("bind");
+    let kept = app.store.table_name().to_owned();
+    let base = second_run.base_url.clone();
+    let restarted = TestApp::start_with(move |config| {
+        config.stripe_secret_key = Some(SECRET_KEY.to_owned());
+        config.stripe_api_base = base;
+        config.stripe_webhook_secrets = SECRET.to_owned();
+        config.table_name = kept;
+    })
+    .await;
+    let (token, _) = onboard(&restarted, "auth0|second-run").await;
+    let session = checkout(&restarted, &token, "BUSINESS", "monthly").await;
+    let again = stripe_pay::pay(&target(&restarted, &second_run, SECRET), &session)
+        .await
+        .expect("pay");
+    assert_eq!(outcomes(&again), expected("processed"));
+    let ids = |p: &stripe_pay::Payment| -> Vec<String> {
+        p.deliveries
+            .iter()
+            .map(|d| d.event_id().to_owned())
+            .collect()
+    };
+    assert!(ids(&again).iter().all(|id| !ids(&payment).contains(id)));
+    assert_ne!(
+        again.subscription["customer"],
+        payment.subscription["customer"]
+    );
+    // (The first run's gateway, its issuer, still reads the same table.)
+    let first = app.get("/api/billing/subscription", &first_token).await;
+    let second = restarted.get("/api/billing/subscription", &token).await;
+    assert_eq!(first.body["plan"], "STARTER", "{}", first.body);
+    assert_eq!(second.body["plan"], "BUSINESS", "{}", second.body);
+}
+
 #[tokio::test]
 async fn a_yearly_plan_gets_a_years_period_and_its_seats() {
     let stripe = StripeStandIn::start().await;

@@ -121,3 +121,227 @@ async fn the_dev_gateway_serves_its_openapi_document() {
     );
     assert_eq!(text, include_str!("../../docs/openapi.yaml"));
 }
+
+/// Every route answers each method it does not have with 405 `method_not_allowed` and an `Allow`
+/// header naming the ones it has, before any credential is looked at: the service route, the
+/// webhook and the user routes alike, with nothing counted or written.
+#[tokio::test]
+async fn every_route_refuses_the_methods_it_does_not_allow() {
+    let app = TestApp::start().await;
+    let mut allowed: std::collections::BTreeMap<String, Vec<&str>> = Default::default();
+    for route in tollgate::routes::routes() {
+        allowed
+            .entry(route.path.replace("{id}", "x_1"))
+            .or_default()
+            .push(route.method.as_str());
+    }
+    for (path, methods) in &allowed {
+        for method in ["GET", "POST", "PUT", "PATCH", "DELETE"] {
+            if methods.contains(&method) {
+                continue;
+            }
+            let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+            let reply = app
+                .request(method.clone(), path, None, Some("{}".into()))
+                .await;
+            assert_error(&reply, 405, "method_not_allowed");
+            let mut allow: Vec<&str> = reply.headers["allow"]
+                .to_str()
+                .unwrap()
+                .split(", ")
+                .collect();
+            allow.sort_unstable();
+            let mut expected = methods.clone();
+            expected.sort_unstable();
+            assert_eq!(allow, expected, "{method} {path}");
+        }
+    }
+    assert!(
+        app.raw_items().await.is_empty(),
+        "nothing counted or written"
+    );
+}
+
+/// A JSON body that names a field twice (`{"organizationId": A, "organizationId": B}`: which one
+/// counts depends on the parser) or names a field the route does not take is refused with 400
+/// `invalid_body` on every route that takes a body, before anything is read or written.
+#[tokio::test]
+async fn duplicate_or_unknown_fields_in_any_body_are_refused_and_change_nothing() {
+    let key = "tgsk_test_dup_fields_0123456789abcdef_0123456789abcd";
+    let app = TestApp::start_with(|config| {
+        config.service_key_hashes = tollgate::auth::service_key::ServiceKeys::hash_hex(key);
+        // Checkout builds its Stripe client first; nothing may reach it (the port is closed).
+        config.stripe_secret_key = Some("sk_test_never_called".into());
+        config.stripe_api_base = "http://127.0.0.1:9".into();
+        config.encryption_keys = Some(format!("k1:{}", "1".repeat(64)));
+        config.encryption_active_key = Some("k1".into());
+    })
+    .await;
+    let (owner, user) = app
+        .organization_on_plan(
+            "auth0|dup-owner",
+            tollgate::pricing::Plan::Business,
+            tollgate::store::PlanStatus::Active,
+        )
+        .await;
+    let (_, other) = app.owner_with_organization("auth0|dup-other").await;
+    let newcomer = app.token("auth0|dup-new", Some("new@example.com"), None);
+    assert_eq!(app.get("/api/me", &newcomer).await.status, 201);
+    let (a, b) = (
+        user.organization_id.clone().unwrap(),
+        other.organization_id.clone().unwrap(),
+    );
+    let before = app.all_items().await;
+    let member = format!("/api/users/{}", user.id);
+    let call = |extra: &str| {
+        format!(
+            r#"{{"organizationId":"{a}","callId":"c1","durationSeconds":60,"endedAt":"2026-01-01T00:00:00Z"{extra}}}"#
+        )
+    };
+    let cases: Vec<(reqwest::Method, &str, &str, String)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/usage/calls",
+            key,
+            call(&format!(r#","organizationId":"{b}""#)),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/usage/calls",
+            key,
+            call(r#","callId":"c2""#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/organizations",
+            &newcomer,
+            r#"{"name":"Aaa","name":"Bbb"}"#.into(),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/api/organization",
+            &owner,
+            r#"{"name":"Aaa","name":"Bbb"}"#.into(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/users",
+            &owner,
+            r#"{"email":"x@example.com","role":"VIEWER","role":"OWNER"}"#.into(),
+        ),
+        (
+            reqwest::Method::PATCH,
+            &member,
+            &owner,
+            r#"{"role":"OWNER","role":"VIEWER"}"#.into(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/permissions/check",
+            &owner,
+            r#"{"permissions":["org:read"],"permissions":["billing:update"]}"#.into(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/integrations",
+            &owner,
+            r#"{"type":"a","type":"b","name":"n","credentials":{"k":"v"}}"#.into(),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/billing/checkout",
+            &owner,
+            r#"{"plan":"STARTER","plan":"BUSINESS","interval":"monthly"}"#.into(),
+        ),
+    ];
+    for (method, path, credential, body) in cases {
+        let reply = app
+            .request(
+                method.clone(),
+                path,
+                Some(&format!("Bearer {credential}")),
+                Some(body.clone()),
+            )
+            .await;
+        assert_error(&reply, 400, "invalid_body");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate field"),
+            "{method} {path} {body}: {}",
+            reply.body
+        );
+    }
+    let unknown = format!(r#","organizationId":"{b}""#);
+    let cases: Vec<(reqwest::Method, &str, &str, String)> = vec![
+        (
+            reqwest::Method::POST,
+            "/api/usage/calls",
+            key,
+            call(r#","tenant":"x""#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/organizations",
+            &newcomer,
+            format!(r#"{{"name":"Aaa"{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::PATCH,
+            "/api/organization",
+            &owner,
+            format!(r#"{{"name":"Aaa"{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/users",
+            &owner,
+            format!(r#"{{"email":"x@example.com","role":"VIEWER"{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::PATCH,
+            &member,
+            &owner,
+            format!(r#"{{"role":"OWNER"{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/permissions/check",
+            &owner,
+            format!(r#"{{"permissions":["org:read"]{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/integrations",
+            &owner,
+            format!(r#"{{"type":"a","name":"n","credentials":{{"k":"v"}}{unknown}}}"#),
+        ),
+        (
+            reqwest::Method::POST,
+            "/api/billing/checkout",
+            &owner,
+            format!(r#"{{"plan":"STARTER","interval":"monthly","customer":"cus_other"{unknown}}}"#),
+        ),
+    ];
+    for (method, path, credential, body) in cases {
+        let reply = app
+            .request(
+                method.clone(),
+                path,
+                Some(&format!("Bearer {credential}")),
+                Some(body.clone()),
+            )
+            .await;
+        assert_error(&reply, 400, "invalid_body");
+        assert!(
+            reply.body["message"]
+                .as_str()
+                .unwrap()
+                .contains("unknown field"),
+            "{method} {path} {body}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(app.all_items().await, before, "nothing written");
+}

@@ -147,6 +147,50 @@ async fn bad_input_and_missing_keys_change_nothing() {
     assert_error(&reply, 503, "encryption_not_configured");
 }
 
+/// An integration's name is display text like an organization's: a bidi override that makes
+/// "evil\u{202e}gnp.exe" show as "evilexe.png", control characters, or a name of nothing but
+/// invisible characters are refused and store nothing.
+#[tokio::test]
+async fn integration_names_with_control_or_invisible_characters_are_refused() {
+    let app = app_with_keys(format!("k1:{K1}"), "k1").await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|int-names", Plan::Business, PlanStatus::Active)
+        .await;
+    let before = app.all_items().await;
+    for name in [
+        "evil\u{202e}gnp.exe",
+        "nul\u{0}byte",
+        "bell\u{7}",
+        "\u{200b}",
+        "Main\u{2066} line",
+        "\u{3164}",
+    ] {
+        let reply = app
+            .post(
+                "/api/integrations",
+                &owner,
+                json!({"type": "twilio", "name": name, "credentials": {"authToken": "x"}}),
+            )
+            .await;
+        assert_error(&reply, 400, "invalid_name");
+    }
+    assert_eq!(app.all_items().await, before, "nothing stored");
+    assert_eq!(
+        app.get("/api/integrations", &owner).await.body["integrations"],
+        json!([])
+    );
+    // Plain text, emoji and other scripts stay welcome; whitespace runs are collapsed.
+    let created = app
+        .post(
+            "/api/integrations",
+            &owner,
+            json!({"type": "twilio", "name": "  Линия  📞  main ", "credentials": {"authToken": "x"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.body["name"], "Линия 📞 main");
+}
+
 #[tokio::test]
 async fn rotation_reencrypts_under_the_active_key_and_is_safe_to_run_twice() {
     let app = app_with_keys(format!("k1:{K1}"), "k1").await;

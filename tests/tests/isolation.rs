@@ -276,3 +276,41 @@ async fn a_removed_member_sees_nothing_of_either() {
         assert_no_leak(&reply, &b, path);
     }
 }
+
+/// Integrations are the organization's: A's owner never lists B's, and deleting B's by its id is
+/// 404 exactly like a missing one, leaving B's in place.
+#[tokio::test]
+async fn organization_a_cannot_list_or_delete_organization_bs_integrations() {
+    let app = TestApp::start_with(|config| {
+        config.encryption_keys = Some(format!("k1:{}", "4".repeat(64)));
+        config.encryption_active_key = Some("k1".into());
+    })
+    .await;
+    let (a_owner, _) = app
+        .organization_on_plan("auth0|int-a", Plan::Business, PlanStatus::Active)
+        .await;
+    let (b_owner, _) = app
+        .organization_on_plan("auth0|int-b", Plan::Business, PlanStatus::Active)
+        .await;
+    let created = app
+        .post(
+            "/api/integrations",
+            &b_owner,
+            json!({"type": "twilio", "name": "B line", "credentials": {"authToken": "b-secret"}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let b_id = created.body["id"].as_str().unwrap().to_owned();
+    let b_before = app.get("/api/integrations", &b_owner).await.body;
+
+    let listed = app.get("/api/integrations", &a_owner).await;
+    assert_eq!(listed.status, 200);
+    assert_eq!(listed.body["integrations"], json!([]), "{}", listed.body);
+    let deleted = app
+        .delete(&format!("/api/integrations/{b_id}"), &a_owner)
+        .await;
+    assert_eq!(deleted.status, 404, "{}", deleted.body);
+    assert_eq!(deleted.body["error"], "integration_not_found");
+    assert!(!deleted.body.to_string().contains("B line"));
+    assert_eq!(app.get("/api/integrations", &b_owner).await.body, b_before);
+}

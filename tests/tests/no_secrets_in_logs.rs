@@ -1,5 +1,6 @@
-//! A full flow with every kind of secret, logging at TRACE into a buffer: no token, key,
-//! signing secret or credential appears in any log line.
+//! A full flow with every kind of secret, logging at TRACE into a buffer through the subscriber the
+//! functions install: no token, key, signing secret, credential or email appears in any log line,
+//! whatever directives the level holds.
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -23,15 +24,36 @@ impl Write for Buffer {
 
 #[tokio::test]
 async fn a_full_flow_logs_no_secret() {
+    full_flow_logs_no_secret("trace").await;
+}
+
+/// Directives that outrank a plain `hyper=info` inside one `EnvFilter` (a span filter, more
+/// specific module paths) must not lift the cap either: with them, the AWS SDK would log every
+/// request it signs and every DynamoDB item it reads (emails, names).
+#[tokio::test]
+async fn span_or_module_directives_in_the_level_log_no_secret() {
+    full_flow_logs_no_secret(
+        "trace,[request]=trace,aws_smithy_runtime::client=trace,aws_sigv4::http_request=trace,\
+         hyper_util::client=trace,hyper::proto=trace,reqwest::connect=trace",
+    )
+    .await;
+}
+
+/// Runs a full flow logging at `level` through the subscriber the functions install
+/// (`tollgate::telemetry::subscriber`, JSON lines), into a buffer, and searches the lines for every
+/// secret the flow used.
+async fn full_flow_logs_no_secret(level: &str) {
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    // Everything at TRACE, through the same filter the functions use.
-    tracing_subscriber::fmt()
-        .with_env_filter(tollgate::telemetry::filter("trace"))
-        .json()
-        .with_current_span(true)
-        .with_writer(move || writer.clone())
-        .init();
+    // The gateway runs on this (current-thread) runtime, so a thread-local default sees it all.
+    let settings = tollgate::telemetry::LogSettings {
+        level: level.to_owned(),
+        json: true,
+    };
+    let _logging =
+        tracing::subscriber::set_default(tollgate::telemetry::subscriber(&settings, move || {
+            writer.clone()
+        }));
 
     const SERVICE_KEY: &str = "tgsk_log_test_service_key_5f3a_0123456789abcdefg";
     const WEBHOOK_SECRET: &str = "whsec_log_test_signing_secret_9c1e";
@@ -138,7 +160,7 @@ async fn a_full_flow_logs_no_secret() {
         let leak = logs.lines().find(|line| line.contains(secret));
         assert!(
             leak.is_none(),
-            "a log line contains a secret: {}",
+            "{level}: a log line contains a secret: {}",
             leak.unwrap_or_default().replace(secret, "<SECRET>")
         );
     }

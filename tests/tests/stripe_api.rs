@@ -1224,5 +1224,12 @@ fn what_is_not_a_stripe_event_is_an_error() {
         json!({"object": "invoice"}),
     ))
     .unwrap_err();
-    assert_eq!(err, EventError::ObjectWithoutId);
+    assert_eq!(
+        err,
+        EventError::ObjectWithoutId {
+            id: "evt_noid".to_owned(),
+            event_type: "invoice.paid".to_owned(),
+            created: 1_760_000_000,
+        }
+    );
 }

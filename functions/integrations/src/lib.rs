@@ -29,6 +29,8 @@ pub static HANDLERS: FunctionHandlers = FunctionHandlers {
 
 /// Largest credentials object accepted, serialized.
 pub const MAX_CREDENTIALS_BYTES: usize = 8 * 1024;
+/// Longest integration name, in characters.
+const MAX_NAME_CHARS: usize = 100;
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -100,17 +102,17 @@ pub async fn create(
             "`type` must be 1–32 characters of a-z, 0-9, '_' or '-', e.g. \"twilio\".",
         ));
     }
-    let name = request
-        .name
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ");
-    if name.is_empty() || name.chars().count() > 100 {
-        return Err(ApiError::bad_request(
+    // Display text, like organization and people's names: no control character, and no format
+    // or invisible character (a bidi override, a zero-width space) that changes how it shows.
+    let name = tollgate::text::display_text(&request.name, MAX_NAME_CHARS).map_err(|error| {
+        ApiError::bad_request(
             "invalid_name",
-            "`name` must have 1 to 100 characters.",
-        ));
-    }
+            match error {
+                tollgate::text::TextError::HiddenCharacter => "`name` may not contain control or invisible formatting characters (such as bidi overrides or zero-width spaces); type it again as plain text.",
+                _ => "`name` must have 1 to 100 characters.",
+            },
+        )
+    })?;
     if request.credentials.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_credentials",

@@ -25,7 +25,8 @@ use tollgate::pipeline::{AppState, FunctionHandlers, store_error};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
 use tollgate_stripe::{
-    self as stripe_api, CheckoutFacts, EventFacts, InvoiceFacts, StripeEvent, SubscriptionFacts,
+    self as stripe_api, CheckoutFacts, EventError, EventFacts, InvoiceFacts, StripeEvent,
+    SubscriptionFacts,
 };
 
 /// The stripe-webhook function's routes and handlers.
@@ -59,6 +60,9 @@ enum EventObject {
         id: String,
         reason: String,
     },
+    /// Neither parsed nor retrievable (no id): an event the handler acts on is refused (400), any
+    /// other is acknowledged as ignored like every event Tollgate does not act on.
+    Missing,
 }
 
 impl From<StripeEvent> for EventEnvelope {
@@ -149,9 +153,20 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
             ));
         }
     }
-    let event: EventEnvelope = tollgate_stripe::parse_event(payload)
-        .map_err(|error| ApiError::bad_request("invalid_payload", format!("The {error}.")))?
-        .into();
+    let event: EventEnvelope = match tollgate_stripe::parse_event(payload) {
+        Ok(event) => event.into(),
+        Err(EventError::ObjectWithoutId {
+            id,
+            event_type,
+            created,
+        }) => EventEnvelope {
+            id,
+            event_type,
+            created,
+            object: EventObject::Missing,
+        },
+        Err(error) => return Err(invalid_payload(&error)),
+    };
     tracing::info!(event_id = %event.id, event_type = %event.event_type, "webhook received");
     if state
         .store
@@ -204,6 +219,13 @@ pub async fn receive(state: &AppState, request: &Request) -> Result<Response<Bod
     ))
 }
 
+fn invalid_payload(error: &EventError) -> ApiError {
+    ApiError::bad_request(
+        "invalid_payload",
+        format!("The webhook payload is not usable: {error}."),
+    )
+}
+
 /// The event's object as `T`: as parsed from the payload, or retrieved again by id in the pinned
 /// version when the payload did not fit its types. Never acknowledged unparsed: a failed retrieval
 /// answers 5xx, and Stripe retries.
@@ -222,6 +244,11 @@ where
             tracing::error!(event_type = %event.event_type, "the parsed object is not of the event's type");
             ApiError::internal()
         }),
+        EventObject::Missing => Err(invalid_payload(&EventError::ObjectWithoutId {
+            id: event.id.clone(),
+            event_type: event.event_type.clone(),
+            created: event.created,
+        })),
         EventObject::Refetch { id, reason } => {
             tracing::warn!(%reason, "payload does not fit the pinned API version; fetching it");
             fetch(stripe_api::client(state).await?, id.clone())

@@ -264,15 +264,31 @@ impl StripeStandIn {
     /// When no local port can be bound.
     pub async fn start() -> StripeStandIn {
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
-        Self::start_on(addr, &PriceTable::from_lookup(|_| None))
+        // A test's stand-in numbers its ids from 1 (`cus_test_1`, `cs_test_2`, ...).
+        Self::start_numbered(addr, &PriceTable::from_lookup(|_| None), 0)
             .await
             .expect("bind the Stripe stand-in")
     }
 
-    /// Starts a stand-in on `addr` (port 0: a free one) selling `prices`.
+    /// Starts a stand-in on `addr` (port 0: a free one) selling `prices`, as `tollgate-dev` runs
+    /// it. Its ids continue from the time it started, in microseconds (`cus_test_1764...`), not
+    /// from 1: the table it bills for outlives it (`make dev` keeps `.tollgate/dynamodb`), and an id
+    /// issued again after a restart would be another organization's customer (its checkout then
+    /// fails) or an event already processed (answered `duplicate`, the payment never applied).
     pub async fn start_on(addr: SocketAddr, prices: &PriceTable) -> std::io::Result<StripeStandIn> {
+        let started = OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000;
+        Self::start_numbered(addr, prices, u64::try_from(started).unwrap_or_default()).await
+    }
+
+    /// A stand-in whose first id number is `after + 1`.
+    async fn start_numbered(
+        addr: SocketAddr,
+        prices: &PriceTable,
+        after: u64,
+    ) -> std::io::Result<StripeStandIn> {
         let state: Shared = Arc::default();
         lock(&state).prices = catalogue(prices);
+        lock(&state).counter = after;
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
         let router = axum::Router::new()
