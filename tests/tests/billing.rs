@@ -266,6 +266,17 @@ async fn checkout_input_and_state_errors() {
         409,
         "no_billing_account",
     );
+    // The portal takes no body: fields (another customer, another return URL) are refused.
+    assert_error(
+        &app.post(
+            "/api/billing/portal",
+            &token,
+            json!({"customer": "cus_someone_else", "returnUrl": "https://evil.example"}),
+        )
+        .await,
+        400,
+        "invalid_body",
+    );
     assert!(stripe.requests().is_empty(), "nothing reached Stripe");
 
     app.store
@@ -845,23 +856,37 @@ async fn an_event_naming_another_organization_changes_only_the_customers() {
 async fn checkout_and_portal_by_other_roles_or_another_organization() {
     let stripe = StripeStandIn::start().await;
     let app = TestApp::start_billing(&stripe, SECRET).await;
+    // Members join while the plan is active (a lapsed plan takes nobody new); then it lapses,
+    // so that the owner may check out again.
     let (owner, user) = app
         .organization_on_plan(
             "auth0|billing-a",
             tollgate::pricing::Plan::Business,
-            tollgate::store::PlanStatus::Canceled,
+            tollgate::store::PlanStatus::Active,
         )
         .await;
-    let customer_a = subscribed_customer(&app, &owner, "auth0|billing-a").await;
-    let org_a = user.organization_id.clone().unwrap();
-    stripe.clear_requests();
+    let mut members = Vec::new();
     for role in ["ADMIN", "MANAGER", "OPERATOR", "VIEWER"] {
         let (member, _) = app
             .add_member(&owner, &format!("auth0|billing-{role}"), role)
             .await;
-        let reply = checkout(&app, &member, "STARTER", "monthly").await;
+        members.push(member);
+    }
+    app.store
+        .set_organization_plan(
+            &user.tenant().unwrap(),
+            Some(tollgate::pricing::Plan::Business),
+            tollgate::store::PlanStatus::Canceled,
+        )
+        .await
+        .unwrap();
+    let customer_a = subscribed_customer(&app, &owner, "auth0|billing-a").await;
+    let org_a = user.organization_id.clone().unwrap();
+    stripe.clear_requests();
+    for member in &members {
+        let reply = checkout(&app, member, "STARTER", "monthly").await;
         assert_error(&reply, 403, "forbidden");
-        let reply = app.post("/api/billing/portal", &member, json!({})).await;
+        let reply = app.post("/api/billing/portal", member, json!({})).await;
         assert_error(&reply, 403, "forbidden");
     }
     assert!(stripe.requests().is_empty(), "Stripe never called");

@@ -7,9 +7,9 @@ pub use stripe_calls::create_portal_session;
 
 use http::StatusCode;
 use lambda_http::{Body, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tollgate::http::ApiError;
-use tollgate::http::json_response;
+use tollgate::http::{body_bytes, json_response, parse_json_body};
 use tollgate::pipeline::{AppState, Caller, FunctionHandlers, organization_of};
 use tollgate::routes::{Function, Operation};
 use tollgate_stripe as stripe_api;
@@ -18,7 +18,7 @@ use tollgate_stripe as stripe_api;
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {
     function: Function::BillingPortal,
     handlers: &[(Operation::BillingPortal, |call| {
-        Box::pin(async move { portal(call.state, call.caller()?).await })
+        Box::pin(async move { portal(call.state, call.caller()?, call.body()).await })
     })],
 };
 
@@ -27,7 +27,20 @@ struct PortalResponse {
     url: String,
 }
 
-pub async fn portal(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
+/// The route takes no body; one that is sent may only be an empty JSON object, like every other
+/// route that refuses unknown fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortalBody {}
+
+pub async fn portal(
+    state: &AppState,
+    caller: &Caller,
+    body: &Body,
+) -> Result<Response<Body>, ApiError> {
+    if !body_bytes(body).iter().all(u8::is_ascii_whitespace) {
+        parse_json_body::<PortalBody>(body)?;
+    }
     let stripe = stripe_api::client(state).await?;
     let organization = organization_of(state, caller).await?;
     let customer_id = organization.stripe_customer_id.ok_or_else(|| {
