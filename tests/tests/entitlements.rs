@@ -184,6 +184,18 @@ async fn unpaid_and_paused_subscriptions_lose_the_plan_but_keep_members_and_usag
 
         let refused = invite(&app, &org.token, &format!("new-{status}@example.com")).await;
         assert_error(&refused, 402, "plan_inactive");
+        // Renewing the pending invitation is inviting again: refused too.
+        let pending_id = pending.body["id"].as_str().unwrap();
+        assert_error(
+            &app.post(
+                &format!("/api/users/invitations/{pending_id}/resend"),
+                &org.token,
+                json!({}),
+            )
+            .await,
+            402,
+            "plan_inactive",
+        );
         let invitee = app.verified_token(&format!("auth0|late-{status}"), &pending_email, None);
         assert_eq!(app.get("/api/me", &invitee).await.status, 201);
         let id = pending.body["id"].as_str().unwrap();

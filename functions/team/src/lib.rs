@@ -436,6 +436,11 @@ pub async fn resend(
     params: &PathParams,
 ) -> Result<Response<Body>, ApiError> {
     let (actor, invitation) = target_invitation(state, caller, params).await?;
+    // Renewing an invitation invites again: a lapsed subscription takes nobody new.
+    let entitlement = entitlement_of(state, &organization_of(state, caller).await?);
+    if entitlement.is_inactive() {
+        return Err(plan_inactive(&entitlement));
+    }
     let expires_at = team::invitation_expires_at(unix_now(), state.config.invitation_ttl_days);
     match state
         .store
