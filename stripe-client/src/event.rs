@@ -76,6 +76,29 @@ pub enum EventFacts {
     Other,
 }
 
+impl EventFacts {
+    pub fn subscription(&self) -> Option<&SubscriptionFacts> {
+        match self {
+            EventFacts::Subscription(facts) => Some(facts),
+            _ => None,
+        }
+    }
+
+    pub fn invoice(&self) -> Option<&InvoiceFacts> {
+        match self {
+            EventFacts::Invoice(facts) => Some(facts),
+            _ => None,
+        }
+    }
+
+    pub fn checkout_session(&self) -> Option<&CheckoutFacts> {
+        match self {
+            EventFacts::CheckoutSession(facts) => Some(facts),
+            _ => None,
+        }
+    }
+}
+
 /// A payload that is not a Stripe event at all: the webhook answers 400.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EventError {

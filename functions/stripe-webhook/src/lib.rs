@@ -262,22 +262,17 @@ async fn subscription_facts(
     state: &AppState,
     event: &EventEnvelope,
 ) -> Result<SubscriptionFacts, ApiError> {
-    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
-        EventFacts::Subscription(facts) => Some(facts),
-        _ => None,
-    };
-    pinned(state, event, parsed, |api, id| async move {
-        stripe_calls::retrieve_subscription(&api, &id).await
-    })
+    pinned(
+        state,
+        event,
+        EventFacts::subscription,
+        |api, id| async move { stripe_calls::retrieve_subscription(&api, &id).await },
+    )
     .await
 }
 
 async fn invoice_facts(state: &AppState, event: &EventEnvelope) -> Result<InvoiceFacts, ApiError> {
-    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
-        EventFacts::Invoice(facts) => Some(facts),
-        _ => None,
-    };
-    pinned(state, event, parsed, |api, id| async move {
+    pinned(state, event, EventFacts::invoice, |api, id| async move {
         stripe_calls::retrieve_invoice(&api, &id).await
     })
     .await
@@ -287,13 +282,12 @@ async fn checkout_facts(
     state: &AppState,
     event: &EventEnvelope,
 ) -> Result<CheckoutFacts, ApiError> {
-    let parsed: fn(&EventFacts) -> Option<&_> = |facts| match facts {
-        EventFacts::CheckoutSession(facts) => Some(facts),
-        _ => None,
-    };
-    pinned(state, event, parsed, |api, id| async move {
-        stripe_calls::retrieve_checkout_session(&api, &id).await
-    })
+    pinned(
+        state,
+        event,
+        EventFacts::checkout_session,
+        |api, id| async move { stripe_calls::retrieve_checkout_session(&api, &id).await },
+    )
     .await
 }
 
