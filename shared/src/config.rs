@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::auth::jwt::JwtConfig;
-use crate::billing::prices::PriceTable;
+use crate::billing::prices::{PriceTable, TrialDays};
 
 /// Default table name when `TABLE_NAME` is unset (local development).
 pub const DEFAULT_TABLE_NAME: &str = "tollgate";
@@ -25,6 +25,11 @@ pub struct Config {
     /// Base of checkout success/cancel and portal return URLs (the frontend).
     pub app_url: String,
     pub prices: PriceTable,
+    /// Trial days per plan (`TRIAL_DAYS_<PLAN>`, 0 to 730, default 0: no trial).
+    pub trial_days: TrialDays,
+    /// Checkout accepts promotion codes (`STRIPE_ALLOW_PROMOTION_CODES`, `true`/`false`,
+    /// default false).
+    pub allow_promotion_codes: bool,
     pub rate_limits: crate::ratelimit::RateLimits,
     /// `kid:hex64,kid2:hex64` and the kid new writes use; unset: integrations answer 503.
     pub encryption_keys: Option<String>,
@@ -59,6 +64,7 @@ pub const DEFAULT_APP_URL: &str = "http://localhost:5173";
 pub enum ConfigError {
     #[error("{name} is not valid: {reason}")]
     Invalid { name: &'static str, reason: String },
+
     /// `JWT_ISSUER` without an audience or authorized party: every application of the identity
     /// provider's tenant could sign in here.
     #[error(
@@ -187,6 +193,15 @@ impl Config {
                 }
             })?,
             prices: PriceTable::from_lookup(get),
+            trial_days: TrialDays::from_lookup(get)
+                .map_err(|(name, reason)| ConfigError::Invalid { name, reason })?,
+            allow_promotion_codes: match get("STRIPE_ALLOW_PROMOTION_CODES") {
+                Some(raw) => parse_bool(&raw).ok_or_else(|| ConfigError::Invalid {
+                    name: "STRIPE_ALLOW_PROMOTION_CODES",
+                    reason: format!("expected true or false (got \"{raw}\")"),
+                })?,
+                None => false,
+            },
         })
     }
 }
@@ -206,10 +221,51 @@ fn parse_grace_days(raw: &str) -> Result<u32, ConfigError> {
         })
 }
 
+/// `true` or `false` (any case).
+fn parse_bool(raw: &str) -> Option<bool> {
+    if raw.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if raw.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn trials_and_promotion_codes_default_off_and_bad_values_are_named() {
+        let defaults = config(&[]).unwrap();
+        assert!(!defaults.allow_promotion_codes);
+        assert_eq!(defaults.trial_days.of(crate::pricing::Plan::Starter), 0);
+        let set = config(&[
+            ("STRIPE_ALLOW_PROMOTION_CODES", "true"),
+            ("TRIAL_DAYS_PROFESSIONAL", "14"),
+        ])
+        .unwrap();
+        assert!(set.allow_promotion_codes);
+        assert_eq!(set.trial_days.of(crate::pricing::Plan::Professional), 14);
+        assert!(
+            !config(&[("STRIPE_ALLOW_PROMOTION_CODES", "false")])
+                .unwrap()
+                .allow_promotion_codes
+        );
+        for bad in ["yes", "1", "on"] {
+            let error = config(&[("STRIPE_ALLOW_PROMOTION_CODES", bad)]).unwrap_err();
+            assert!(
+                error.to_string().contains("STRIPE_ALLOW_PROMOTION_CODES"),
+                "{bad}: {error}"
+            );
+        }
+        let error = config(&[("TRIAL_DAYS_BUSINESS", "731")]).unwrap_err();
+        let text = error.to_string();
+        assert!(text.contains("TRIAL_DAYS_BUSINESS"), "{text}");
+        assert!(text.contains("0 to 730"), "{text}");
+    }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let vars: HashMap<String, String> = vars

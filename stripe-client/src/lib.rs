@@ -134,6 +134,10 @@ pub struct SubscriptionFacts {
     /// when the subscription has no item.
     pub current_period_start: Option<i64>,
     pub current_period_end: Option<i64>,
+    /// `trial_end` (Unix seconds): when the subscription's trial ends or ended; `None` without a
+    /// trial.
+    #[serde(default)]
+    pub trial_end: Option<i64>,
     /// The first item's `price.unit_amount × quantity` (quantity 1 when Stripe gives none).
     pub amount_cents: Option<u64>,
     /// The first item's price currency (the subscription's when it has no item).

@@ -150,6 +150,7 @@ pub fn subscription_facts(subscription: &Subscription, raw: Option<&Value>) -> S
         cancel_at_period_end: subscription.cancel_at_period_end,
         current_period_start,
         current_period_end,
+        trial_end: subscription.trial_end,
         amount_cents,
         currency: Some(
             price

@@ -153,6 +153,15 @@ impl TestApp {
         standin: &stripe_standin::StripeStandIn,
         webhook_secret: &str,
     ) -> TestApp {
+        Self::start_billing_with(standin, webhook_secret, |_| {}).await
+    }
+
+    /// [`TestApp::start_billing`], then `adjust` (trial days, promotion codes ...).
+    pub async fn start_billing_with(
+        standin: &stripe_standin::StripeStandIn,
+        webhook_secret: &str,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let base = standin.base_url.clone();
         let secret = webhook_secret.to_owned();
         Self::start_with(move |config| {
@@ -160,6 +169,7 @@ impl TestApp {
             config.stripe_api_base = base;
             config.stripe_webhook_secrets = secret;
             config.app_url = "https://app.tollgate.test".to_owned();
+            adjust(config);
         })
         .await
     }

@@ -519,7 +519,7 @@ async fn any_order_with_duplicates_gives_the_same_final_state() {
     let expected = (
         json!({"plan": "BUSINESS", "status": "canceled", "interval": "monthly", "amount": 29900, "currency": "usd",
                "currentPeriodStart": finals[0].0["currentPeriodStart"], "currentPeriodEnd": finals[0].0["currentPeriodEnd"],
-               "cancelAtPeriodEnd": false}),
+               "trialEnd": null, "cancelAtPeriodEnd": false}),
         vec![(json!("open"), json!(29900)), (json!("paid"), json!(29900))],
     );
     for (seed, state) in finals.iter().enumerate() {
@@ -956,4 +956,226 @@ async fn an_upcoming_invoice_without_an_id_is_acknowledged_not_refused() {
     let reply = deliver(&app, "invoice.paid", "evt_up_3", 1_790_000_000, upcoming).await;
     assert_error(&reply, 400, "invalid_payload");
     assert_eq!(app.all_items().await, before, "nothing written");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Trials
+
+const TRIAL_START: i64 = 1_790_000_000;
+const TRIAL_END: i64 = TRIAL_START + 14 * 86_400;
+
+/// A billing app whose BUSINESS plan has a 14-day trial and whose checkout allows promotion codes.
+async fn trial_app(stripe: &StripeStandIn) -> TestApp {
+    TestApp::start_billing_with(stripe, SECRET, |config| {
+        config.trial_days = tollgate::billing::prices::TrialDays::from_lookup(|name| {
+            (name == "TRIAL_DAYS_BUSINESS").then(|| "14".to_owned())
+        })
+        .expect("trial days");
+        config.allow_promotion_codes = true;
+    })
+    .await
+}
+
+/// `subscription_object` with a trial from `TRIAL_START` to `TRIAL_END`.
+fn trial_subscription(sub: &str, customer: &str, status: &str, period: (i64, i64)) -> Value {
+    let mut object = subscription_object(sub, customer, status, "price_business_monthly", period);
+    object["trial_start"] = json!(TRIAL_START);
+    object["trial_end"] = json!(TRIAL_END);
+    object
+}
+
+/// Checks out the BUSINESS plan with its trial; the organization's Stripe customer.
+async fn trial_checkout(app: &TestApp, stripe: &StripeStandIn, token: &str, sub: &str) -> String {
+    let reply = checkout(app, token, "BUSINESS", "monthly").await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let sessions = stripe.requests_to("POST", "/v1/checkout/sessions");
+    let session = sessions.last().expect("a checkout session");
+    assert_eq!(
+        session.form_value("subscription_data[trial_period_days]"),
+        Some("14")
+    );
+    assert_eq!(session.form_value("allow_promotion_codes"), Some("true"));
+    let tenant = tollgate_tests::tenant_of(app, sub).await;
+    app.store
+        .get_organization(&tenant)
+        .await
+        .unwrap()
+        .unwrap()
+        .stripe_customer_id
+        .unwrap()
+}
+
+/// The subscription, `/api/me`'s entitlement status and whether it grants the BUSINESS features.
+async fn assert_standing(app: &TestApp, token: &str, status: &str, entitlement: &str, when: &str) {
+    let subscription = app.get("/api/billing/subscription", token).await;
+    assert_eq!(subscription.status, 200, "{when}: {}", subscription.body);
+    assert_eq!(
+        subscription.body["status"], status,
+        "{when}: {}",
+        subscription.body
+    );
+    assert_eq!(subscription.body["plan"], "BUSINESS", "{when}");
+    assert_eq!(
+        subscription.body["trialEnd"], "2026-10-05T14:13:20Z",
+        "{when}: {}",
+        subscription.body
+    );
+    let me = app.get("/api/me", token).await;
+    assert_eq!(me.status, 200, "{when}: {}", me.body);
+    assert_eq!(
+        me.body["entitlementStatus"]["status"], entitlement,
+        "{when}: {}",
+        me.body
+    );
+    if entitlement == "inactive" {
+        assert_eq!(me.body["features"], Value::Null, "{when}: {}", me.body);
+        assert_eq!(me.body["limits"], Value::Null, "{when}: {}", me.body);
+    } else {
+        assert_eq!(
+            me.body["features"]["apiAccess"], true,
+            "{when}: {}",
+            me.body
+        );
+        assert_eq!(me.body["organization"]["plan"], "BUSINESS", "{when}");
+    }
+}
+
+#[tokio::test]
+async fn a_trial_grants_the_plan_and_converts_when_the_first_invoice_is_paid() {
+    let stripe = StripeStandIn::start().await;
+    let app = trial_app(&stripe).await;
+    let (token, _) = app.owner_with_organization("auth0|trial-converts").await;
+    let customer = trial_checkout(&app, &stripe, &token, "auth0|trial-converts").await;
+    let sub = "sub_trial_converts";
+
+    // Without a subscription there is no trial to show.
+    let before = app.get("/api/billing/subscription", &token).await;
+    assert_eq!(before.body["trialEnd"], Value::Null, "{}", before.body);
+
+    let trial = trial_subscription(sub, &customer, "trialing", (TRIAL_START, TRIAL_END));
+    let reply = deliver(
+        &app,
+        "customer.subscription.created",
+        "evt_tc_1",
+        TRIAL_START,
+        trial,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body["outcome"].as_str()),
+        (200, Some("processed"))
+    );
+    assert_standing(&app, &token, "trialing", "trialing", "trial started").await;
+
+    // The trial's $0 invoice leaves it trialing.
+    let mut zero = invoice_object("in_tc_0", &customer, sub, "paid", TRIAL_START);
+    zero["amount_due"] = json!(0);
+    zero["amount_paid"] = json!(0);
+    let reply = deliver(&app, "invoice.paid", "evt_tc_2", TRIAL_START + 1, zero).await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_standing(&app, &token, "trialing", "trialing", "$0 trial invoice").await;
+
+    // The trial ends (trial_end now in the past) and the first real invoice is paid.
+    let converted = trial_subscription(
+        sub,
+        &customer,
+        "active",
+        (TRIAL_END, TRIAL_END + 30 * 86_400),
+    );
+    let reply = deliver(
+        &app,
+        "customer.subscription.updated",
+        "evt_tc_3",
+        TRIAL_END,
+        converted,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body["outcome"].as_str()),
+        (200, Some("processed"))
+    );
+    let paid = invoice_object("in_tc_1", &customer, sub, "paid", TRIAL_END);
+    let reply = deliver(&app, "invoice.paid", "evt_tc_4", TRIAL_END + 1, paid).await;
+    assert_eq!(
+        (reply.status, reply.body["outcome"].as_str()),
+        (200, Some("processed"))
+    );
+    assert_standing(&app, &token, "active", "active", "converted").await;
+    let subscription = app.get("/api/billing/subscription", &token).await;
+    assert_eq!(
+        subscription.body["currentPeriodStart"],
+        "2026-10-05T14:13:20Z"
+    );
+}
+
+#[tokio::test]
+async fn a_trial_that_ends_paused_grants_nothing() {
+    let stripe = StripeStandIn::start().await;
+    let app = trial_app(&stripe).await;
+    let (token, _) = app.owner_with_organization("auth0|trial-paused").await;
+    let customer = trial_checkout(&app, &stripe, &token, "auth0|trial-paused").await;
+    let sub = "sub_trial_paused";
+
+    let trial = trial_subscription(sub, &customer, "trialing", (TRIAL_START, TRIAL_END));
+    let reply = deliver(
+        &app,
+        "customer.subscription.created",
+        "evt_tp_1",
+        TRIAL_START,
+        trial,
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_standing(&app, &token, "trialing", "trialing", "trial started").await;
+
+    // No payment method when the trial ended: Stripe pauses the subscription.
+    let paused = trial_subscription(sub, &customer, "paused", (TRIAL_START, TRIAL_END));
+    let reply = deliver(
+        &app,
+        "customer.subscription.updated",
+        "evt_tp_2",
+        TRIAL_END,
+        paused,
+    )
+    .await;
+    assert_eq!(
+        (reply.status, reply.body["outcome"].as_str()),
+        (200, Some("processed"))
+    );
+    assert_standing(&app, &token, "paused", "inactive", "trial ended paused").await;
+    let me = app.get("/api/me", &token).await;
+    assert_eq!(
+        me.body["entitlementStatus"]["reason"],
+        "subscription_paused"
+    );
+}
+
+#[tokio::test]
+async fn without_trial_days_or_promotion_codes_checkout_sends_neither() {
+    let stripe = StripeStandIn::start().await;
+    let app = TestApp::start_billing_with(&stripe, SECRET, |config| {
+        config.trial_days = tollgate::billing::prices::TrialDays::from_lookup(|name| {
+            (name == "TRIAL_DAYS_BUSINESS").then(|| "14".to_owned())
+        })
+        .expect("trial days");
+    })
+    .await;
+    let (token, _) = app.owner_with_organization("auth0|no-trial").await;
+    // STARTER has no trial; promotion codes are off by default.
+    assert_eq!(
+        checkout(&app, &token, "STARTER", "monthly").await.status,
+        200
+    );
+    let sessions = stripe.requests_to("POST", "/v1/checkout/sessions");
+    let fields: Vec<&str> = sessions[0]
+        .form
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .collect();
+    assert!(
+        !fields
+            .iter()
+            .any(|field| field.contains("trial") || field.contains("promotion")),
+        "{fields:?}"
+    );
 }

@@ -29,6 +29,8 @@ fn checkout_request() -> CheckoutRequest<'static> {
         organization_id: "org_0001",
         success_url: "https://app.example.com/billing?checkout=success",
         cancel_url: "https://app.example.com/billing?checkout=cancel",
+        trial_days: 0,
+        allow_promotion_codes: false,
     }
 }
 
@@ -126,6 +128,65 @@ async fn checkout_sends_exactly_the_expected_form_idempotency_key_key_and_versio
     );
     assert_eq!(request.idempotency_key(), Some("checkout:org_0001:7f3c"));
     assert_stripe_headers(&request);
+}
+
+/// The fields every subscription checkout sends (see the test above), plus `extra`.
+fn checkout_form_with(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut fields = vec![
+        ("mode", "subscription"),
+        ("customer", "cus_test_42"),
+        ("client_reference_id", "org_0001"),
+        ("line_items[0][price]", "price_pro_monthly"),
+        ("line_items[0][quantity]", "1"),
+        ("subscription_data[metadata][organizationId]", "org_0001"),
+        (
+            "success_url",
+            "https://app.example.com/billing?checkout=success",
+        ),
+        (
+            "cancel_url",
+            "https://app.example.com/billing?checkout=cancel",
+        ),
+    ];
+    fields.extend_from_slice(extra);
+    pairs(&fields)
+}
+
+#[tokio::test]
+async fn checkout_sends_the_plans_trial_and_promotion_codes_only_when_configured() {
+    /// Trial days, promotion codes allowed, and the fields sent beyond the usual ones.
+    type Case = (u32, bool, &'static [(&'static str, &'static str)]);
+    let cases: [Case; 4] = [
+        (0, false, &[]),
+        (14, false, &[("subscription_data[trial_period_days]", "14")]),
+        (0, true, &[("allow_promotion_codes", "true")]),
+        (
+            730,
+            true,
+            &[
+                ("subscription_data[trial_period_days]", "730"),
+                ("allow_promotion_codes", "true"),
+            ],
+        ),
+    ];
+    for (trial_days, allow_promotion_codes, extra) in cases {
+        let (standin, api) = standin_and_api().await;
+        let request = CheckoutRequest {
+            trial_days,
+            allow_promotion_codes,
+            ..checkout_request()
+        };
+        checkout::create_checkout_session(&api, &request, "checkout:org_0001:trial")
+            .await
+            .expect("checkout session");
+        let sent = only_request(&standin);
+        assert_eq!(
+            sent.sorted_form(),
+            checkout_form_with(extra),
+            "trial_days={trial_days} allow_promotion_codes={allow_promotion_codes}"
+        );
+        assert_stripe_headers(&sent);
+    }
 }
 
 #[tokio::test]
@@ -653,6 +714,7 @@ fn fixture_subscription_facts() -> SubscriptionFacts {
         cancel_at_period_end: true,
         current_period_start: Some(1_896_570_518),
         current_period_end: Some(976_287_773),
+        trial_end: Some(1_234_567_890),
         amount_cents: Some(2000),
         currency: Some("usd".to_owned()),
         interval: Some("month".to_owned()),

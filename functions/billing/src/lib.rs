@@ -47,6 +47,8 @@ struct SubscriptionView {
     currency: Option<String>,
     current_period_start: Option<String>,
     current_period_end: Option<String>,
+    /// When the trial ends or ended; null without a trial.
+    trial_end: Option<String>,
     cancel_at_period_end: bool,
 }
 
@@ -61,6 +63,7 @@ pub async fn subscription(state: &AppState, caller: &Caller) -> Result<Response<
             currency: billing.currency,
             current_period_start: iso(billing.current_period_start),
             current_period_end: iso(billing.current_period_end),
+            trial_end: iso(billing.trial_end),
             cancel_at_period_end: billing.cancel_at_period_end,
         },
         None => SubscriptionView {
@@ -71,6 +74,7 @@ pub async fn subscription(state: &AppState, caller: &Caller) -> Result<Response<
             currency: None,
             current_period_start: None,
             current_period_end: None,
+            trial_end: None,
             cancel_at_period_end: false,
         },
     };

@@ -116,6 +116,8 @@ pub async fn checkout(
             organization_id: &organization.id,
             success_url: &success_url,
             cancel_url: &cancel_url,
+            trial_days: state.config.trial_days.of(plan),
+            allow_promotion_codes: state.config.allow_promotion_codes,
         },
         &format!("tollgate-checkout-{}", uuid::Uuid::new_v4()),
     )

@@ -15,6 +15,10 @@ pub struct CheckoutRequest<'a> {
     pub organization_id: &'a str,
     pub success_url: &'a str,
     pub cancel_url: &'a str,
+    /// The plan's trial in days; 0: no trial (the field is not sent).
+    pub trial_days: u32,
+    /// Sends `allow_promotion_codes=true`; false: the field is not sent.
+    pub allow_promotion_codes: bool,
 }
 
 /// A created Checkout Session: where to send the user.
@@ -48,7 +52,8 @@ pub async fn create_customer(
 /// Creates a subscription-mode Checkout Session. Sends exactly `mode=subscription`,
 /// `customer`, `client_reference_id=<organization>`, `line_items[0][price]`,
 /// `line_items[0][quantity]=1`, `subscription_data[metadata][organizationId]`, `success_url`
-/// and `cancel_url`.
+/// and `cancel_url`; plus `subscription_data[trial_period_days]` when `trial_days` is more than 0
+/// and `allow_promotion_codes=true` when promotion codes are allowed.
 pub async fn create_checkout_session(
     api: &StripeApi,
     request: &CheckoutRequest<'_>,
@@ -63,9 +68,10 @@ pub async fn create_checkout_session(
     };
     let subscription_data = CreateCheckoutSessionSubscriptionData {
         metadata: Some(organization_metadata(request.organization_id)),
+        trial_period_days: (request.trial_days > 0).then_some(request.trial_days),
         ..CreateCheckoutSessionSubscriptionData::new()
     };
-    let create = CreateCheckoutSession::new()
+    let mut create = CreateCheckoutSession::new()
         .mode(CheckoutSessionMode::Subscription)
         .customer(request.customer_id)
         .client_reference_id(request.organization_id)
@@ -73,6 +79,9 @@ pub async fn create_checkout_session(
         .subscription_data(subscription_data)
         .success_url(request.success_url)
         .cancel_url(request.cancel_url);
+    if request.allow_promotion_codes {
+        create = create.allow_promotion_codes(true);
+    }
     let session = api.send(OP, &create, Some(&key)).await?;
     match session.url {
         Some(url) if !url.is_empty() => Ok(CheckoutSessionCreated {

@@ -325,6 +325,7 @@ fn snapshot(
         cancel_at_period_end: facts.cancel_at_period_end,
         current_period_start: facts.current_period_start,
         current_period_end: facts.current_period_end,
+        trial_end: facts.trial_end,
         amount_cents: facts.amount_cents,
         currency: facts.currency,
         deleted,

@@ -76,7 +76,7 @@ pub fn fixture(name: &str) -> Value {
     }
 }
 
-/// Stripe's `subscription` fixture as Tollgate's tests need it: `status`, its first item on `price`
+/// Stripe's `subscription` fixture as Tollgate's tests need it, without a trial: `status`, its first item on `price`
 /// (29,900 a period) for `period` (start, end as Unix seconds).
 pub fn subscription_object(
     id: &str,
@@ -96,6 +96,9 @@ pub fn subscription_object(
     item["subscription"] = json!(id);
     item["current_period_start"] = json!(period.0);
     item["current_period_end"] = json!(period.1);
+    // No trial (the fixture's are from 2009); a test of a trial sets them.
+    object["trial_start"] = Value::Null;
+    object["trial_end"] = Value::Null;
     object
 }
 

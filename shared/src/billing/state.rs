@@ -142,6 +142,8 @@ pub struct SubscriptionSnapshot {
     /// From the subscription item (current API versions), else the subscription (older ones).
     pub current_period_start: Option<i64>,
     pub current_period_end: Option<i64>,
+    /// The subscription's `trial_end` (Unix seconds), when it has or had a trial.
+    pub trial_end: Option<i64>,
     pub amount_cents: Option<u64>,
     pub currency: Option<String>,
     /// True for `customer.subscription.deleted`; implies a terminal status (`canceled` unless the
@@ -294,6 +296,10 @@ pub struct BillingState {
     pub current_period_start: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub current_period_end: Option<i64>,
+    /// The newest snapshot's `trial_end` (Unix seconds); `None` without a trial, and in items
+    /// written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial_end: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub amount_cents: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -361,6 +367,7 @@ impl BillingState {
             cancel_at_period_end: event.cancel_at_period_end,
             current_period_start: event.current_period_start,
             current_period_end: event.current_period_end,
+            trial_end: event.trial_end,
             amount_cents: event.amount_cents,
             currency: event.currency.clone(),
             deleted: event.deleted,
@@ -383,6 +390,7 @@ impl BillingState {
             cancel_at_period_end: false,
             current_period_start: None,
             current_period_end: None,
+            trial_end: None,
             amount_cents: None,
             currency: None,
             deleted: false,
@@ -577,6 +585,7 @@ mod tests {
             cancel_at_period_end: false,
             current_period_start: Some(1_000),
             current_period_end: Some(1_000 + 30 * 86_400),
+            trial_end: None,
             amount_cents: Some(2_900),
             currency: Some("usd".to_owned()),
             deleted: false,
@@ -1097,6 +1106,39 @@ mod tests {
         let s = fold([&active, &first, &unpaid, &retry]).unwrap_or_else(|| panic!("state"));
         assert_eq!(s.status, PlanStatus::Unpaid);
         assert_eq!(s.past_due_since, None);
+    }
+
+    #[test]
+    fn the_newest_snapshots_trial_end_is_kept_and_old_items_read_without_one() {
+        let mut trialing = snap("evt_t1", 1_000, SUB_A, PlanStatus::Trialing);
+        trialing.trial_end = Some(1_000 + 14 * 86_400);
+        let s = applied(apply(None, &trialing, &lookup));
+        assert_eq!(s.status, PlanStatus::Trialing);
+        assert_eq!(s.trial_end, Some(1_000 + 14 * 86_400));
+        // An invoice keeps it; the converted subscription still names when its trial ended.
+        let s = applied(apply_invoice(
+            Some(&s),
+            &invoice("evt_t2", 1_001, SUB_A, InvoiceOutcome::PaymentSucceeded),
+        ));
+        assert_eq!(s.trial_end, Some(1_000 + 14 * 86_400));
+        let mut active = snap("evt_t3", 1_000 + 14 * 86_400, SUB_A, PlanStatus::Active);
+        active.trial_end = trialing.trial_end;
+        let s = applied(apply(Some(&s), &active, &lookup));
+        assert_eq!(
+            (s.status, s.trial_end),
+            (PlanStatus::Active, Some(1_000 + 14 * 86_400))
+        );
+        let json = serde_json::to_value(&s).unwrap_or_default();
+        assert_eq!(json["trialEnd"], 1_000 + 14 * 86_400);
+        // Items written before trial_end was recorded read as without a trial.
+        let mut json = json;
+        if let Some(object) = json.as_object_mut() {
+            object.remove("trialEnd");
+        }
+        let old: BillingState =
+            serde_json::from_value(json).unwrap_or_else(|e| panic!("deserialize: {e}"));
+        assert_eq!(old.trial_end, None);
+        assert_eq!(old.status, PlanStatus::Active);
     }
 
     #[test]
