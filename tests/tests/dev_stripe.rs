@@ -458,3 +458,47 @@ async fn the_standin_sells_every_plan_and_refuses_other_prices() {
         Some("price_typo")
     );
 }
+
+#[tokio::test]
+async fn paying_a_checkout_with_a_trial_starts_a_trialing_subscription_that_grants_the_plan() {
+    let stripe = StripeStandIn::start().await;
+    let base = stripe.base_url.clone();
+    let app = TestApp::start_with(move |config| {
+        config.stripe_secret_key = Some(SECRET_KEY.to_owned());
+        config.stripe_api_base = base;
+        config.stripe_webhook_secrets = SECRET.to_owned();
+        config.trial_days = tollgate::billing::prices::TrialDays::from_lookup(|name| {
+            (name == "TRIAL_DAYS_BUSINESS").then(|| "14".to_owned())
+        })
+        .expect("trial days");
+    })
+    .await;
+    let (token, _) = onboard(&app, "auth0|dev-trial").await;
+    let session = checkout(&app, &token, "BUSINESS", "monthly").await;
+    let payment = stripe_pay::pay(&target(&app, &stripe, SECRET), &session)
+        .await
+        .expect("pay");
+    assert_eq!(outcomes(&payment), expected("processed"));
+    let subscription = &payment.subscription;
+    assert_eq!(subscription["status"], "trialing");
+    let trial_end = subscription["trial_end"].as_i64().expect("trial_end");
+    let trial_start = subscription["trial_start"].as_i64().expect("trial_start");
+    assert_eq!(trial_end - trial_start, 14 * 86_400);
+    assert_eq!(payment.invoice["amount_paid"], 0);
+
+    let shown = app.get("/api/billing/subscription", &token).await;
+    assert_eq!(shown.body["status"], "trialing", "{}", shown.body);
+    let expected_end = time::OffsetDateTime::from_unix_timestamp(trial_end)
+        .expect("timestamp")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("rfc3339");
+    assert_eq!(shown.body["trialEnd"], json!(expected_end));
+    assert_eq!(shown.body["currentPeriodEnd"], json!(expected_end));
+    let me = app.get("/api/me", &token).await;
+    assert_eq!(
+        me.body["entitlementStatus"]["status"], "trialing",
+        "{}",
+        me.body
+    );
+    assert_eq!(me.body["features"]["apiAccess"], true, "{}", me.body);
+}

@@ -22,7 +22,9 @@
 //! - `POST /_standin/checkout/sessions/{id}/pay` (the stand-in's own, not Stripe's): what paying on
 //!   the checkout page does. A subscription-mode session becomes `complete`/`paid`, an active
 //!   subscription `sub_test_N` on the session's price (period from now, metadata from
-//!   `subscription_data[metadata]`) and its paid invoice `in_test_N` are created and served by
+//!   `subscription_data[metadata]`; with `subscription_data[trial_period_days]`, `trialing` until
+//!   the trial's end, which ends the first period, and a $0 invoice) and its paid invoice
+//!   `in_test_N` are created and served by
 //!   `GET` from then on. Answers `{"checkout_session", "subscription", "invoice", "events"}`,
 //!   `events` being the `checkout.session.completed`, `customer.subscription.created` and
 //!   `invoice.paid` events Stripe would deliver; paying the same session again answers the same
@@ -227,6 +229,8 @@ struct CheckoutIntent {
     price: String,
     quantity: u64,
     subscription_metadata: Value,
+    /// `subscription_data[trial_period_days]`; 0 when not sent.
+    trial_days: i64,
 }
 
 struct Stored {
@@ -622,6 +626,10 @@ fn create_checkout_session(inner: &mut Inner, request: &RecordedRequest) -> (u16
             price: price.to_owned(),
             quantity,
             subscription_metadata: metadata(request, "subscription_data[metadata]"),
+            trial_days: request
+                .form_value("subscription_data[trial_period_days]")
+                .and_then(|days| days.parse().ok())
+                .unwrap_or(0),
         })
     } else {
         None
@@ -817,17 +825,28 @@ fn pay_session(inner: &mut Inner, id: &str) -> (u16, Value) {
     } else {
         1
     };
-    let period = (now, add_months(now, months));
+    // A trial: the subscription is trialing until its end, the first invoice is $0.
+    let trial_end = (intent.trial_days > 0).then(|| now + intent.trial_days * 86_400);
+    let period = (now, trial_end.unwrap_or_else(|| add_months(now, months)));
     let unit_amount = price["unit_amount"].as_i64().unwrap_or(0);
     let quantity = i64::try_from(intent.quantity).unwrap_or(1);
-    let amount = unit_amount.saturating_mul(quantity);
+    let amount = if trial_end.is_some() {
+        0
+    } else {
+        unit_amount.saturating_mul(quantity)
+    };
     let subscription_id = format!("sub_test_{}", next_number(inner));
     let item_id = format!("si_test_{}", next_number(inner));
     let invoice_id = format!("in_test_{}", next_number(inner));
     let price_id = price["id"].as_str().unwrap_or_default().to_owned();
 
+    let status = if trial_end.is_some() {
+        "trialing"
+    } else {
+        "active"
+    };
     let mut subscription =
-        subscription_object(&subscription_id, &customer, "active", &price_id, period);
+        subscription_object(&subscription_id, &customer, status, &price_id, period);
     subscription["created"] = json!(now);
     subscription["start_date"] = json!(now);
     subscription["billing_cycle_anchor"] = json!(now);
@@ -845,6 +864,10 @@ fn pay_session(inner: &mut Inner, id: &str) -> (u16, Value) {
         "pause_collection",
     ] {
         subscription[field] = Value::Null;
+    }
+    if let Some(trial_end) = trial_end {
+        subscription["trial_start"] = json!(now);
+        subscription["trial_end"] = json!(trial_end);
     }
     subscription["currency"] = json!("usd");
     subscription["latest_invoice"] = json!(invoice_id);
@@ -895,14 +918,21 @@ fn pay_session(inner: &mut Inner, id: &str) -> (u16, Value) {
     line["amount"] = json!(amount);
     line["subtotal"] = json!(amount);
     line["currency"] = json!("usd");
-    line["description"] = json!(format!(
-        "{} × {} (at ${}.{:02} / {})",
-        intent.quantity,
-        price["nickname"].as_str().unwrap_or("plan"),
-        unit_amount / 100,
-        unit_amount % 100,
-        price["recurring"]["interval"].as_str().unwrap_or("month"),
-    ));
+    line["description"] = json!(if trial_end.is_some() {
+        format!(
+            "Trial period for {}",
+            price["nickname"].as_str().unwrap_or("plan")
+        )
+    } else {
+        format!(
+            "{} × {} (at ${}.{:02} / {})",
+            intent.quantity,
+            price["nickname"].as_str().unwrap_or("plan"),
+            unit_amount / 100,
+            unit_amount % 100,
+            price["recurring"]["interval"].as_str().unwrap_or("month"),
+        )
+    });
     line["period"] = json!({"start": period.0, "end": period.1});
     line["quantity"] = json!(intent.quantity);
     line["subscription"] = json!(subscription_id);
