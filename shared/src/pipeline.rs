@@ -244,11 +244,6 @@ impl Invocation<'_> {
         self.caller.as_ref().ok_or_else(ApiError::internal)
     }
 
-    /// The `{id}` path parameter.
-    pub fn path_id(&self) -> Result<&str, ApiError> {
-        path_id(&self.params)
-    }
-
     pub fn body(&self) -> &Body {
         self.request.body()
     }

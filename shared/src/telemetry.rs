@@ -24,7 +24,7 @@ const WIRE_DUMPING_TARGETS: [&str; 8] = [
 /// each wire-dumping library. On its own this does not hold the cap: a more specific target
 /// (`aws_smithy_runtime::client=trace`) or a span filter (`[request]=trace`) outranks those
 /// directives; [`layer_filter`] adds the cap that holds.
-pub fn filter_for(level: &str) -> EnvFilter {
+fn filter_for(level: &str) -> EnvFilter {
     let mut filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     for target in WIRE_DUMPING_TARGETS {
         if let Ok(directive) = format!("{target}=info").parse() {
@@ -32,12 +32,6 @@ pub fn filter_for(level: &str) -> EnvFilter {
         }
     }
     filter
-}
-
-/// The filter from the environment: `RUST_LOG` (or `default`), as [`filter_for`].
-pub fn filter(default: &str) -> EnvFilter {
-    let level = std::env::var("RUST_LOG").unwrap_or_else(|_| default.to_owned());
-    filter_for(&level)
 }
 
 /// The cap itself: the wire-dumping libraries (and every module under them) at `info` at most,
