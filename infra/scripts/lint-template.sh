@@ -73,6 +73,11 @@ def attribute(name, attr):
     kind = resources[name]["Type"]
     if kind == "AWS::DynamoDB::Table" and attr == "Arn":
         return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/tollgate-dev"
+    if kind == "AWS::DynamoDB::Table" and attr == "StreamArn":
+        # A real label is a timestamp with colons, which parliament's ARN matching splits on.
+        return f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/tollgate-dev/stream/label"
+    if kind == "AWS::SQS::Queue" and attr == "Arn":
+        return f"arn:aws:sqs:{REGION}:{ACCOUNT}:tollgate-dev-{name}"
     raise SystemExit(f"parliament: no plausible value for !GetAtt {name}.{attr}")
 
 

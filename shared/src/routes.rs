@@ -65,8 +65,9 @@ pub enum Access {
     Stripe,
 }
 
-/// Lambda binaries with no route: one-off maintenance jobs invoked directly.
-pub const MAINTENANCE_BINARIES: [&str; 1] = ["rotate-keys"];
+/// Lambda binaries with no route: rotate-keys is invoked directly, org-cleanup by the table's
+/// stream.
+pub const MAINTENANCE_BINARIES: [&str; 2] = ["rotate-keys", "org-cleanup"];
 
 /// What a route does; the pipeline dispatches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -280,7 +280,7 @@ impl TestApp {
             .expect("read")
             .expect("user exists");
         self.store
-            .create_organization(&user, &format!("Org of {sub}"), None)
+            .create_organization(&user, &format!("Org of {sub}"), None, None)
             .await
             .expect("create organization");
         let user = self

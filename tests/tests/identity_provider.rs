@@ -219,7 +219,7 @@ async fn auth0_access_token_without_email_reads_userinfo_once_and_invitations_wo
     assert_eq!(app.get("/api/me", &owner).await.status, 201);
     let user = app.store.get_user("auth0|owner").await.unwrap().unwrap();
     app.store
-        .create_organization(&user, "Owner Org", None)
+        .create_organization(&user, "Owner Org", None, None)
         .await
         .expect("organization");
     app.store

@@ -6,6 +6,9 @@ use std::collections::BTreeSet;
 use serde_norway::Value;
 use tollgate::routes::{Function, routes};
 use tollgate::store::schema::{self, TABLE};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+};
 
 fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
@@ -166,6 +169,10 @@ fn the_deployed_table_matches_the_local_definition() {
         properties["TimeToLiveSpecification"]["Enabled"].as_bool(),
         Some(true)
     );
+    assert_eq!(
+        properties["StreamSpecification"]["StreamViewType"].as_str(),
+        Some(TABLE.stream_view_type)
+    );
 }
 
 #[tokio::test]
@@ -220,4 +227,48 @@ async fn the_local_table_is_created_from_the_same_definition() {
         .unwrap();
     let ttl = ttl.time_to_live_description().unwrap();
     assert_eq!(ttl.attribute_name(), Some(TABLE.ttl_attribute));
+    let stream = table.stream_specification().expect("a stream");
+    assert!(stream.stream_enabled());
+    assert_eq!(
+        stream.stream_view_type().map(|v| v.as_str()),
+        Some(TABLE.stream_view_type)
+    );
+}
+
+#[tokio::test]
+async fn a_kept_table_without_a_stream_gets_one() {
+    let client = tollgate::store::dynamodb_client(Some(&tollgate_tests::dynamodb_endpoint())).await;
+    let name = format!("kept-{}", uuid::Uuid::new_v4().simple());
+    let key = |name: &str, key_type: KeyType| {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(key_type)
+            .build()
+            .unwrap()
+    };
+    let attribute = |name: &str| {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(ScalarAttributeType::S)
+            .build()
+            .unwrap()
+    };
+    client
+        .create_table()
+        .table_name(&name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(key("PK", KeyType::Hash))
+        .key_schema(key("SK", KeyType::Range))
+        .attribute_definitions(attribute("PK"))
+        .attribute_definitions(attribute("SK"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !schema::create_table(&client, &name).await.unwrap(),
+        "the table was kept"
+    );
+    let described = client.describe_table().table_name(&name).send().await.unwrap();
+    let stream = described.table().and_then(|t| t.stream_specification());
+    assert!(stream.is_some_and(|s| s.stream_enabled()), "{stream:?}");
 }

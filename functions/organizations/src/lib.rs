@@ -12,6 +12,7 @@ use tollgate::pipeline::{
 use tollgate::pipeline::{entitlement_of, organization_of};
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::routes::{Function, Operation};
+use tollgate::store::deletion::{DeletionJob, DeletionPhase};
 use tollgate::store::{OrganizationRecord, PlanStatus, StoreError};
 use tollgate::team::{normalize_email, normalize_organization_name, seat_limit};
 
@@ -129,12 +130,25 @@ pub async fn create(
         .map(valid_billing_email)
         .transpose()?;
     let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
-    if user.organization_id.is_some() {
-        return Err(already_member());
-    }
+    // A user still naming an organization that is gone (deleted; the deletion job has not
+    // detached them yet) is free to found another at once.
+    let gone = match &caller.tenant {
+        Some(current) => {
+            let organization = state
+                .store
+                .get_organization(current)
+                .await
+                .map_err(store_error)?;
+            if organization.is_some() {
+                return Err(already_member());
+            }
+            Some(current)
+        }
+        None => None,
+    };
     match state
         .store
-        .create_organization(user, &name, billing_email)
+        .create_organization(user, &name, billing_email, gone)
         .await
     {
         Ok((tenant, organization)) => {
@@ -210,20 +224,68 @@ pub async fn update(
 struct Deleted<'a> {
     id: &'a str,
     deleted: bool,
-    retained_until: String,
+    retained_until: Option<String>,
+    deletion: DeletionView,
 }
 
+/// How far the deletion job got.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletionView {
+    /// `running` or `finished`.
+    status: &'static str,
+    /// `members`, `invitations` or `items`: what the job is doing or did last.
+    phase: &'static str,
+    members_detached: u64,
+    items_expired: u64,
+    started_at: Option<String>,
+    finished_at: Option<String>,
+}
+
+impl DeletionView {
+    fn new(job: &DeletionJob) -> Self {
+        DeletionView {
+            status: if job.is_finished() {
+                "finished"
+            } else {
+                "running"
+            },
+            phase: match job.deletion_phase {
+                None | Some(DeletionPhase::Members) => "members",
+                Some(DeletionPhase::Invitations) => "invitations",
+                Some(DeletionPhase::Items) => "items",
+            },
+            members_detached: job.deletion_members_detached,
+            items_expired: job.deletion_items_expired,
+            started_at: job.deleted_at.clone(),
+            finished_at: job.deletion_finished_at.clone(),
+        }
+    }
+}
+
+/// `DELETE /api/organization`: marks the organization deleted (gone to every caller at once) and
+/// starts the job that detaches its members and expires its items; 202 with the job's state.
+/// Sent again by a member the job has not detached yet, it answers the job's state and nudges it
+/// on, so a stalled job resumes.
 pub async fn delete(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
-    match state.store.delete_organization(tenant).await {
-        Ok(retained_until) => Ok(json_response(
-            StatusCode::OK,
-            &Deleted {
-                id: tenant.as_str(),
-                deleted: true,
-                retained_until,
-            },
-        )),
+    match state.store.start_deletion(tenant).await {
+        Ok(start) => {
+            let status = if start.job.is_finished() {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            Ok(json_response(
+                status,
+                &Deleted {
+                    id: tenant.as_str(),
+                    deleted: true,
+                    retained_until: start.job.retained_until(),
+                    deletion: DeletionView::new(&start.job),
+                },
+            ))
+        }
         Err(StoreError::SubscriptionActive) => Err(ApiError::conflict(
             "subscription_active",
             "The organization has a live subscription; cancel it in the billing portal before deleting the organization.",
@@ -231,8 +293,15 @@ pub async fn delete(state: &AppState, caller: &Caller) -> Result<Response<Body>,
         Err(StoreError::NotFound) => Err(organization_required()),
         Err(StoreError::ConcurrentUpdate) => Err(ApiError::conflict(
             "concurrent_update",
-            "The organization changed while it was being deleted; try again.",
+            "The organization's subscription changed while it was being deleted; nothing was deleted. Reload and try again.",
         )),
+        Err(StoreError::Unavailable { operation, detail }) => {
+            tracing::error!(operation, %detail, "DynamoDB request failed");
+            Err(ApiError::unavailable(
+                "store_unavailable",
+                "Storage did not answer, so the organization may or may not be marked deleted. Send the DELETE again: it starts the deletion, or continues the one that started.",
+            ))
+        }
         Err(error) => Err(store_error(error)),
     }
 }

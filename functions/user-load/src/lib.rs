@@ -372,12 +372,25 @@ pub async fn accept_invitation(
 ) -> Result<Response<Body>, ApiError> {
     let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
     let (email, invitation) = addressed_invitation(state, caller, params).await?;
-    if user.organization_id.is_some() {
-        return Err(ApiError::conflict(
-            "already_in_organization",
-            "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
-        ));
-    }
+    // A user still naming an organization that is gone (deleted; the deletion job has not
+    // detached them yet) is free to join another at once.
+    let gone = match &caller.tenant {
+        Some(current) => {
+            let organization = state
+                .store
+                .get_organization(current)
+                .await
+                .map_err(store_error)?;
+            if organization.is_some() {
+                return Err(ApiError::conflict(
+                    "already_in_organization",
+                    "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
+                ));
+            }
+            Some(current)
+        }
+        None => None,
+    };
     let now = unix_now();
     if is_expired(invitation.expires_at, now) {
         return Err(invitation_expired());
@@ -408,7 +421,7 @@ pub async fn accept_invitation(
     }
     match state
         .store
-        .accept_invitation(user, &email, &invitation, limit, now)
+        .accept_invitation(user, &email, &invitation, limit, now, gone)
         .await
     {
         Ok(joined) => {

@@ -7,6 +7,7 @@ pub mod local;
 pub mod server;
 pub mod stripe_pay;
 pub mod stripe_standin;
+pub mod stream;
 
 use tollgate::pipeline::FunctionHandlers;
 

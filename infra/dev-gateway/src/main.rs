@@ -266,6 +266,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 None => None,
             };
             let store = Store::connect(&config).await;
+            // Deletion jobs run from the table's stream, as the org-cleanup Lambda does in AWS.
+            let reader = tollgate_dev::stream::StreamReader::new(
+                config.dynamodb_endpoint.as_deref(),
+                &config.table_name,
+            )
+            .await;
+            let _stream_workers =
+                AbortOnDrop(tokio::spawn(tollgate_dev::stream::run_workers(store.clone(), reader)));
             let state = AppState::new(config, store).map_err(|e| e.to_string())?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
@@ -452,5 +460,14 @@ fn text(value: &serde_json::Value) -> String {
     match value.as_str() {
         Some(text) => text.to_owned(),
         None => value.to_string(),
+    }
+}
+
+/// Stops a background task when the command that started it returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -66,7 +66,7 @@ struct EventMarker {
     ttl: i64,
 }
 
-mod billing_keys {
+pub(super) mod billing_keys {
     use super::TenantId;
 
     pub fn customer(customer_id: &str) -> (String, String) {

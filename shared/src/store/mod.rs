@@ -6,6 +6,7 @@
 //! (the user by identity subject) are their own small items.
 
 mod billing;
+pub mod deletion;
 pub mod integrations;
 mod ratelimit;
 pub mod schema;
@@ -77,14 +78,24 @@ where
 
 pub(crate) type Item = HashMap<String, AttributeValue>;
 
-/// An organization id that came from a trusted place: the caller's stored user record or the
-/// organization this code just created. Never built from a request body, path or query.
+/// An organization id that came from a trusted place: the caller's stored user record, the
+/// organization this code just created, or the table's own stream. Never built from a request
+/// body, path or query.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct TenantId(pub(crate) String);
 
 impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// The tenant of an organization's partition key (`ORG#<id>`) read from the table itself
+    /// (its stream), the one other trusted place an organization id comes from.
+    pub fn from_partition_key(partition_key: &str) -> Option<TenantId> {
+        partition_key
+            .strip_prefix("ORG#")
+            .filter(|id| !id.is_empty())
+            .map(|id| TenantId(id.to_owned()))
     }
 }
 
@@ -486,12 +497,15 @@ impl Store {
 
     /// Creates an organization with `owner` as its OWNER in one transaction: the organization,
     /// the owner's membership, and the owner's user record pointing at it. Fails with
-    /// [`StoreError::AlreadyInOrganization`] when the user already belongs to one.
+    /// [`StoreError::AlreadyInOrganization`] when the user already belongs to one. `gone` is the
+    /// organization the owner still names although it was read as gone (deleted, its job not yet
+    /// at them): the write then replaces that one instead of requiring none.
     pub async fn create_organization(
         &self,
         owner: &UserRecord,
         name: &str,
         billing_email: Option<String>,
+        gone: Option<&TenantId>,
     ) -> Result<(TenantId, OrganizationRecord), StoreError> {
         let tenant = TenantId(new_id("org"));
         let now = now_rfc3339();
@@ -533,7 +547,13 @@ impl Store {
             .table_name(&self.table)
             .set_key(Some(key_map(keys::user(&owner.subject))))
             .update_expression("SET organizationId = :org, #role = :role, updatedAt = :now")
-            .condition_expression("attribute_exists(PK) AND attribute_not_exists(organizationId)")
+            .condition_expression(match gone {
+                Some(_) => "attribute_exists(PK) AND organizationId = :gone",
+                None => "attribute_exists(PK) AND attribute_not_exists(organizationId)",
+            })
+            .set_expression_attribute_values(gone.map(|gone| {
+                HashMap::from([(":gone".to_owned(), AttributeValue::S(gone.0.clone()))])
+            }))
             .expression_attribute_names("#role", "role")
             .expression_attribute_values(":org", AttributeValue::S(tenant.0.clone()))
             .expression_attribute_values(

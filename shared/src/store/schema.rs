@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    TimeToLiveSpecification,
+    StreamSpecification, StreamViewType, TimeToLiveSpecification,
 };
 
 use super::{StoreError, sdk_error};
@@ -17,6 +17,9 @@ pub struct TableSchema {
     pub ttl_attribute: &'static str,
     /// CloudFormation's name for on-demand capacity.
     pub billing_mode: &'static str,
+    /// The table's stream: what each change record carries. Deletion jobs (org-cleanup) read the
+    /// new image of an organization's item.
+    pub stream_view_type: &'static str,
 }
 
 pub const TABLE: TableSchema = TableSchema {
@@ -24,6 +27,7 @@ pub const TABLE: TableSchema = TableSchema {
     sort_key: "SK",
     ttl_attribute: "ttl",
     billing_mode: "PAY_PER_REQUEST",
+    stream_view_type: "NEW_AND_OLD_IMAGES",
 };
 
 /// Creates the table (if missing) and enables TTL, waiting until it is active.
@@ -50,6 +54,7 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<bool, Sto
         .key_schema(key(TABLE.sort_key, KeyType::Range).map_err(StoreError::build)?)
         .attribute_definitions(attribute(TABLE.partition_key).map_err(StoreError::build)?)
         .attribute_definitions(attribute(TABLE.sort_key).map_err(StoreError::build)?)
+        .stream_specification(stream().map_err(StoreError::build)?)
         .send()
         .await;
     let created = match created {
@@ -80,6 +85,9 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<bool, Sto
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     }
+    if !created {
+        enable_stream(client, table_name).await?;
+    }
     if created {
         client
             .update_time_to_live()
@@ -96,4 +104,35 @@ pub async fn create_table(client: &Client, table_name: &str) -> Result<bool, Sto
             .map_err(|e| sdk_error("UpdateTimeToLive", e))?;
     }
     Ok(created)
+}
+
+fn stream() -> Result<StreamSpecification, aws_sdk_dynamodb::error::BuildError> {
+    StreamSpecification::builder()
+        .stream_enabled(true)
+        .stream_view_type(StreamViewType::from(TABLE.stream_view_type))
+        .build()
+}
+
+/// A table created before it had a stream (a kept local table) gets one.
+async fn enable_stream(client: &Client, table_name: &str) -> Result<(), StoreError> {
+    let described = client
+        .describe_table()
+        .table_name(table_name)
+        .send()
+        .await
+        .map_err(|e| sdk_error("DescribeTable", e))?;
+    let enabled = described
+        .table()
+        .and_then(|t| t.stream_specification())
+        .is_some_and(|s| s.stream_enabled());
+    if !enabled {
+        client
+            .update_table()
+            .table_name(table_name)
+            .stream_specification(stream().map_err(StoreError::build)?)
+            .send()
+            .await
+            .map_err(|e| sdk_error("UpdateTable", e))?;
+    }
+    Ok(())
 }

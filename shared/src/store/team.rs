@@ -599,7 +599,8 @@ impl Store {
     /// one transaction the invitation and its look-up item go, the membership is written, the user
     /// points at the organization and its counters move (the invitation's seat becomes the
     /// member's), conditional on the invitation being unexpired at `now`, the user still belonging
-    /// nowhere and the organization having fewer than `member_limit` members.
+    /// nowhere (or still naming `gone`, an organization read as gone) and the organization having
+    /// fewer than `member_limit` members.
     pub async fn accept_invitation(
         &self,
         user: &UserRecord,
@@ -607,6 +608,7 @@ impl Store {
         invitation: &AddressedInvitation,
         member_limit: u64,
         now: i64,
+        gone: Option<&TenantId>,
     ) -> Result<UserRecord, StoreError> {
         let tenant = &invitation.tenant;
         let joined_at = now_rfc3339();
@@ -639,13 +641,19 @@ impl Store {
             self.update(
                 keys::user(&user.subject),
                 "SET organizationId = :org, #role = :role, updatedAt = :now",
-                "attribute_exists(PK) AND attribute_not_exists(organizationId)",
+                match gone {
+                    Some(_) => "attribute_exists(PK) AND organizationId = :gone",
+                    None => "attribute_exists(PK) AND attribute_not_exists(organizationId)",
+                },
                 vec![("#role", "role")],
-                vec![
+                [
                     (":org", s(&tenant.0)),
                     (":role", s(invitation.role.as_str())),
                     (":now", s(&joined_at)),
-                ],
+                ]
+                .into_iter()
+                .chain(gone.map(|gone| (":gone", s(&gone.0))))
+                .collect(),
             )?,
             self.update(
                 keys::organization(tenant),
@@ -825,9 +833,8 @@ impl Store {
     }
 
     /// Detaches `user` from `tenant`, an organization the caller read as gone (deleted, or no
-    /// longer there): what [`Store::delete_organization`] does for every member, for one whose
-    /// detaching was cut short. Without it they could neither leave, nor accept an invitation, nor
-    /// create an organization. A deletion is final and organization ids are never reused, so the
+    /// longer there): what the deletion job does for every member, for one it has not reached
+    /// yet, so they can leave at once. A deletion is final and organization ids are never reused, so the
     /// read stays true; the write is conditional on the user still naming `tenant`
     /// ([`StoreError::NotFound`] otherwise).
     pub async fn detach_from_gone_organization(
@@ -908,133 +915,6 @@ impl Store {
                 Err(StoreError::NotFound)
             }
             Err(error) => Err(sdk_error("UpdateItem", error)),
-        }
-    }
-
-    /// Deletes an organization: refused while its subscription is live; otherwise it is marked
-    /// deleted (to callers it is gone at once), every member is detached, pending invitations are
-    /// withdrawn, and its items get a `ttl` so DynamoDB removes them after the retention period.
-    pub async fn delete_organization(&self, tenant: &TenantId) -> Result<String, StoreError> {
-        let organization = self
-            .get_organization(tenant)
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        if is_live(organization.plan_status) {
-            return Err(StoreError::SubscriptionActive);
-        }
-        let now = time::OffsetDateTime::now_utc();
-        let expires = now + time::Duration::days(DELETED_ORGANIZATION_RETENTION_DAYS);
-        let retained_until = expires
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        let status =
-            serde_dynamo::to_attribute_value::<_, AttributeValue>(organization.plan_status)
-                .map_err(StoreError::build)?;
-        let marked = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::organization(tenant))))
-            .update_expression("SET deletedAt = :now, #ttl = :ttl, updatedAt = :now")
-            // The plan status we checked is still the stored one (no subscription started since).
-            .condition_expression(
-                "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND planStatus = :status",
-            )
-            .expression_attribute_names("#ttl", super::schema::TABLE.ttl_attribute)
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .expression_attribute_values(
-                ":ttl",
-                AttributeValue::N(expires.unix_timestamp().to_string()),
-            )
-            .expression_attribute_values(":status", status)
-            .send()
-            .await;
-        match marked {
-            Ok(_) => {}
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                return Err(StoreError::ConcurrentUpdate);
-            }
-            Err(error) => return Err(sdk_error("UpdateItem", error)),
-        }
-        tracing::info!(organization_id = %tenant.0, %retained_until, "organization deleted");
-        self.detach_and_expire(tenant, expires.unix_timestamp())
-            .await?;
-        Ok(retained_until)
-    }
-
-    /// After deletion: members lose their organization, invitations are withdrawn, and every item
-    /// of the partition expires at `ttl`. Idempotent, so a retry finishes an interrupted run.
-    async fn detach_and_expire(&self, tenant: &TenantId, ttl: i64) -> Result<(), StoreError> {
-        let mut start: Option<Item> = None;
-        loop {
-            let output = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("PK = :pk")
-                .expression_attribute_values(":pk", s(keys::tenant_partition(tenant)))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| sdk_error("Query", e))?;
-            for item in output.items.unwrap_or_default() {
-                let sort_key = match item.get("SK") {
-                    Some(AttributeValue::S(sk)) => sk.clone(),
-                    _ => continue,
-                };
-                if sort_key.starts_with("MEMBER#") {
-                    let member: MemberRecord = from_item(item)?;
-                    let detached = self
-                        .client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key_map(keys::user(&member.subject))))
-                        .update_expression("REMOVE organizationId, #role")
-                        .condition_expression("organizationId = :org")
-                        .expression_attribute_names("#role", "role")
-                        .expression_attribute_values(":org", s(&tenant.0))
-                        .send()
-                        .await;
-                    match detached {
-                        Ok(_) => {}
-                        // Already detached (a retry), or since joined elsewhere: leave it.
-                        Err(e)
-                            if e.as_service_error()
-                                .is_some_and(|e| e.is_conditional_check_failed_exception()) => {}
-                        Err(e) => return Err(sdk_error("UpdateItem", e)),
-                    }
-                } else if sort_key.starts_with("INVITE#") {
-                    let invitation: InvitationRecord = from_item(item)?;
-                    self.client
-                        .delete_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key_map(keys::invitee(&invitation.email, tenant))))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("DeleteItem", e))?;
-                }
-                if sort_key != "ORG" {
-                    self.client
-                        .update_item()
-                        .table_name(&self.table)
-                        .set_key(Some(key_map((keys::tenant_partition(tenant), sort_key))))
-                        .update_expression("SET #ttl = :ttl")
-                        .expression_attribute_names("#ttl", super::schema::TABLE.ttl_attribute)
-                        .expression_attribute_values(":ttl", AttributeValue::N(ttl.to_string()))
-                        .send()
-                        .await
-                        .map_err(|e| sdk_error("UpdateItem", e))?;
-                }
-            }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(()),
-            }
         }
     }
 }

@@ -397,7 +397,7 @@ async fn me_scenario(app: &TestApp, endpoint: &str, args: &Args) -> Result<Scena
             })
             .await?;
         store
-            .create_organization(&record, &format!("Org of {}", user.subject), None)
+            .create_organization(&record, &format!("Org of {}", user.subject), None, None)
             .await?;
     }
     let direct_op = {
@@ -634,7 +634,7 @@ async fn usage_scenario(
             })
             .await?;
         let (tenant, _) = store
-            .create_organization(&user, &format!("Org of {subject}"), None)
+            .create_organization(&user, &format!("Org of {subject}"), None, None)
             .await?;
         store
             .set_organization_plan(&tenant, Some(USAGE_PLAN), PlanStatus::Active)

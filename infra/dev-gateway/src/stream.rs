@@ -1,0 +1,269 @@
+//! The table's stream, locally. [`StreamReader`] reads DynamoDB Local's stream of the table as
+//! Lambda's event source mapping reads the table's stream in AWS, and turns its records into the
+//! [`Event`] Lambda delivers; [`run_workers`] hands each batch to the same handler the
+//! `org-cleanup` Lambda runs, so `tollgate-dev serve` finishes deletion jobs as the deployed
+//! stack does.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
+use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
+use tollgate::store::Store;
+
+/// How often an idle reader asks the stream for new records (the event source mapping polls a
+/// shard about four times a second).
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Times a failing batch is handed over again before it is given up, as the template's
+/// `MaximumRetryAttempts`; then it is logged, as the mapping sends it to the dead-letter queue.
+pub const MAX_RETRIES: u32 = 10;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("the table {0} has no stream; run `tollgate-dev create-table` to turn it on")]
+    NoStream(String),
+    #[error("DynamoDB Streams {operation} failed: {detail}")]
+    Unavailable {
+        operation: &'static str,
+        detail: String,
+    },
+}
+
+fn unavailable<E: std::error::Error + 'static, R: std::fmt::Debug>(
+    operation: &'static str,
+) -> impl Fn(aws_sdk_dynamodbstreams::error::SdkError<E, R>) -> StreamError {
+    move |error| StreamError::Unavailable {
+        operation,
+        detail: aws_sdk_dynamodbstreams::error::DisplayErrorContext(&error).to_string(),
+    }
+}
+
+/// Reads every shard of a table's stream from its oldest record (`TRIM_HORIZON`, as the
+/// template's mapping starts), so a job left running when the gateway stopped goes on.
+pub struct StreamReader {
+    streams: aws_sdk_dynamodbstreams::Client,
+    dynamodb: aws_sdk_dynamodb::Client,
+    table: String,
+    stream_arn: Option<String>,
+    /// Shard id → the iterator to read it from next; `None`: the shard is closed and read.
+    shards: BTreeMap<String, Option<String>>,
+}
+
+impl StreamReader {
+    /// A reader of `table`'s stream at `endpoint` (DynamoDB Local serves the streams API too).
+    pub async fn new(endpoint: Option<&str>, table: &str) -> StreamReader {
+        let timeouts = tollgate::aws::Timeouts {
+            connect: Duration::from_secs(2),
+            attempt: Duration::from_secs(10),
+            operation: Duration::from_secs(30),
+        };
+        let config = tollgate::aws::sdk_config(endpoint, timeouts, "dynamodb-local").await;
+        StreamReader {
+            streams: aws_sdk_dynamodbstreams::Client::new(&config),
+            dynamodb: aws_sdk_dynamodb::Client::new(&config),
+            table: table.to_owned(),
+            stream_arn: None,
+            shards: BTreeMap::new(),
+        }
+    }
+
+    /// The stream's ARN: DescribeTable's `LatestStreamArn`, as the template's `!GetAtt
+    /// TollgateTable.StreamArn`.
+    pub async fn stream_arn(&mut self) -> Result<String, StreamError> {
+        if let Some(arn) = &self.stream_arn {
+            return Ok(arn.clone());
+        }
+        let described = self
+            .dynamodb
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|error| StreamError::Unavailable {
+                operation: "DescribeTable",
+                detail: aws_sdk_dynamodb::error::DisplayErrorContext(&error).to_string(),
+            })?;
+        let arn = described
+            .table()
+            .and_then(|t| t.latest_stream_arn())
+            .ok_or_else(|| StreamError::NoStream(self.table.clone()))?
+            .to_owned();
+        self.stream_arn = Some(arn.clone());
+        Ok(arn)
+    }
+
+    /// Every record written since the last call (possibly none), oldest first per shard.
+    pub async fn poll(&mut self) -> Result<Vec<EventRecord>, StreamError> {
+        let arn = self.stream_arn().await?;
+        self.discover_shards(&arn).await?;
+        let mut records = Vec::new();
+        let open: Vec<(String, String)> = self
+            .shards
+            .iter()
+            .filter_map(|(id, iterator)| Some((id.clone(), iterator.clone()?)))
+            .collect();
+        for (shard, iterator) in open {
+            let output = self
+                .streams
+                .get_records()
+                .shard_iterator(iterator)
+                .limit(1000)
+                .send()
+                .await
+                .map_err(unavailable("GetRecords"))?;
+            records.extend(output.records().iter().map(|r| event_record(r, &arn)));
+            self.shards
+                .insert(shard, output.next_shard_iterator().map(str::to_owned));
+        }
+        Ok(records)
+    }
+
+    /// Starts reading shards not seen before, from their oldest record.
+    async fn discover_shards(&mut self, arn: &str) -> Result<(), StreamError> {
+        let described = self
+            .streams
+            .describe_stream()
+            .stream_arn(arn)
+            .send()
+            .await
+            .map_err(unavailable("DescribeStream"))?;
+        let shard_ids: Vec<String> = described
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|shard| shard.shard_id().map(str::to_owned))
+            .collect();
+        for shard in shard_ids {
+            if self.shards.contains_key(&shard) {
+                continue;
+            }
+            let iterator = self
+                .streams
+                .get_shard_iterator()
+                .stream_arn(arn)
+                .shard_id(&shard)
+                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .send()
+                .await
+                .map_err(unavailable("GetShardIterator"))?;
+            self.shards
+                .insert(shard, iterator.shard_iterator().map(str::to_owned));
+        }
+        Ok(())
+    }
+}
+
+/// A stream record as Lambda delivers it in a DynamoDB event (the same fields, the source ARN
+/// added).
+fn event_record(record: &Record, stream_arn: &str) -> EventRecord {
+    let mut event = EventRecord::default();
+    event.event_id = record.event_id().unwrap_or_default().to_owned();
+    event.event_name = record
+        .event_name()
+        .map(|name| name.as_str().to_owned())
+        .unwrap_or_default();
+    event.event_source = record.event_source().map(str::to_owned);
+    event.event_version = record.event_version().map(str::to_owned);
+    event.aws_region = record.aws_region().unwrap_or_default().to_owned();
+    event.event_source_arn = Some(stream_arn.to_owned());
+    let mut change = StreamRecord::default();
+    if let Some(stream) = record.dynamodb() {
+        change.keys = stream.keys().cloned().unwrap_or_default().into();
+        change.new_image = stream.new_image().cloned().unwrap_or_default().into();
+        change.old_image = stream.old_image().cloned().unwrap_or_default().into();
+        change.sequence_number = stream.sequence_number().map(str::to_owned);
+        change.size_bytes = stream.size_bytes().unwrap_or_default();
+    }
+    event.change = change;
+    event
+}
+
+/// Reads the stream until the task is dropped, handing every batch to the org-cleanup handler;
+/// a batch it reports failed is handed over again (from its first failed record) after a
+/// backoff, at most [`MAX_RETRIES`] times.
+pub async fn run_workers(store: Store, mut reader: StreamReader) {
+    let mut warned = false;
+    loop {
+        let records = match reader.poll().await {
+            Ok(records) => {
+                warned = false;
+                records
+            }
+            Err(error) => {
+                if !warned {
+                    tracing::warn!(%error, "cannot read the table's stream; deletion jobs wait");
+                    warned = true;
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                continue;
+            }
+        };
+        if records.is_empty() {
+            tokio::time::sleep(POLL_INTERVAL).await;
+            continue;
+        }
+        deliver(&store, records).await;
+    }
+}
+
+/// One batch to the handler, with the event source mapping's retries.
+pub async fn deliver(store: &Store, mut records: Vec<EventRecord>) {
+    for attempt in 0..=MAX_RETRIES {
+        let event = event_of(records.clone());
+        let response =
+            org_cleanup::handle(store, event, org_cleanup::INVOCATION_BUDGET).await;
+        let Some(failed) = response
+            .batch_item_failures
+            .iter()
+            .filter_map(|f| f.item_identifier.clone())
+            .min()
+        else {
+            return;
+        };
+        records.retain(|r| {
+            r.change
+                .sequence_number
+                .as_ref()
+                .is_some_and(|s| sequence_at_or_after(s, &failed))
+        });
+        if attempt < MAX_RETRIES {
+            tokio::time::sleep(Duration::from_millis(200 << attempt.min(5))).await;
+        }
+    }
+    tracing::error!(
+        records = records.len(),
+        "a stream batch failed {MAX_RETRIES} retries and is given up (in AWS: the dead-letter queue); sending DELETE /api/organization again resumes its job"
+    );
+}
+
+/// Sequence numbers are decimal strings (DynamoDB Local pads them with zeros) of growing value
+/// within a shard.
+fn sequence_at_or_after(sequence: &str, first: &str) -> bool {
+    let number = |s: &str| {
+        let digits = s.trim_start_matches('0');
+        (digits.len(), digits.to_owned())
+    };
+    number(sequence) >= number(first)
+}
+
+fn event_of(records: Vec<EventRecord>) -> Event {
+    let mut event = Event::default();
+    event.records = records;
+    event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequence_numbers_compare_as_numbers() {
+        assert!(sequence_at_or_after("100", "99"));
+        assert!(sequence_at_or_after("100", "100"));
+        assert!(!sequence_at_or_after("99", "100"));
+        assert!(!sequence_at_or_after("000100", "200"), "leading zeros do not count");
+        assert!(sequence_at_or_after("000000300", "200"));
+    }
+}

@@ -1,0 +1,486 @@
+//! Deleting an organization: `DELETE /api/organization` marks it deleted and answers 202 at
+//! once; the deletion job (the org-cleanup Lambda's handler, run here as the dev gateway runs it,
+//! from DynamoDB Local's stream) detaches the members, withdraws the invitations and gives every
+//! item a `ttl`, resumably after any failure.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use futures::StreamExt as _;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+use tollgate::pricing::Plan;
+use tollgate::store::usage::CallRecord;
+use tollgate::store::{PlanStatus, Store, TenantId, keys};
+use tollgate_tests::{TestApp, assert_error, tenant_of};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Every item of `tenant`'s partition, all pages.
+async fn partition(app: &TestApp, tenant: &TenantId) -> Vec<Item> {
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let output = app
+            .store
+            .client()
+            .query()
+            .table_name(app.store.table_name())
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", AttributeValue::S(keys::tenant_partition(tenant)))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("query the partition");
+        items.extend(output.items.unwrap_or_default());
+        match output.last_evaluated_key {
+            Some(key) => start = Some(key),
+            None => return items,
+        }
+    }
+}
+
+fn ttl_of(item: &Item) -> Option<i64> {
+    item.get("ttl")?.as_n().ok()?.parse().ok()
+}
+
+fn sort_key(item: &Item) -> String {
+    item["SK"].as_s().cloned().unwrap_or_default()
+}
+
+/// `count` calls of `tenant` recorded as usage-tracking records them, 8 at a time.
+async fn record_calls(store: &Store, tenant: &TenantId, count: usize) {
+    let now = OffsetDateTime::now_utc();
+    let period = tollgate::usage::organization_period(None, now);
+    let ended_at = now
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("format");
+    let recorded: Vec<_> = futures::stream::iter(0..count)
+        .map(|n| {
+            let call = CallRecord {
+                organization_id: tenant.as_str().to_owned(),
+                call_id: format!("call-{n:05}"),
+                duration_seconds: 61,
+                minutes: 2,
+                ended_at: ended_at.clone(),
+                period_start: period.key(),
+                period_end: period.key(),
+                recorded_at: ended_at.clone(),
+            };
+            async move {
+                // Calls of one period share its counter: concurrent transactions on it conflict,
+                // and usage-tracking answers such a call 409 for its caller to send again.
+                let mut attempt = 0;
+                loop {
+                    match store.record_call(tenant, &call, &period).await {
+                        Err(tollgate::store::StoreError::ConcurrentUpdate)
+                        | Ok(tollgate::store::usage::RecordOutcome::Conflict)
+                            if attempt < 20 =>
+                        {
+                            attempt += 1;
+                            tollgate::store::conflict_backoff(attempt).await;
+                        }
+                        outcome => return outcome,
+                    }
+                }
+            }
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    for outcome in recorded {
+        outcome.expect("call recorded");
+    }
+}
+
+/// An organization on a canceled plan (deletable) with a MANAGER, a pending invitation and
+/// `calls` recorded calls: (owner token, member token, tenant).
+async fn organization_to_delete(app: &TestApp, name: &str, calls: usize) -> (String, String, TenantId) {
+    let (owner, _) = app
+        .organization_on_plan(&format!("auth0|{name}-owner"), Plan::Business, PlanStatus::Active)
+        .await;
+    let (member, _) = app
+        .add_member(&owner, &format!("auth0|{name}-member"), "MANAGER")
+        .await;
+    let invited = app
+        .post(
+            "/api/users",
+            &owner,
+            json!({"email": format!("{name}-pending@example.com"), "role": "VIEWER"}),
+        )
+        .await;
+    assert_eq!(invited.status, 201, "{}", invited.body);
+    let tenant = tenant_of(app, &format!("auth0|{name}-owner")).await;
+    record_calls(&app.store, &tenant, calls).await;
+    app.store
+        .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Canceled)
+        .await
+        .expect("cancel the plan");
+    (owner, member, tenant)
+}
+
+/// Runs `tenant`'s job to its end as the org-cleanup Lambda does, with a long budget.
+async fn run_job(store: &Store, tenant: &TenantId) -> tollgate::store::deletion::DeletionJob {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    org_cleanup::run_job(store, tenant, deadline)
+        .await
+        .expect("the job runs")
+        .expect("the job was running")
+}
+
+/// Everything a finished job leaves: every item of the partition expiring by the organization's
+/// `ttl`, nobody naming the organization, no invitation look-up left.
+async fn assert_wound_up(app: &TestApp, tenant: &TenantId, subjects: &[&str]) {
+    let items = partition(app, tenant).await;
+    let organization = items
+        .iter()
+        .find(|item| sort_key(item) == "ORG")
+        .expect("the organization's item is kept for the retention period");
+    let expires = ttl_of(organization).expect("the organization expires");
+    let now = OffsetDateTime::now_utc().unix_timestamp();
+    assert!((expires - now - 30 * 24 * 3600).abs() < 600, "~30 days ahead");
+    let without: Vec<String> = items
+        .iter()
+        .filter(|item| ttl_of(item).is_none_or(|ttl| ttl > expires))
+        .map(sort_key)
+        .collect();
+    assert!(without.is_empty(), "items that never expire: {without:?}");
+    for subject in subjects {
+        let user = app.store.get_user(subject).await.expect("read").expect("user");
+        assert_ne!(
+            user.organization_id.as_deref(),
+            Some(tenant.as_str()),
+            "{subject} still names the deleted organization"
+        );
+    }
+    let invitees = app
+        .raw_items()
+        .await
+        .into_iter()
+        .filter(|item| {
+            item["PK"].as_s().is_ok_and(|pk| pk.starts_with("INVITEE#"))
+                && item["SK"].as_s().ok() == Some(&keys::tenant_partition(tenant))
+        })
+        .count();
+    assert_eq!(invitees, 0, "invitation look-ups withdrawn");
+}
+
+#[tokio::test]
+async fn deleting_answers_202_at_once_and_the_job_finishes_the_rest() {
+    let app = TestApp::start().await;
+    let (owner, member, tenant) = organization_to_delete(&app, "quick", 5).await;
+    let deleted = app.delete("/api/organization", &owner).await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    assert_eq!(deleted.body["id"], tenant.as_str());
+    assert_eq!(deleted.body["deleted"], true);
+    assert_eq!(deleted.body["deletion"]["status"], "running");
+    assert_eq!(deleted.body["deletion"]["phase"], "members");
+    assert!(deleted.body["retainedUntil"].is_string(), "{}", deleted.body);
+
+    // Gone to every member at once, before the job ran.
+    for token in [&owner, &member] {
+        assert_error(
+            &app.get("/api/organization", token).await,
+            400,
+            "organization_required",
+        );
+        assert_eq!(app.get("/api/me", token).await.body["organization"], Value::Null);
+    }
+    // Sending it again continues the job instead of failing.
+    let again = app.delete("/api/organization", &owner).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.body["deletion"]["status"], "running");
+
+    let job = run_job(&app.store, &tenant).await;
+    assert!(job.is_finished());
+    assert_eq!(job.deletion_members_detached, 2, "owner and manager");
+    // 2 members, 1 invitation, 5 calls, 1 usage counter.
+    assert_eq!(job.deletion_items_expired, 9, "{job:?}");
+    assert_wound_up(&app, &tenant, &["auth0|quick-owner", "auth0|quick-member"]).await;
+    // The addressee of the withdrawn invitation sees nothing to accept.
+    let invitee = app.verified_token("auth0|quick-invitee", "quick-pending@example.com", None);
+    let me = app.get("/api/me", &invitee).await;
+    assert_eq!(me.body["invitations"], json!([]), "{}", me.body);
+    // Once detached, the former owner has no organization to delete.
+    assert_error(
+        &app.delete("/api/organization", &owner).await,
+        400,
+        "organization_required",
+    );
+}
+
+/// Found live: members were left naming the deleted organization, so creating or accepting
+/// another answered 409. Now a member the job has not reached yet is free at once.
+#[tokio::test]
+async fn a_member_of_a_deleted_organization_can_found_or_join_another_before_the_job_runs() {
+    let app = TestApp::start().await;
+    let (owner, _, tenant) = organization_to_delete(&app, "free", 0).await;
+    let (inviter, _) = app
+        .organization_on_plan("auth0|free-other", Plan::Business, PlanStatus::Active)
+        .await;
+    let invitation = app
+        .post(
+            "/api/users",
+            &inviter,
+            json!({"email": "auth0-free-member@example.com", "role": "VIEWER"}),
+        )
+        .await;
+    assert_eq!(invitation.status, 201, "{}", invitation.body);
+    assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
+
+    let founded = app
+        .post("/api/organizations", &owner, json!({"name": "Second Start"}))
+        .await;
+    assert_eq!(founded.status, 201, "{}", founded.body);
+    let member = app.verified_token("auth0|free-member", "auth0-free-member@example.com", None);
+    let joined = app
+        .post(
+            &format!("/api/me/invitations/{}/accept", invitation.body["id"].as_str().unwrap()),
+            &member,
+            json!({}),
+        )
+        .await;
+    assert_eq!(joined.status, 200, "{}", joined.body);
+
+    // The job then leaves both where they are now.
+    let job = run_job(&app.store, &tenant).await;
+    assert_eq!(job.deletion_members_detached, 2, "both memberships ended");
+    let owner_now = app.store.get_user("auth0|free-owner").await.unwrap().unwrap();
+    assert_eq!(owner_now.organization_id.as_deref(), founded.body["id"].as_str());
+    assert_eq!(app.get("/api/organization", &member).await.status, 200);
+    // An organization that is not gone still blocks creating another.
+    assert_error(
+        &app.post("/api/organizations", &member, json!({"name": "Third"})).await,
+        409,
+        "already_in_organization",
+    );
+}
+
+/// Fails every DynamoDB `UpdateItem` after the first `allowed`, as an outage mid-job would.
+#[derive(Debug, Clone)]
+struct FailAfter {
+    allowed: usize,
+    seen: Arc<AtomicUsize>,
+}
+
+impl aws_sdk_dynamodb::config::Intercept for FailAfter {
+    fn name(&self) -> &'static str {
+        "FailAfter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef<'_>,
+        _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
+        _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
+    ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
+        let target = context.request().headers().get("x-amz-target").unwrap_or("");
+        if target.ends_with(".UpdateItem") && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed
+        {
+            return Err("injected: DynamoDB stopped answering".into());
+        }
+        Ok(())
+    }
+}
+
+fn failing_store(store: &Store, allowed: usize) -> Store {
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        store
+            .client()
+            .config()
+            .to_builder()
+            .interceptor(FailAfter {
+                allowed,
+                seen: Arc::default(),
+            })
+            .build(),
+    );
+    Store::new(client, store.table_name())
+}
+
+/// The test: 2,000 call records, DynamoDB failing mid-way through the job, then the job
+/// resumed: every item expires, every member is detached, and the counts are exact (nothing
+/// done twice). The synchronous part's time is printed (the bench row measures it).
+#[tokio::test]
+async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() {
+    let app = TestApp::start().await;
+    let (owner, _, tenant) = organization_to_delete(&app, "big", 2000).await;
+    let items_before = partition(&app, &tenant).await.len();
+    assert_eq!(items_before, 1 + 2 + 1 + 2000 + 1, "org, members, invitation, calls, counter");
+
+    let started = Instant::now();
+    let deleted = app.delete("/api/organization", &owner).await;
+    let synchronous = started.elapsed();
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    println!("DELETE /api/organization with 2,000 calls answered in {synchronous:?}");
+
+    // 700 updates in, DynamoDB stops answering: the job fails where it is.
+    let failing = failing_store(&app.store, 700);
+    let failure = org_cleanup::run_job(&failing, &tenant, Instant::now() + Duration::from_secs(600)).await;
+    assert!(failure.is_err(), "{failure:?}");
+    let stalled = app.store.deletion_job(&tenant).await.unwrap().unwrap();
+    assert!(stalled.is_running(), "{stalled:?}");
+    assert!(stalled.deletion_step > 0, "some steps were recorded: {stalled:?}");
+    let expired_so_far = partition(&app, &tenant)
+        .await
+        .iter()
+        .filter(|item| ttl_of(item).is_some())
+        .count();
+    assert!(
+        expired_so_far > 1 && expired_so_far < items_before,
+        "cut mid-way: {expired_so_far} of {items_before}"
+    );
+    // The stream gives the record again: a handler run over real stream records resumes it.
+    let reader_records = stream_records(&app).await;
+    let response = org_cleanup::handle(
+        &app.store,
+        event_of(reader_records),
+        Duration::from_secs(600),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty(), "{response:?}");
+
+    let job = app.store.deletion_job(&tenant).await.unwrap().unwrap();
+    assert!(job.is_finished(), "{job:?}");
+    assert_eq!(job.deletion_members_detached, 2);
+    assert_eq!(
+        job.deletion_items_expired as usize,
+        items_before - 1,
+        "every item but the organization's own, each counted once"
+    );
+    assert_wound_up(&app, &tenant, &["auth0|big-owner", "auth0|big-member"]).await;
+}
+
+/// Every record on the test table's stream so far, read as the dev gateway reads it.
+async fn stream_records(app: &TestApp) -> Vec<aws_lambda_events::event::dynamodb::EventRecord> {
+    let mut reader = tollgate_dev::stream::StreamReader::new(
+        Some(&tollgate_tests::dynamodb_endpoint()),
+        app.store.table_name(),
+    )
+    .await;
+    let mut records = Vec::new();
+    loop {
+        let batch = reader.poll().await.expect("read the stream");
+        if batch.is_empty() {
+            return records;
+        }
+        records.extend(batch);
+    }
+}
+
+fn event_of(
+    records: Vec<aws_lambda_events::event::dynamodb::EventRecord>,
+) -> aws_lambda_events::event::dynamodb::Event {
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records;
+    event
+}
+
+/// A failing job is answered as a batch item failure naming its record, so the stream gives it
+/// again; other organizations' jobs in the batch still run.
+#[tokio::test]
+async fn a_failing_job_is_reported_by_its_record_and_others_in_the_batch_still_run() {
+    let app = TestApp::start().await;
+    let (first_owner, _, first) = organization_to_delete(&app, "first", 3).await;
+    let (second_owner, _, second) = organization_to_delete(&app, "second", 3).await;
+    assert_eq!(app.delete("/api/organization", &first_owner).await.status, 202);
+    assert_eq!(app.delete("/api/organization", &second_owner).await.status, 202);
+    let records = stream_records(&app).await;
+    let running: Vec<_> = records
+        .iter()
+        .filter_map(|r| Some((org_cleanup::running_deletion(r)?, r.change.sequence_number.clone()?)))
+        .collect();
+    assert_eq!(
+        running.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
+        vec![first.clone(), second.clone()],
+        "exactly the two organizations' deletion records"
+    );
+    // No write succeeds: both jobs fail, each reported by its own record.
+    let response = org_cleanup::handle(
+        &failing_store(&app.store, 0),
+        event_of(records.clone()),
+        Duration::from_secs(60),
+    )
+    .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .filter_map(|f| f.item_identifier.clone())
+        .collect();
+    assert_eq!(failed, vec![running[0].1.clone(), running[1].1.clone()]);
+    // The response is what Lambda reads: `batchItemFailures[].itemIdentifier`.
+    let wire = serde_json::to_value(&response).unwrap();
+    assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], json!(running[0].1));
+
+    let response = org_cleanup::handle(&app.store, event_of(records), Duration::from_secs(60)).await;
+    assert!(response.batch_item_failures.is_empty());
+    for tenant in [&first, &second] {
+        assert!(app.store.deletion_job(tenant).await.unwrap().unwrap().is_finished());
+    }
+}
+
+/// `tollgate-dev serve` runs deletion jobs from DynamoDB Local's stream by itself.
+#[tokio::test]
+async fn the_dev_gateway_finishes_a_deletion_from_the_stream() {
+    let app = TestApp::start().await;
+    let (owner, member, tenant) = organization_to_delete(&app, "streamed", 20).await;
+    let reader = tollgate_dev::stream::StreamReader::new(
+        Some(&tollgate_tests::dynamodb_endpoint()),
+        app.store.table_name(),
+    )
+    .await;
+    let workers = tokio::spawn(tollgate_dev::stream::run_workers(app.store.clone(), reader));
+    assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let finished = loop {
+        let job = app.store.deletion_job(&tenant).await.unwrap().unwrap();
+        if job.is_finished() || Instant::now() > deadline {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    workers.abort();
+    assert!(finished.is_finished(), "the stream worker did not finish it: {finished:?}");
+    assert_eq!(finished.deletion_members_detached, 2);
+    assert_wound_up(&app, &tenant, &["auth0|streamed-owner", "auth0|streamed-member"]).await;
+    assert_eq!(app.get("/api/me", &member).await.body["user"]["organizationId"], Value::Null);
+}
+
+/// An organization deleted before deletion was a job (marked, its detaching cut short) is
+/// finished by sending the DELETE again from a member it did not detach.
+#[tokio::test]
+async fn a_deletion_from_before_jobs_is_resumed_by_sending_it_again() {
+    let app = TestApp::start().await;
+    let (owner, _, tenant) = organization_to_delete(&app, "legacy", 2).await;
+    // What the synchronous deletion left when cut short: deletedAt and ttl, no job fields.
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table_name())
+        .key("PK", AttributeValue::S(keys::tenant_partition(&tenant)))
+        .key("SK", AttributeValue::S("ORG".to_owned()))
+        .update_expression("SET deletedAt = :now, #ttl = :ttl")
+        .expression_attribute_names("#ttl", "ttl")
+        .expression_attribute_values(":now", AttributeValue::S("2026-11-01T00:00:00Z".to_owned()))
+        .expression_attribute_values(
+            ":ttl",
+            AttributeValue::N((OffsetDateTime::now_utc().unix_timestamp() + 30 * 24 * 3600).to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        app.store.deletion_step(&tenant, 10).await.unwrap(),
+        tollgate::store::deletion::StepOutcome::NotRunning,
+        "no job to run until it is resumed"
+    );
+    let resumed = app.delete("/api/organization", &owner).await;
+    assert_eq!(resumed.status, 202, "{}", resumed.body);
+    assert_eq!(resumed.body["deletion"]["status"], "running");
+    run_job(&app.store, &tenant).await;
+    assert_wound_up(&app, &tenant, &["auth0|legacy-owner", "auth0|legacy-member"]).await;
+}
