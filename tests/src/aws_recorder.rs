@@ -473,6 +473,70 @@ pub fn compare(function: &str, used: &BTreeSet<Access>, policy: &[Statement]) ->
     findings
 }
 
+/// What Lambda's event source mappings of `binary`'s function ask of its role, by AWS's rules
+/// ("Lambda execution role permissions" for DynamoDB streams): a mapping reading a table's stream
+/// needs `dynamodb:DescribeStream`, `GetRecords` and `GetShardIterator` on the stream and
+/// `dynamodb:ListStreams` (which IAM authorizes on `*` only); an `OnFailure` destination that is
+/// an SQS queue needs `sqs:SendMessage` on it. These requests are Lambda's, not the code's, so no
+/// recorder sees them.
+pub fn event_source_mapping_accesses(
+    template: &Yaml,
+    binary: &str,
+    resolve: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeSet<Access>, String> {
+    let resources = template["Resources"]
+        .as_mapping()
+        .ok_or("template.yaml has no Resources")?;
+    let function = resources
+        .iter()
+        .find(|(_, r)| r["Metadata"]["BuildProperties"]["Binary"].as_str() == Some(binary))
+        .and_then(|(name, _)| name.as_str())
+        .ok_or_else(|| format!("template.yaml has no function building {binary}"))?;
+    let access = |action: &str, resource: String| Access {
+        action: action.to_owned(),
+        resource,
+    };
+    let mut accesses = BTreeSet::new();
+    for mapping in resources.values() {
+        if mapping["Type"].as_str() != Some("AWS::Lambda::EventSourceMapping") {
+            continue;
+        }
+        let properties = &mapping["Properties"];
+        let target = match &properties["FunctionName"] {
+            Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str(),
+            _ => None,
+        };
+        if target != Some(function) {
+            continue;
+        }
+        let source = resolve_resource(&properties["EventSourceArn"], resolve)?;
+        if !source.starts_with("arn:aws:dynamodb:") || !source.contains("/stream/") {
+            return Err(format!(
+                "{binary}: the permissions of an event source mapping from {source} are not modelled"
+            ));
+        }
+        for action in [
+            "dynamodb:DescribeStream",
+            "dynamodb:GetRecords",
+            "dynamodb:GetShardIterator",
+        ] {
+            accesses.insert(access(action, source.clone()));
+        }
+        accesses.insert(access("dynamodb:ListStreams", "*".to_owned()));
+        let on_failure = &properties["DestinationConfig"]["OnFailure"]["Destination"];
+        if !on_failure.is_null() {
+            let destination = resolve_resource(on_failure, resolve)?;
+            if !destination.starts_with("arn:aws:sqs:") {
+                return Err(format!(
+                    "{binary}: an OnFailure destination other than SQS is not modelled: {destination}"
+                ));
+            }
+            accesses.insert(access("sqs:SendMessage", destination));
+        }
+    }
+    Ok(accesses)
+}
+
 /// The set of IAM authorizations behind `requests`.
 pub fn accesses_of(requests: &[AwsRequest]) -> Result<BTreeSet<Access>, String> {
     let mut all = BTreeSet::new();

@@ -462,7 +462,7 @@ async fn a_realistic_lifecycle_drives_the_organizations_state() {
     assert_eq!(app.all_items().await, before);
 
     // Once canceled, the organization can be deleted.
-    assert_eq!(app.delete("/api/organization", &token).await.status, 200);
+    assert_eq!(app.delete("/api/organization", &token).await.status, 202);
 }
 
 /// A tiny deterministic generator, so a failing seed can be replayed.

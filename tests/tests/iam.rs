@@ -17,7 +17,8 @@ use tollgate::pricing::{Interval, Plan};
 use tollgate::store::PlanStatus;
 use tollgate_tests::TestApp;
 use tollgate_tests::aws_recorder::{
-    ACCOUNT, Access, AwsRecorder, REGION, accesses_of, compare, template_policy,
+    ACCOUNT, Access, AwsRecorder, REGION, accesses_of, compare, event_source_mapping_accesses,
+    template_policy,
 };
 use tollgate_tests::moto::Moto;
 use tollgate_tests::runtime_api::{
@@ -50,6 +51,8 @@ struct Stack {
     rotation_secret_arn: String,
     issuer_url: String,
     jwks_server: tokio::task::JoinHandle<()>,
+    /// The table's stream (DynamoDB Local's `LatestStreamArn`).
+    stream_arn: String,
 }
 
 impl Drop for Stack {
@@ -94,7 +97,16 @@ impl Stack {
                 .expect("create the secret in moto");
             arns.push(created.arn().expect("secret ARN").to_owned());
         }
+        let stream_arn = tollgate_dev::stream::StreamReader::new(
+            Some(&tollgate_tests::dynamodb_endpoint()),
+            app.store.table_name(),
+        )
+        .await
+        .stream_arn()
+        .await
+        .expect("the table has a stream");
         Stack {
+            stream_arn,
             rotation_secret_arn: arns.pop().expect("two secrets"),
             secret_arn: arns.pop().expect("two secrets"),
             app,
@@ -131,6 +143,10 @@ impl Stack {
             "TollgateTable.Arn" => {
                 Some(format!("arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{table}"))
             }
+            "TollgateTable.StreamArn" => Some(self.stream_arn.clone()),
+            "OrgCleanupDeadLetterQueue.Arn" => Some(format!(
+                "arn:aws:sqs:{REGION}:{ACCOUNT}:tollgate-test-org-cleanup-dlq"
+            )),
             "TollgateSecret" => Some(self.secret_of(binary).to_owned()),
             "JwtIssuer" => Some(self.issuer_url.clone()),
             "JwtAudience" => Some(AUDIENCE.to_owned()),
@@ -265,7 +281,9 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
         user_load(&stack, &owner_app_token, &owner_org).await,
     );
     functions.insert("permission-check", permission_check(&stack, &owner).await);
-    functions.insert("organizations", organizations(&stack).await);
+    let (organizations, org_cleanup) = organizations(&stack).await;
+    functions.insert("organizations", organizations);
+    functions.insert("org-cleanup", org_cleanup);
     functions.insert("team", team(&stack, &owner).await);
     let (checkout, payer) = checkout(&stack).await;
     functions.insert("checkout", checkout);
@@ -306,8 +324,13 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     let mut findings = Vec::new();
     for (binary, recorded) in &functions {
         let requests = recorded.recorder.requests();
-        let used: BTreeSet<Access> =
+        let mut used: BTreeSet<Access> =
             accesses_of(&requests).unwrap_or_else(|error| panic!("{binary}: {error}"));
+        // What Lambda's event source mapping (not the code) does with the role.
+        used.extend(
+            event_source_mapping_accesses(&template, binary, &|name| stack.resolve(binary, name))
+                .unwrap_or_else(|error| panic!("{error}")),
+        );
         let policy = template_policy(&template, binary, &|name| stack.resolve(binary, name))
             .unwrap_or_else(|error| panic!("{error}"));
         let actions: BTreeSet<&str> = used.iter().map(|a| a.action.as_str()).collect();
@@ -472,8 +495,10 @@ async fn permission_check(stack: &Stack, owner: &str) -> Recorded {
     permission_check
 }
 
-/// organizations: onboarding, read, rename, and deleting one with a member and an invitation.
-async fn organizations(stack: &Stack) -> Recorded {
+/// organizations: onboarding, read, rename, and deleting one with a member and an invitation;
+/// org-cleanup (fed the table's stream records of the deletion, as the event source mapping's
+/// filter passes them) runs the deletion job.
+async fn organizations(stack: &Stack) -> (Recorded, Recorded) {
     let app = &stack.app;
     let organizations = stack.start_function("organizations").await;
     let founder_app = app.token("iam|founder", Some(&email("iam|founder")), None);
@@ -531,7 +556,39 @@ async fn organizations(stack: &Stack) -> Recorded {
             None,
         )
         .await;
-    expect(&deleted, 200, "delete organization");
+    expect(&deleted, 202, "delete organization");
+    let org_cleanup = stack.start_function("org-cleanup").await;
+    let mut reader = tollgate_dev::stream::StreamReader::new(
+        Some(&tollgate_tests::dynamodb_endpoint()),
+        app.store.table_name(),
+    )
+    .await;
+    let mut records = Vec::new();
+    loop {
+        let batch = reader.poll().await.expect("read the stream");
+        if batch.is_empty() {
+            break;
+        }
+        records.extend(
+            batch
+                .into_iter()
+                .filter(|r| org_cleanup::running_deletion(r).as_ref() == Some(&founded)),
+        );
+    }
+    assert!(!records.is_empty(), "the deletion is on the stream");
+    let mut event = aws_lambda_events::event::dynamodb::Event::default();
+    event.records = records;
+    let outcome = org_cleanup
+        .booted
+        .runtime
+        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
+        .await
+        .expect("org-cleanup answers");
+    let Outcome::Response(payload) = outcome else {
+        panic!("org-cleanup failed: {outcome:?}");
+    };
+    let answer: Value = serde_json::from_slice(&payload).expect("answer is JSON");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
     let colleague = app
         .store
         .get_user("iam|colleague")
@@ -542,7 +599,7 @@ async fn organizations(stack: &Stack) -> Recorded {
     organizations
         .service_key_on("GET /api/organization", "/api/organization")
         .await;
-    organizations
+    (organizations, org_cleanup)
 }
 
 /// team: invite, list, change a role, remove a member, revoke an invitation, release an expired

@@ -201,7 +201,7 @@ async fn deletion_is_refused_while_subscribed_and_then_members_lose_access_at_on
         .await
         .unwrap();
     let deleted = app.delete("/api/organization", &owner).await;
-    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
     assert_eq!(deleted.body["deleted"], true);
 
     for token in [&owner, &member] {
@@ -215,6 +215,16 @@ async fn deletion_is_refused_while_subscribed_and_then_members_lose_access_at_on
         assert_eq!(me.body["user"]["organizationId"], serde_json::Value::Null);
         assert_eq!(me.body["permissions"], json!([]));
     }
+    // The deletion job (the org-cleanup Lambda, fed by the table's stream) runs.
+    let job = org_cleanup::run_job(
+        &app.store,
+        &tenant,
+        std::time::Instant::now() + std::time::Duration::from_secs(60),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(job.is_finished(), "{job:?}");
     // The pending invitation is withdrawn: its addressee joins nothing.
     let invitee = app.token("auth0|pending", Some("pending@example.com"), None);
     assert_eq!(
