@@ -99,9 +99,17 @@ async fn record_calls(store: &Store, tenant: &TenantId, count: usize) {
 
 /// An organization on a canceled plan (deletable) with a MANAGER, a pending invitation and
 /// `calls` recorded calls: (owner token, member token, tenant).
-async fn organization_to_delete(app: &TestApp, name: &str, calls: usize) -> (String, String, TenantId) {
+async fn organization_to_delete(
+    app: &TestApp,
+    name: &str,
+    calls: usize,
+) -> (String, String, TenantId) {
     let (owner, _) = app
-        .organization_on_plan(&format!("auth0|{name}-owner"), Plan::Business, PlanStatus::Active)
+        .organization_on_plan(
+            &format!("auth0|{name}-owner"),
+            Plan::Business,
+            PlanStatus::Active,
+        )
         .await;
     let (member, _) = app
         .add_member(&owner, &format!("auth0|{name}-member"), "MANAGER")
@@ -142,7 +150,10 @@ async fn assert_wound_up(app: &TestApp, tenant: &TenantId, subjects: &[&str]) {
         .expect("the organization's item is kept for the retention period");
     let expires = ttl_of(organization).expect("the organization expires");
     let now = OffsetDateTime::now_utc().unix_timestamp();
-    assert!((expires - now - 30 * 24 * 3600).abs() < 600, "~30 days ahead");
+    assert!(
+        (expires - now - 30 * 24 * 3600).abs() < 600,
+        "~30 days ahead"
+    );
     let without: Vec<String> = items
         .iter()
         .filter(|item| ttl_of(item).is_none_or(|ttl| ttl > expires))
@@ -150,7 +161,12 @@ async fn assert_wound_up(app: &TestApp, tenant: &TenantId, subjects: &[&str]) {
         .collect();
     assert!(without.is_empty(), "items that never expire: {without:?}");
     for subject in subjects {
-        let user = app.store.get_user(subject).await.expect("read").expect("user");
+        let user = app
+            .store
+            .get_user(subject)
+            .await
+            .expect("read")
+            .expect("user");
         assert_ne!(
             user.organization_id.as_deref(),
             Some(tenant.as_str()),
@@ -179,7 +195,11 @@ async fn deleting_answers_202_at_once_and_the_job_finishes_the_rest() {
     assert_eq!(deleted.body["deleted"], true);
     assert_eq!(deleted.body["deletion"]["status"], "running");
     assert_eq!(deleted.body["deletion"]["phase"], "members");
-    assert!(deleted.body["retainedUntil"].is_string(), "{}", deleted.body);
+    assert!(
+        deleted.body["retainedUntil"].is_string(),
+        "{}",
+        deleted.body
+    );
 
     // Gone to every member at once, before the job ran.
     for token in [&owner, &member] {
@@ -188,7 +208,10 @@ async fn deleting_answers_202_at_once_and_the_job_finishes_the_rest() {
             400,
             "organization_required",
         );
-        assert_eq!(app.get("/api/me", token).await.body["organization"], Value::Null);
+        assert_eq!(
+            app.get("/api/me", token).await.body["organization"],
+            Value::Null
+        );
     }
     // Sending it again continues the job instead of failing.
     let again = app.delete("/api/organization", &owner).await;
@@ -233,13 +256,20 @@ async fn a_member_of_a_deleted_organization_can_found_or_join_another_before_the
     assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
 
     let founded = app
-        .post("/api/organizations", &owner, json!({"name": "Second Start"}))
+        .post(
+            "/api/organizations",
+            &owner,
+            json!({"name": "Second Start"}),
+        )
         .await;
     assert_eq!(founded.status, 201, "{}", founded.body);
     let member = app.verified_token("auth0|free-member", "auth0-free-member@example.com", None);
     let joined = app
         .post(
-            &format!("/api/me/invitations/{}/accept", invitation.body["id"].as_str().unwrap()),
+            &format!(
+                "/api/me/invitations/{}/accept",
+                invitation.body["id"].as_str().unwrap()
+            ),
             &member,
             json!({}),
         )
@@ -249,12 +279,21 @@ async fn a_member_of_a_deleted_organization_can_found_or_join_another_before_the
     // The job then leaves both where they are now.
     let job = run_job(&app.store, &tenant).await;
     assert_eq!(job.deletion_members_detached, 2, "both memberships ended");
-    let owner_now = app.store.get_user("auth0|free-owner").await.unwrap().unwrap();
-    assert_eq!(owner_now.organization_id.as_deref(), founded.body["id"].as_str());
+    let owner_now = app
+        .store
+        .get_user("auth0|free-owner")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        owner_now.organization_id.as_deref(),
+        founded.body["id"].as_str()
+    );
     assert_eq!(app.get("/api/organization", &member).await.status, 200);
     // An organization that is not gone still blocks creating another.
     assert_error(
-        &app.post("/api/organizations", &member, json!({"name": "Third"})).await,
+        &app.post("/api/organizations", &member, json!({"name": "Third"}))
+            .await,
         409,
         "already_in_organization",
     );
@@ -278,8 +317,13 @@ impl aws_sdk_dynamodb::config::Intercept for FailAfter {
         _runtime_components: &aws_sdk_dynamodb::config::RuntimeComponents,
         _cfg: &mut aws_sdk_dynamodb::config::ConfigBag,
     ) -> Result<(), aws_sdk_dynamodb::error::BoxError> {
-        let target = context.request().headers().get("x-amz-target").unwrap_or("");
-        if target.ends_with(".UpdateItem") && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed
+        let target = context
+            .request()
+            .headers()
+            .get("x-amz-target")
+            .unwrap_or("");
+        if target.ends_with(".UpdateItem")
+            && self.seen.fetch_add(1, Ordering::SeqCst) >= self.allowed
         {
             return Err("injected: DynamoDB stopped answering".into());
         }
@@ -310,7 +354,11 @@ async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() 
     let app = TestApp::start().await;
     let (owner, _, tenant) = organization_to_delete(&app, "big", 2000).await;
     let items_before = partition(&app, &tenant).await.len();
-    assert_eq!(items_before, 1 + 2 + 1 + 2000 + 1, "org, members, invitation, calls, counter");
+    assert_eq!(
+        items_before,
+        1 + 2 + 1 + 2000 + 1,
+        "org, members, invitation, calls, counter"
+    );
 
     let started = Instant::now();
     let deleted = app.delete("/api/organization", &owner).await;
@@ -320,11 +368,15 @@ async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() 
 
     // 700 updates in, DynamoDB stops answering: the job fails where it is.
     let failing = failing_store(&app.store, 700);
-    let failure = org_cleanup::run_job(&failing, &tenant, Instant::now() + Duration::from_secs(600)).await;
+    let failure =
+        org_cleanup::run_job(&failing, &tenant, Instant::now() + Duration::from_secs(600)).await;
     assert!(failure.is_err(), "{failure:?}");
     let stalled = app.store.deletion_job(&tenant).await.unwrap().unwrap();
     assert!(stalled.is_running(), "{stalled:?}");
-    assert!(stalled.deletion_step > 0, "some steps were recorded: {stalled:?}");
+    assert!(
+        stalled.deletion_step > 0,
+        "some steps were recorded: {stalled:?}"
+    );
     let expired_so_far = partition(&app, &tenant)
         .await
         .iter()
@@ -387,12 +439,23 @@ async fn a_failing_job_is_reported_by_its_record_and_others_in_the_batch_still_r
     let app = TestApp::start().await;
     let (first_owner, _, first) = organization_to_delete(&app, "first", 3).await;
     let (second_owner, _, second) = organization_to_delete(&app, "second", 3).await;
-    assert_eq!(app.delete("/api/organization", &first_owner).await.status, 202);
-    assert_eq!(app.delete("/api/organization", &second_owner).await.status, 202);
+    assert_eq!(
+        app.delete("/api/organization", &first_owner).await.status,
+        202
+    );
+    assert_eq!(
+        app.delete("/api/organization", &second_owner).await.status,
+        202
+    );
     let records = stream_records(&app).await;
     let running: Vec<_> = records
         .iter()
-        .filter_map(|r| Some((org_cleanup::running_deletion(r)?, r.change.sequence_number.clone()?)))
+        .filter_map(|r| {
+            Some((
+                org_cleanup::running_deletion(r)?,
+                r.change.sequence_number.clone()?,
+            ))
+        })
         .collect();
     assert_eq!(
         running.iter().map(|(t, _)| t.clone()).collect::<Vec<_>>(),
@@ -414,12 +477,23 @@ async fn a_failing_job_is_reported_by_its_record_and_others_in_the_batch_still_r
     assert_eq!(failed, vec![running[0].1.clone(), running[1].1.clone()]);
     // The response is what Lambda reads: `batchItemFailures[].itemIdentifier`.
     let wire = serde_json::to_value(&response).unwrap();
-    assert_eq!(wire["batchItemFailures"][0]["itemIdentifier"], json!(running[0].1));
+    assert_eq!(
+        wire["batchItemFailures"][0]["itemIdentifier"],
+        json!(running[0].1)
+    );
 
-    let response = org_cleanup::handle(&app.store, event_of(records), Duration::from_secs(60)).await;
+    let response =
+        org_cleanup::handle(&app.store, event_of(records), Duration::from_secs(60)).await;
     assert!(response.batch_item_failures.is_empty());
     for tenant in [&first, &second] {
-        assert!(app.store.deletion_job(tenant).await.unwrap().unwrap().is_finished());
+        assert!(
+            app.store
+                .deletion_job(tenant)
+                .await
+                .unwrap()
+                .unwrap()
+                .is_finished()
+        );
     }
 }
 
@@ -444,10 +518,21 @@ async fn the_dev_gateway_finishes_a_deletion_from_the_stream() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     workers.abort();
-    assert!(finished.is_finished(), "the stream worker did not finish it: {finished:?}");
+    assert!(
+        finished.is_finished(),
+        "the stream worker did not finish it: {finished:?}"
+    );
     assert_eq!(finished.deletion_members_detached, 2);
-    assert_wound_up(&app, &tenant, &["auth0|streamed-owner", "auth0|streamed-member"]).await;
-    assert_eq!(app.get("/api/me", &member).await.body["user"]["organizationId"], Value::Null);
+    assert_wound_up(
+        &app,
+        &tenant,
+        &["auth0|streamed-owner", "auth0|streamed-member"],
+    )
+    .await;
+    assert_eq!(
+        app.get("/api/me", &member).await.body["user"]["organizationId"],
+        Value::Null
+    );
 }
 
 /// An organization deleted before deletion was a job (marked, its detaching cut short) is
@@ -468,7 +553,9 @@ async fn a_deletion_from_before_jobs_is_resumed_by_sending_it_again() {
         .expression_attribute_values(":now", AttributeValue::S("2026-11-01T00:00:00Z".to_owned()))
         .expression_attribute_values(
             ":ttl",
-            AttributeValue::N((OffsetDateTime::now_utc().unix_timestamp() + 30 * 24 * 3600).to_string()),
+            AttributeValue::N(
+                (OffsetDateTime::now_utc().unix_timestamp() + 30 * 24 * 3600).to_string(),
+            ),
         )
         .send()
         .await
@@ -482,5 +569,10 @@ async fn a_deletion_from_before_jobs_is_resumed_by_sending_it_again() {
     assert_eq!(resumed.status, 202, "{}", resumed.body);
     assert_eq!(resumed.body["deletion"]["status"], "running");
     run_job(&app.store, &tenant).await;
-    assert_wound_up(&app, &tenant, &["auth0|legacy-owner", "auth0|legacy-member"]).await;
+    assert_wound_up(
+        &app,
+        &tenant,
+        &["auth0|legacy-owner", "auth0|legacy-member"],
+    )
+    .await;
 }

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeSet;
 
-use serde_norway::Value;
-use tollgate::routes::{Function, routes};
-use tollgate::store::schema::{self, TABLE};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use serde_norway::Value;
+use tollgate::routes::{Function, routes};
+use tollgate::store::schema::{self, TABLE};
 
 fn template() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../template.yaml");
@@ -268,7 +268,61 @@ async fn a_kept_table_without_a_stream_gets_one() {
         !schema::create_table(&client, &name).await.unwrap(),
         "the table was kept"
     );
-    let described = client.describe_table().table_name(&name).send().await.unwrap();
+    let described = client
+        .describe_table()
+        .table_name(&name)
+        .send()
+        .await
+        .unwrap();
     let stream = described.table().and_then(|t| t.stream_specification());
     assert!(stream.is_some_and(|s| s.stream_enabled()), "{stream:?}");
+}
+
+/// Whether `value` matches an event filter `pattern` of exact values (Lambda's filter syntax:
+/// every leaf of the pattern is a list of accepted values; a field the pattern names must exist).
+fn filter_matches(pattern: &serde_json::Value, value: &serde_json::Value) -> bool {
+    match pattern {
+        serde_json::Value::Object(fields) => fields
+            .iter()
+            .all(|(name, inner)| value.get(name).is_some_and(|v| filter_matches(inner, v))),
+        serde_json::Value::Array(accepted) => accepted.contains(value),
+        _ => false,
+    }
+}
+
+/// The template's event filter passes exactly the stream records the org-cleanup handler acts
+/// on (so Lambda neither drops a job's change nor invokes it for every write of the table).
+#[test]
+fn the_deletion_stream_filter_passes_exactly_the_records_org_cleanup_acts_on() {
+    let template = template();
+    let mapping = &template["Resources"]["OrgCleanupStreamMapping"]["Properties"];
+    let filters = mapping["FilterCriteria"]["Filters"].as_sequence().unwrap();
+    assert_eq!(filters.len(), 1);
+    let pattern: serde_json::Value =
+        serde_json::from_str(filters[0]["Pattern"].as_str().unwrap()).unwrap();
+    let sample: serde_json::Value =
+        serde_json::from_str(include_str!("../../events/org-cleanup-stream.json")).unwrap();
+    let event: aws_lambda_events::event::dynamodb::Event =
+        serde_json::from_value(sample.clone()).unwrap();
+    let mut passed = 0;
+    for (raw, record) in sample["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&event.records)
+    {
+        let filtered = filter_matches(&pattern, raw);
+        assert_eq!(
+            filtered,
+            org_cleanup::running_deletion(record).is_some(),
+            "{raw}"
+        );
+        passed += usize::from(filtered);
+    }
+    assert_eq!(passed, 1, "the sample holds one job's change");
+    assert_eq!(
+        mapping["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures"),
+        "failed jobs are reported by record"
+    );
 }

@@ -110,3 +110,63 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     ))
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A batch in the shape Lambda delivers (events/org-cleanup-stream.json, also the
+    /// `sam local invoke OrgCleanupFunction` example): a deletion job's change, a call record's
+    /// insert (whose image the filter would not pass) and a TTL removal with no new image.
+    fn sample() -> Event {
+        let text = include_str!("../../../events/org-cleanup-stream.json");
+        serde_json::from_str(text).expect("the sample parses as Lambda's DynamoDB event")
+    }
+
+    #[test]
+    fn only_an_organization_item_showing_a_running_job_starts_a_step() {
+        let event = sample();
+        let found: Vec<Option<String>> = event
+            .records
+            .iter()
+            .map(|r| running_deletion(r).map(|t| t.as_str().to_owned()))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                Some("org_0193f1c2a7b47c55a1e0b3f0c2d4e6f8".to_owned()),
+                None,
+                None
+            ]
+        );
+        assert_eq!(
+            event.records[0].change.sequence_number.as_deref(),
+            Some("111000000000000000000000001")
+        );
+    }
+
+    #[test]
+    fn a_partition_key_that_is_not_an_organization_names_no_tenant() {
+        let mut event = sample();
+        let record = &mut event.records[0];
+        for key in ["USER#auth0|x", "ORG#", "org_1"] {
+            record
+                .change
+                .keys
+                .insert("PK".to_owned(), AttributeValue::S(key.to_owned()));
+            assert_eq!(running_deletion(record), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn the_answer_is_lambdas_partial_batch_response() {
+        let mut response = DynamoDbEventResponse::default();
+        let mut failure = DynamoDbBatchItemFailure::default();
+        failure.item_identifier = Some("111000000000000000000000001".to_owned());
+        response.batch_item_failures.push(failure);
+        assert_eq!(
+            serde_json::to_value(&response).unwrap(),
+            serde_json::json!({"batchItemFailures": [{"itemIdentifier": "111000000000000000000000001"}]})
+        );
+    }
+}

@@ -5,9 +5,9 @@
 pub mod issuer;
 pub mod local;
 pub mod server;
+pub mod stream;
 pub mod stripe_pay;
 pub mod stripe_standin;
-pub mod stream;
 
 use tollgate::pipeline::FunctionHandlers;
 

@@ -272,8 +272,10 @@ async fn run(cli: Cli) -> Result<(), String> {
                 &config.table_name,
             )
             .await;
-            let _stream_workers =
-                AbortOnDrop(tokio::spawn(tollgate_dev::stream::run_workers(store.clone(), reader)));
+            let _stream_workers = AbortOnDrop(tokio::spawn(tollgate_dev::stream::run_workers(
+                store.clone(),
+                reader,
+            )));
             let state = AppState::new(config, store).map_err(|e| e.to_string())?;
             let listener = tokio::net::TcpListener::bind(addr)
                 .await

@@ -212,8 +212,7 @@ pub async fn run_workers(store: Store, mut reader: StreamReader) {
 pub async fn deliver(store: &Store, mut records: Vec<EventRecord>) {
     for attempt in 0..=MAX_RETRIES {
         let event = event_of(records.clone());
-        let response =
-            org_cleanup::handle(store, event, org_cleanup::INVOCATION_BUDGET).await;
+        let response = org_cleanup::handle(store, event, org_cleanup::INVOCATION_BUDGET).await;
         let Some(failed) = response
             .batch_item_failures
             .iter()
@@ -263,7 +262,10 @@ mod tests {
         assert!(sequence_at_or_after("100", "99"));
         assert!(sequence_at_or_after("100", "100"));
         assert!(!sequence_at_or_after("99", "100"));
-        assert!(!sequence_at_or_after("000100", "200"), "leading zeros do not count");
+        assert!(
+            !sequence_at_or_after("000100", "200"),
+            "leading zeros do not count"
+        );
         assert!(sequence_at_or_after("000000300", "200"));
     }
 }

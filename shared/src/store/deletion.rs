@@ -22,8 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use super::team::{DELETED_ORGANIZATION_RETENTION_DAYS, is_live};
 use super::{
-    Item, PlanStatus, Store, StoreError, TenantId, from_item, key_map, keys, now_rfc3339,
-    sdk_error,
+    Item, PlanStatus, Store, StoreError, TenantId, from_item, key_map, keys, now_rfc3339, sdk_error,
 };
 
 /// Items one step handles at most: a step stays within a few seconds on a cold table.
@@ -189,7 +188,10 @@ impl Store {
     /// On an organization already deleted it changes nothing but nudges a running job (a fresh
     /// change on the stream), so repeating a `DELETE` resumes a job that stalled.
     pub async fn start_deletion(&self, tenant: &TenantId) -> Result<DeletionStart, StoreError> {
-        let job = self.deletion_job(tenant).await?.ok_or(StoreError::NotFound)?;
+        let job = self
+            .deletion_job(tenant)
+            .await?
+            .ok_or(StoreError::NotFound)?;
         if job.deleted_at.is_some() {
             return self.resume_deletion(tenant, job).await;
         }
@@ -310,7 +312,12 @@ impl Store {
         });
         let phase = job.deletion_phase.unwrap_or(DeletionPhase::Members);
         let page = self
-            .partition_page(tenant, phase.prefix(), job.deletion_cursor.as_deref(), batch)
+            .partition_page(
+                tenant,
+                phase.prefix(),
+                job.deletion_cursor.as_deref(),
+                batch,
+            )
             .await?;
         let results: Vec<Result<(u64, u64), StoreError>> = futures::stream::iter(page.items)
             .map(|item| self.wind_up_item(tenant, phase, item, expires_at))
@@ -337,8 +344,10 @@ impl Store {
                     .await?;
             }
         }
-        self.record_step(tenant, &job, next_phase, cursor, finished, detached, expired)
-            .await
+        self.record_step(
+            tenant, &job, next_phase, cursor, finished, detached, expired,
+        )
+        .await
     }
 
     /// Records a step: progress and counts, conditional on the step number the step read.
