@@ -180,6 +180,7 @@ def main():
         read(os.path.join(args.out_dir, "hot-paths.table.md")),
         read(os.path.join(args.out_dir, "throughput.md")),
         read(os.path.join(args.out_dir, "cost.md")),
+        read(os.path.join(args.out_dir, "deletion.md")),
     ]
     analysis = os.path.join(ROOT, "infra", "bench-analysis.md")
     if os.path.exists(analysis):

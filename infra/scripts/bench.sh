@@ -8,7 +8,7 @@
 #      the local Runtime API (tollgate-bench init)
 #   3. hot paths: criterion (tollgate-hot-paths --bench, built with tollgate-bench)
 #   4. throughput: dev gateway vs direct DynamoDB at 16 connections (tollgate-bench throughput)
-#   5. DynamoDB cost per route (tollgate-bench cost)
+#   5. DynamoDB cost per route (tollgate-bench cost), organization deletion (tollgate-bench deletion)
 #
 # Tunables: BENCH_RUNS (20), BENCH_REQUESTS (2000), BENCH_CONCURRENCY (16).
 set -euo pipefail
@@ -63,6 +63,7 @@ unset AWS_PROFILE AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN TABL
 export RUST_LOG=warn
 "$bench_tool" throughput --requests "$requests" --concurrency "$concurrency" --out "$out/throughput.md"
 "$bench_tool" cost --out "$out/cost.md"
+"$bench_tool" deletion --out "$out/deletion.md"
 
 total=$(( $(date +%s) - started_at ))
 phase "writing docs/BENCHMARKS.md"

@@ -8,6 +8,7 @@
 //! - `cost`: DynamoDB requests and consumed capacity of every route.
 
 mod cost;
+mod deletion;
 mod init;
 mod throughput;
 
@@ -30,6 +31,8 @@ enum Command {
     Throughput(throughput::Args),
     /// DynamoDB requests and consumed capacity per route.
     Cost(cost::Args),
+    /// DELETE /api/organization's synchronous time by organization size, and the deletion job's pace.
+    Deletion(deletion::Args),
 }
 
 type BenchResult = Result<String, Box<dyn std::error::Error + Send + Sync>>;
@@ -64,6 +67,10 @@ async fn main() -> std::process::ExitCode {
         Command::Cost(args) => {
             let out = args.out.clone();
             (cost::run(args).await, out)
+        }
+        Command::Deletion(args) => {
+            let out = args.out.clone();
+            (deletion::run(args).await, out)
         }
     };
     match result.map(|markdown| write_section(&out, &markdown)) {
