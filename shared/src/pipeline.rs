@@ -513,8 +513,8 @@ async fn route_and_run(
 
 /// The rest of the pipeline for an organization API key: refused on routes for people and for
 /// services; counted against its own limit; its organization must exist and be entitled to
-/// `apiAccess` (else 403 `plan_required`, the key kept); its use recorded at most once a minute;
-/// then the role check of a member with the key's role, minus what keys may never do.
+/// `apiAccess` (else 403 `plan_required`, the key kept); the role check of a member with the
+/// key's role, minus what keys may never do; then its use recorded, at most once a minute.
 async fn run_with_api_key(
     state: &AppState,
     served: &[&FunctionHandlers],
@@ -577,12 +577,6 @@ async fn run_with_api_key(
         return Err(plan_required(&entitlement));
     }
 
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    if let Err(error) = state.store.record_api_key_use(&key, now).await {
-        // Only the `lastUsedAt` bookkeeping failed; the request itself is authentic.
-        tracing::warn!(%error, "the API key's last use could not be recorded");
-    }
-
     if !required
         .iter()
         .any(|p| rbac::check_api_key(key.role, *p) == Decision::Allowed)
@@ -603,6 +597,13 @@ async fn run_with_api_key(
             )
         };
         return Err(ApiError::forbidden("forbidden", message));
+    }
+
+    // Only a use that passed every check is recorded, so a refused request writes nothing.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if let Err(error) = state.store.record_api_key_use(&key, now).await {
+        // Only the `lastUsedAt` bookkeeping failed; the request itself is authentic.
+        tracing::warn!(%error, "the API key's last use could not be recorded");
     }
 
     let caller = Caller {

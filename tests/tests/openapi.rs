@@ -182,7 +182,8 @@ fn request_bodies_reject_unknown_fields() {
 }
 
 /// Bearer security everywhere except the Stripe webhook, which is authenticated by signature; the
-/// service route uses the service-key scheme.
+/// service route uses the service-key scheme; the routes an organization API key may call (a
+/// permission keys may use, `rbac::key_may_use`) list the `apiKey` scheme too, and no other does.
 #[test]
 fn security_follows_the_route_table() {
     let document = document();
@@ -212,6 +213,14 @@ fn security_follows_the_route_table() {
         let expected: BTreeSet<&str> = match route.access {
             Access::Stripe => BTreeSet::new(),
             Access::Service => BTreeSet::from(["serviceKey"]),
+            Access::Permission(permission) if tollgate::rbac::key_may_use(permission) => {
+                BTreeSet::from(["userToken", "apiKey"])
+            }
+            Access::AnyOf(permissions)
+                if permissions.iter().any(|p| tollgate::rbac::key_may_use(*p)) =>
+            {
+                BTreeSet::from(["userToken", "apiKey"])
+            }
             _ => BTreeSet::from(["userToken"]),
         };
         assert_eq!(names, expected, "{method} {path}");
