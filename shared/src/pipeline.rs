@@ -450,7 +450,10 @@ async fn route_and_run(
     count(state, Bucket::User, &claims.sub, rate).await?;
     if matches!(
         route.operation,
-        Operation::Checkout | Operation::BillingPortal | Operation::CreateIntegration
+        Operation::Checkout
+            | Operation::BillingPortal
+            | Operation::CreateIntegration
+            | Operation::CreateApiKey
     ) {
         count(state, Bucket::Sensitive, &claims.sub, rate).await?;
     }

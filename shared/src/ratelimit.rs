@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | `user` | the signed-in user (`sub`) | 1,000 requests per hour |
 //! | `anonymous` | source IP, requests without credentials | 100 per hour |
-//! | `sensitive` | the user, on checkout/portal sessions and integration creation | 5 per 15 minutes |
+//! | `sensitive` | the user (or API key), on checkout/portal sessions, integration and API key creation | 5 per 15 minutes |
 //! | `invitations` | the organization, on invitations (counted once the inviter's role allows it) | 50 per hour |
 //! | `api_key` | the organization API key (its id), on every request it authenticates | 1,000 per hour |
 //! | `failed_auth` | source IP ([`ip_subject`]), forged or invalid tokens and service keys | 5 per 15 minutes |
