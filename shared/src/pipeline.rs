@@ -245,6 +245,10 @@ pub struct Caller {
     pub tenant: Option<TenantId>,
     /// `Some` when an organization API key is calling.
     pub api_key: Option<ApiKeyCaller>,
+    /// The caller's organization as the pipeline read it during this request (strongly
+    /// consistent; for an API key, to check its entitlement), so [`organization_of`] needs no
+    /// second read. `None` for people: the pipeline reads only their user record.
+    pub organization: Option<crate::store::OrganizationRecord>,
 }
 
 /// What a handler returns: its response, or the error the pipeline turns into a JSON answer.
@@ -510,6 +514,7 @@ async fn route_and_run(
         user,
         tenant,
         api_key: None,
+        organization: None,
     };
     run(state, served, route, request, Some(caller), params).await
 }
@@ -621,6 +626,7 @@ async fn run_with_api_key(
             id: key.id.clone(),
             role: key.role,
         }),
+        organization: Some(organization),
     };
     run(state, served, route, request, Some(caller), params).await
 }
@@ -656,11 +662,15 @@ pub fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
     caller.tenant.as_ref().ok_or_else(organization_required)
 }
 
-/// The caller's organization record; 400 `organization_required` when it is gone.
+/// The caller's organization record (the one the pipeline read during this request, if it did);
+/// 400 `organization_required` when it is gone.
 pub async fn organization_of(
     state: &AppState,
     caller: &Caller,
 ) -> Result<crate::store::OrganizationRecord, ApiError> {
+    if let Some(organization) = &caller.organization {
+        return Ok(organization.clone());
+    }
     state
         .store
         .get_organization(tenant_of(caller)?)
