@@ -519,8 +519,8 @@ async fn route_and_run(
     run(state, served, route, request, Some(caller), params).await
 }
 
-/// The rest of the pipeline for an organization API key: refused on routes for people and for
-/// services; counted against its own limit; its organization must exist and be entitled to
+/// The rest of the pipeline for an organization API key: counted against its own limit; refused
+/// on routes for people and for services; its organization must exist and be entitled to
 /// `apiAccess` (else 403 `plan_required`, the key kept); the role check of a member with the
 /// key's role, minus what keys may never do; then its use recorded, at most once a minute.
 async fn run_with_api_key(
@@ -534,6 +534,8 @@ async fn run_with_api_key(
 ) -> HandlerResult {
     let span = tracing::Span::current();
     span.record("api_key_id", key.id.as_str());
+    // Every authenticated request of the key counts, refused ones included.
+    count(state, Bucket::ApiKey, &key.id, rate).await?;
     let required: &[rbac::Permission] = match &route.access {
         Access::Permission(permission) => std::slice::from_ref(permission),
         Access::AnyOf(permissions) => permissions,
@@ -550,7 +552,6 @@ async fn run_with_api_key(
             ));
         }
     };
-    count(state, Bucket::ApiKey, &key.id, rate).await?;
     if matches!(
         route.operation,
         Operation::Checkout | Operation::BillingPortal | Operation::CreateIntegration

@@ -481,6 +481,8 @@ async fn each_key_has_its_own_configurable_limit() {
     let limited = app.get("/api/organization", &first).await;
     assert_error(&limited, 429, "rate_limited");
     assert!(limited.headers.contains_key("retry-after"));
+    // Refused routes count too: a limited key gets 429 there as well, not 403.
+    assert_error(&app.get("/api/me", &first).await, 429, "rate_limited");
     // Another key of the same organization, and the owner, are not limited by it.
     assert_eq!(app.get("/api/organization", &second).await.status, 200);
     assert_eq!(app.get("/api/organization", &owner).await.status, 200);
