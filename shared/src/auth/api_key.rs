@@ -39,10 +39,7 @@ fn is_lower_hex(text: &str) -> bool {
 
 /// Whether `id` has the shape of a key id (`ak_` and 32 lowercase hex digits).
 pub fn is_key_id(id: &str) -> bool {
-    id.len() == ID_LEN
-        && id
-            .strip_prefix(ID_PREFIX)
-            .is_some_and(|digits| is_lower_hex(digits))
+    id.len() == ID_LEN && id.strip_prefix(ID_PREFIX).is_some_and(is_lower_hex)
 }
 
 /// Whether a bearer credential claims to be an organization API key (starts with [`PREFIX`]);
