@@ -239,3 +239,21 @@ fn security_follows_the_route_table() {
         }
     }
 }
+
+/// The `Permission` schema (what `GET /api/me` lists and the permission check takes) is every
+/// permission of the role table, in both scopes.
+#[test]
+fn the_permission_schema_lists_every_permission() {
+    let document = document();
+    let listed: BTreeSet<String> = document["components"]["schemas"]["Permission"]["enum"]
+        .as_sequence()
+        .expect("Permission.enum")
+        .iter()
+        .map(|p| p.as_str().expect("a string").to_owned())
+        .collect();
+    let expected: BTreeSet<String> = tollgate::rbac::Permission::ALL
+        .iter()
+        .flat_map(|p| [p.as_str().to_owned(), format!("{}:own", p.as_str())])
+        .collect();
+    assert_eq!(listed, expected);
+}
