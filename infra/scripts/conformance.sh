@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Contract fuzzing: schemathesis against the dev gateway, with a token of each role.
+# Contract fuzzing: schemathesis against the dev gateway, with a token of each role and an
+# organization API key of the least and the most privileged role.
 #
 #   infra/scripts/conformance.sh [SCHEMATHESIS_RUN_OPTIONS...]
 #
@@ -8,8 +9,9 @@
 #
 # Starts DynamoDB Local (in memory), the test suite's Stripe stand-in and `tollgate-dev serve` on
 # free 127.0.0.1 ports over a fresh table, creates one organization (plan BUSINESS) with a member
-# of every role plus a user without an organization, then runs `schemathesis run
-# docs/openapi.yaml` once per token and once with a service key (POST /api/usage/calls only).
+# of every role plus a user without an organization and two organization API keys (VIEWER and
+# OWNER), then runs `schemathesis run docs/openapi.yaml` once per token, once per API key and once
+# with a service key (POST /api/usage/calls only).
 # Checks: no 5xx, status codes, content types and response bodies as documented. Exits non-zero
 # on any failure. Everything it started is stopped on exit. Reports (schemathesis output, ndjson,
 # JUnit) and the gateway's log are kept in .tollgate/conformance/.
@@ -42,7 +44,8 @@ schemathesis="$venv/bin/schemathesis"
 # --- local stack ----------------------------------------------------------------------------------
 cargo build --quiet -p tollgate-dev
 cargo build --quiet -p tollgate-tests --example stripe_standin
-dev="$root/target/debug/tollgate-dev"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+dev="$target_dir/debug/tollgate-dev"
 reports="$root/.tollgate/conformance"
 rm -rf "$reports"; mkdir -p "$reports"
 work="$(mktemp -d "${TMPDIR:-/tmp}/tollgate-conformance.XXXXXX")"
@@ -78,16 +81,19 @@ SERVICE_KEY_HASHES="$(sed -n 's/^SERVICE_KEY_HASHES=//p' <<<"$key_lines")"
 export SERVICE_KEY_HASHES
 ENCRYPTION_KEYS="conformance:$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
 export ENCRYPTION_KEYS ENCRYPTION_ACTIVE_KEY="conformance"
+API_KEY_PEPPER="$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')"
+export API_KEY_PEPPER
 # Rate limits off: the fuzzer sends far more requests per user than a person would.
 export RATE_LIMIT_USER_PER_HOUR=0 RATE_LIMIT_ANONYMOUS_PER_HOUR=0 \
-  RATE_LIMIT_SENSITIVE_PER_15_MINUTES=0 RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES=0
+  RATE_LIMIT_SENSITIVE_PER_15_MINUTES=0 RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES=0 \
+  RATE_LIMIT_API_KEY_PER_HOUR=0
 export RUST_LOG="${RUST_LOG:-warn}"
 
 echo "conformance: DynamoDB Local at $DYNAMODB_ENDPOINT, table $TABLE_NAME"
 "$dev" create-table
 
 # Stripe: the test suite's local stand-in, so checkout and portal run instead of answering 503.
-"$root/target/debug/examples/stripe_standin" >"$work/stripe.log" 2>&1 &
+"$target_dir/debug/examples/stripe_standin" >"$work/stripe.log" 2>&1 &
 stripe_pid=$!
 STRIPE_API_BASE=""
 for _ in $(seq 1 100); do
@@ -149,7 +155,11 @@ for role in ADMIN MANAGER OPERATOR VIEWER; do
   [[ "$joined" == "$role" ]] || { echo "conformance: $who joined as '$joined', expected $role" >&2; exit 1; }
 done
 call GET /api/me "${tokens[newcomer]}" "" 201 >/dev/null
-echo "conformance: organization $org_id (BUSINESS) with OWNER, ADMIN, MANAGER, OPERATOR, VIEWER; one user without an organization"
+# Organization API keys act as the organization with their role: the least and the most privileged.
+for role in VIEWER OWNER; do
+  tokens[key-${role,,}]="$(call POST /api/api-keys "${tokens[owner]}" "{\"name\":\"Conformance $role key\",\"role\":\"$role\"}" 201 | field key)"
+done
+echo "conformance: organization $org_id (BUSINESS) with OWNER, ADMIN, MANAGER, OPERATOR, VIEWER and a VIEWER and an OWNER API key; one user without an organization"
 
 # --- schemathesis, once per credential ------------------------------------------------------------
 declare -A outcome
@@ -175,8 +185,9 @@ run() {
   [[ $status == 0 ]] || failed=1
 }
 # Least privilege first: an ADMIN's or OWNER's run may demote or remove the members linked from
-# GET /api/users, which must not happen before those members' own runs.
-order=(viewer operator manager admin owner newcomer)
+# GET /api/users, which must not happen before those members' own runs; the OWNER's run may
+# revoke the keys it creates, never the two above (no link leads there).
+order=(viewer operator manager admin key-viewer key-owner owner newcomer)
 for who in "${order[@]}"; do
   run "$who" "$phases" "${tokens[$who]}" "${extra[@]}"
 done

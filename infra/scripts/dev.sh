@@ -32,6 +32,17 @@ if [[ -z "${SERVICE_KEY_HASHES:-}" ]]; then
   export SERVICE_KEY_HASHES
 fi
 
+# A local pepper for organization API keys (their HMAC key), made once on this machine and kept in
+# .tollgate/dev-api-key-pepper (mode 0600; never use it anywhere else).
+if [[ -z "${API_KEY_PEPPER:-}" ]]; then
+  pepper_file=.tollgate/dev-api-key-pepper
+  if [[ ! -s "$pepper_file" ]]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$pepper_file")
+  fi
+  API_KEY_PEPPER="$(cat "$pepper_file")"
+  export API_KEY_PEPPER
+fi
+
 serve_args=()
 if [[ -z "${STRIPE_SECRET_KEY:-}" ]]; then
   standin="${STRIPE_STANDIN_ADDR:-127.0.0.1:12111}"
@@ -94,6 +105,9 @@ $pay_line
        -d '{"organizationId":"'"\$ORG"'","callId":"call-1","durationSeconds":125,"endedAt":"'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
   # 6. usage against the plan's allowance
   curl -s -w '\\n' \$B/api/billing/usage -H "\$H"
+  # 7. an organization API key (BUSINESS has apiAccess): shown once, then used as the organization
+  KEY=\$(curl -s -X POST \$B/api/api-keys -H "\$H" -H "\$J" -d '{"name":"Dev key","role":"VIEWER"}' | pick key)
+  curl -s -w '\\n' \$B/api/organization -H "Authorization: Bearer \$KEY"
 
 MSG
 # Not exec: the trap stops the DynamoDB Local started here when the gateway stops.

@@ -52,6 +52,10 @@ pub struct Config {
     /// Clerk Backend API secret key (`CLERK_SECRET_KEY`), for profiles when tokens carry no
     /// email; from the secret (`clerkSecretKey`) when `SECRETS_ARN` is set.
     pub clerk_secret_key: Option<String>,
+    /// The HMAC key organization API keys are hashed under (`API_KEY_PEPPER`, at least 32
+    /// bytes); from the secret (`apiKeyPepper`) when `SECRETS_ARN` is set. Unset: API keys are
+    /// refused with 503 `api_keys_not_configured`.
+    pub api_key_pepper: Option<String>,
     /// `CLERK_API_BASE`, default [`crate::auth::profile::DEFAULT_CLERK_API_BASE`].
     pub clerk_api_base: String,
 }
@@ -182,6 +186,7 @@ impl Config {
                 None => crate::entitlements::DEFAULT_PAST_DUE_GRACE_DAYS,
             },
             clerk_secret_key: get("CLERK_SECRET_KEY"),
+            api_key_pepper: get("API_KEY_PEPPER"),
             clerk_api_base: get("CLERK_API_BASE")
                 .unwrap_or_else(|| crate::auth::profile::DEFAULT_CLERK_API_BASE.to_owned()),
             encryption_keys: get("ENCRYPTION_KEYS"),

@@ -8,6 +8,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{Body, Request, RequestExt, Response};
 use tracing::Instrument;
 
+use crate::auth::api_key::{self, Pepper};
 use crate::auth::jwt::{AuthError, Claims, JwtVerifier};
 use crate::auth::service_key::ServiceKeys;
 use crate::billing::signature::WebhookSecrets;
@@ -17,6 +18,7 @@ use crate::ratelimit::{Bucket, LimiterFailure, RateStatus};
 use crate::rbac::{self, Decision};
 use crate::routes::{self, Access, Function, Operation, PathParams, Route, RouteMatch};
 use crate::secrets::{SecretSource, SecretValues};
+use crate::store::api_keys::ApiKeyLookup;
 use crate::store::{Store, StoreError, TenantId, UserRecord};
 
 /// Everything a request needs, built once per cold start and shared by warm invocations.
@@ -45,6 +47,9 @@ pub struct Secrets {
     pub keyring: Option<crate::crypto::KeyRing>,
     /// Clerk Backend API key, for profiles of tokens without an email.
     pub clerk_secret_key: Option<String>,
+    /// The HMAC key of organization API keys; `None`: keys are refused with 503
+    /// `api_keys_not_configured` and none can be created.
+    pub api_key_pepper: Option<Pepper>,
     /// A client the function built from these values (Stripe's), kept until the values change.
     client: std::sync::OnceLock<Box<dyn std::any::Any + Send + Sync>>,
 }
@@ -57,6 +62,7 @@ impl Secrets {
             service_keys: ServiceKeys::from_hex_list(&values.service_key_hashes)?,
             keyring: values.encryption_keys.clone(),
             clerk_secret_key: values.clerk_secret_key.clone(),
+            api_key_pepper: values.api_key_pepper.clone(),
             client: std::sync::OnceLock::new(),
         })
     }
@@ -88,6 +94,8 @@ pub enum StartupError {
     ServiceKeys(#[from] crate::auth::service_key::ServiceKeyConfigError),
     #[error("ENCRYPTION_KEYS / ENCRYPTION_ACTIVE_KEY are not valid: {0}")]
     Encryption(#[from] crate::crypto::CryptoConfigError),
+    #[error("API_KEY_PEPPER is not valid: {0}")]
+    ApiKeyPepper(#[from] crate::auth::api_key::PepperTooShort),
     #[error(transparent)]
     HttpClient(#[from] crate::trust::HttpClientError),
 }
@@ -130,6 +138,11 @@ impl AppState {
         let values = SecretValues {
             stripe_secret_key: config.stripe_secret_key.clone(),
             clerk_secret_key: config.clerk_secret_key.clone(),
+            api_key_pepper: config
+                .api_key_pepper
+                .as_deref()
+                .map(Pepper::new)
+                .transpose()?,
             stripe_webhook_secrets: config.stripe_webhook_secrets.clone(),
             service_key_hashes: config.service_key_hashes.clone(),
             encryption_keys: match &config.encryption_keys {
@@ -205,16 +218,37 @@ pub enum Principal {
     User(Box<Claims>),
     /// A back-end service holding one of the configured service keys.
     Service,
+    /// An organization API key that verified and has not expired.
+    ApiKey(Box<ApiKeyLookup>),
 }
+
+/// An organization API key calling, as a handler sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyCaller {
+    pub id: String,
+    pub role: crate::rbac::Role,
+}
+
+/// The `iss` of the claims an organization API key's caller carries (no token was verified).
+pub const API_KEY_ISSUER: &str = "tollgate:api-key";
 
 /// What a handler knows about its caller.
 #[derive(Debug, Clone)]
 pub struct Caller {
+    /// A person's verified token claims; for an organization API key, `sub` is
+    /// `apikey:<id>` and `iss` is [`API_KEY_ISSUER`], nothing else.
     pub claims: Claims,
-    /// The stored user; `None` only on `GET /api/me`, which creates it.
+    /// The stored user; `None` on `GET /api/me` (which creates it) and for API keys.
     pub user: Option<UserRecord>,
-    /// The caller's organization, from their stored user record (never from the request).
+    /// The caller's organization: from their stored user record, or the organization the API
+    /// key was created in (never from the request).
     pub tenant: Option<TenantId>,
+    /// `Some` when an organization API key is calling.
+    pub api_key: Option<ApiKeyCaller>,
+    /// The caller's organization as the pipeline read it during this request (strongly
+    /// consistent; for an API key, to check its entitlement), so [`organization_of`] needs no
+    /// second read. `None` for people: the pipeline reads only their user record.
+    pub organization: Option<crate::store::OrganizationRecord>,
 }
 
 /// What a handler returns: its response, or the error the pipeline turns into a JSON answer.
@@ -303,6 +337,7 @@ pub async fn handle(
         method = %request.method(),
         route = tracing::field::Empty,
         organization_id = tracing::field::Empty,
+        api_key_id = tracing::field::Empty,
         status = tracing::field::Empty,
     );
     async move {
@@ -394,10 +429,16 @@ async fn route_and_run(
         }
         Err(error) => return Err(error),
     };
+    let principal = match principal {
+        Principal::ApiKey(key) => {
+            return run_with_api_key(state, served, route, request, params, *key, rate).await;
+        }
+        other => other,
+    };
     if route.access == Access::Service {
         return match principal {
             Principal::Service => run(state, served, route, request, None, params).await,
-            Principal::User(_) => Err(ApiError::forbidden(
+            Principal::User(_) | Principal::ApiKey(_) => Err(ApiError::forbidden(
                 "service_key_required",
                 "This route is for Tollgate's back-end services and needs a service key, not a user token.",
             )),
@@ -413,7 +454,10 @@ async fn route_and_run(
     count(state, Bucket::User, &claims.sub, rate).await?;
     if matches!(
         route.operation,
-        Operation::Checkout | Operation::BillingPortal | Operation::CreateIntegration
+        Operation::Checkout
+            | Operation::BillingPortal
+            | Operation::CreateIntegration
+            | Operation::CreateApiKey
     ) {
         count(state, Bucket::Sensitive, &claims.sub, rate).await?;
     }
@@ -469,6 +513,121 @@ async fn route_and_run(
         claims,
         user,
         tenant,
+        api_key: None,
+        organization: None,
+    };
+    run(state, served, route, request, Some(caller), params).await
+}
+
+/// The rest of the pipeline for an organization API key: counted against its own limit; refused
+/// on routes for people and for services; its organization must exist and be entitled to
+/// `apiAccess` (else 403 `plan_required`, the key kept); the role check of a member with the
+/// key's role, minus what keys may never do; then its use recorded, at most once a minute.
+async fn run_with_api_key(
+    state: &AppState,
+    served: &[&FunctionHandlers],
+    route: &Route,
+    request: &Request,
+    params: PathParams,
+    key: ApiKeyLookup,
+    rate: &mut Option<RateStatus>,
+) -> HandlerResult {
+    let span = tracing::Span::current();
+    span.record("api_key_id", key.id.as_str());
+    // Every authenticated request of the key counts, refused ones included.
+    count(state, Bucket::ApiKey, &key.id, rate).await?;
+    let required: &[rbac::Permission] = match &route.access {
+        Access::Permission(permission) => std::slice::from_ref(permission),
+        Access::AnyOf(permissions) => permissions,
+        Access::Service => {
+            return Err(ApiError::forbidden(
+                "service_key_required",
+                "This route is for Tollgate's back-end services and needs a service key, not an organization API key.",
+            ));
+        }
+        Access::SignedIn | Access::Stripe => {
+            return Err(ApiError::forbidden(
+                "user_token_required",
+                "This route is for a signed-in person and needs their token; an organization API key cannot call it.",
+            ));
+        }
+    };
+    if matches!(
+        route.operation,
+        Operation::Checkout | Operation::BillingPortal | Operation::CreateIntegration
+    ) {
+        count(
+            state,
+            Bucket::Sensitive,
+            &format!("apikey:{}", key.id),
+            rate,
+        )
+        .await?;
+    }
+
+    let tenant = key.tenant();
+    let Some(organization) = state
+        .store
+        .get_organization(&tenant)
+        .await
+        .map_err(store_error)?
+    else {
+        tracing::info!(reason = "organization_gone", "credential rejected");
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "This API key's organization no longer exists.",
+        ));
+    };
+    span.record("organization_id", tenant.as_str());
+    let entitlement = entitlement_of(state, &organization);
+    if !entitlement.plan_granted.is_some_and(|plan| {
+        crate::pricing::plan_has_feature(plan, crate::pricing::Feature::ApiAccess)
+    }) {
+        return Err(plan_required(&entitlement));
+    }
+
+    if !required
+        .iter()
+        .any(|p| rbac::check_api_key(key.role, *p) == Decision::Allowed)
+    {
+        let names = required
+            .iter()
+            .map(|p| p.as_str())
+            .collect::<Vec<_>>()
+            .join(" or ");
+        let message = if required.iter().all(|p| !rbac::key_may_use(*p)) {
+            format!(
+                "Organization API keys cannot use {names} (keys, members and billing are managed by signed-in people)."
+            )
+        } else {
+            format!(
+                "This API key's role {} does not have the permission {names}.",
+                key.role
+            )
+        };
+        return Err(ApiError::forbidden("forbidden", message));
+    }
+
+    // Only a use that passed every check is recorded, so a refused request writes nothing.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if let Err(error) = state.store.record_api_key_use(&key, now).await {
+        // Only the `lastUsedAt` bookkeeping failed; the request itself is authentic.
+        tracing::warn!(%error, "the API key's last use could not be recorded");
+    }
+
+    let caller = Caller {
+        claims: Claims {
+            sub: format!("apikey:{}", key.id),
+            iss: API_KEY_ISSUER.to_owned(),
+            ..Claims::default()
+        },
+        user: None,
+        tenant: Some(tenant),
+        api_key: Some(ApiKeyCaller {
+            id: key.id.clone(),
+            role: key.role,
+        }),
+        organization: Some(organization),
     };
     run(state, served, route, request, Some(caller), params).await
 }
@@ -504,11 +663,15 @@ pub fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
     caller.tenant.as_ref().ok_or_else(organization_required)
 }
 
-/// The caller's organization record; 400 `organization_required` when it is gone.
+/// The caller's organization record (the one the pipeline read during this request, if it did);
+/// 400 `organization_required` when it is gone.
 pub async fn organization_of(
     state: &AppState,
     caller: &Caller,
 ) -> Result<crate::store::OrganizationRecord, ApiError> {
+    if let Some(organization) = &caller.organization {
+        return Ok(organization.clone());
+    }
     state
         .store
         .get_organization(tenant_of(caller)?)
@@ -538,6 +701,27 @@ pub fn plan_inactive(entitlement: &crate::entitlements::Entitlement) -> ApiError
             "The organization's plan is inactive, so nobody new can join it; existing members stay. {}",
             entitlement.reason.message()
         ),
+    )
+}
+
+/// 403 `plan_required`: the organization's entitlement does not include `apiAccess` (its plan
+/// lacks it, or the subscription lapsed). Its API keys are kept and work again once it does.
+pub fn plan_required(entitlement: &crate::entitlements::Entitlement) -> ApiError {
+    ApiError::forbidden(
+        "plan_required",
+        format!(
+            "The organization's plan does not include API access (apiAccess, on BUSINESS); its API keys are kept and work again once it does. {}",
+            entitlement.reason.message()
+        ),
+    )
+}
+
+/// 503 `api_keys_not_configured`: no pepper (`API_KEY_PEPPER`, the secret's `apiKeyPepper`), so
+/// no API key can be verified or made.
+pub fn api_keys_not_configured() -> ApiError {
+    ApiError::unavailable(
+        "api_keys_not_configured",
+        "Organization API keys are not configured on this deployment (the API key pepper, apiKeyPepper / API_KEY_PEPPER, is unset).",
     )
 }
 
@@ -656,6 +840,9 @@ pub async fn authenticate(state: &AppState, request: &Request) -> Result<Princip
         .map(|value| value.to_str().map_err(|_| rejected(&AuthError::Malformed)))
         .transpose()?;
     let token = JwtVerifier::bearer_token(header).map_err(|e| rejected(&e))?;
+    if api_key::looks_like_api_key(token) {
+        return authenticate_api_key(state, token).await;
+    }
     if token.split('.').count() != 3 {
         // A key that cannot be a service key (no `tgsk_` prefix, too short to hold 256 random
         // bits) is refused before any secret is read or hashed.
@@ -690,6 +877,54 @@ pub async fn authenticate(state: &AppState, request: &Request) -> Result<Princip
         )),
         Err(error) => Err(rejected(&error)),
     }
+}
+
+/// Verifies an organization API key: its shape (no I/O), one strongly consistent `GetItem` of its
+/// look-up item by id, the constant-time comparison of its HMAC with the stored one, its expiry.
+/// Unknown, revoked and wrong keys all answer 401 `invalid_token`; an expired one 401
+/// `api_key_expired`. Without a pepper nothing can be verified: 503 `api_keys_not_configured`.
+async fn authenticate_api_key(state: &AppState, presented: &str) -> Result<Principal, ApiError> {
+    let Some(id) = api_key::parse(presented) else {
+        tracing::info!(reason = "malformed_api_key", "credential rejected");
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "The API key is malformed: an organization API key is tg_live_<id>_<secret>, exactly as it was shown when it was created.",
+        ));
+    };
+    let secrets = state.secrets().await?;
+    let Some(pepper) = secrets.api_key_pepper.as_ref() else {
+        tracing::error!("an API key was presented but no API key pepper is configured");
+        return Err(api_keys_not_configured());
+    };
+    let lookup = state
+        .store
+        .get_api_key_lookup(id)
+        .await
+        .map_err(store_error)?;
+    let Some(lookup) = lookup.filter(|l| l.id == id && pepper.verify(presented, &l.key_hash))
+    else {
+        tracing::info!(
+            reason = "unknown_api_key",
+            api_key_id = id,
+            "credential rejected"
+        );
+        return Err(ApiError::unauthorized(
+            "invalid_token",
+            "The API key is not valid: it is unknown or has been revoked.",
+        ));
+    };
+    if lookup.is_expired(time::OffsetDateTime::now_utc().unix_timestamp()) {
+        tracing::info!(
+            reason = "expired_api_key",
+            api_key_id = id,
+            "credential rejected"
+        );
+        return Err(ApiError::unauthorized(
+            "api_key_expired",
+            "The API key has expired; an owner or admin of the organization can create a new one.",
+        ));
+    }
+    Ok(Principal::ApiKey(Box::new(lookup)))
 }
 
 fn rejected(error: &AuthError) -> ApiError {
@@ -761,6 +996,7 @@ mod tests {
             stripe_webhook_secrets: String::new(),
             service_key_hashes: String::new(),
             encryption_keys: None,
+            api_key_pepper: None,
         };
         Secrets::build(&values).expect("secrets")
     }

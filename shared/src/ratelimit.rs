@@ -4,8 +4,9 @@
 //! |---|---|---|
 //! | `user` | the signed-in user (`sub`) | 1,000 requests per hour |
 //! | `anonymous` | source IP, requests without credentials | 100 per hour |
-//! | `sensitive` | the user, on checkout/portal sessions and integration creation | 5 per 15 minutes |
+//! | `sensitive` | the user (or API key), on checkout/portal sessions, integration and API key creation | 5 per 15 minutes |
 //! | `invitations` | the organization, on invitations (counted once the inviter's role allows it) | 50 per hour |
+//! | `api_key` | the organization API key (its id), on every request it authenticates | 1,000 per hour |
 //! | `failed_auth` | source IP ([`ip_subject`]), forged or invalid tokens and service keys | 5 per 15 minutes |
 //!
 //! Source IPs are keyed by [`ip_subject`]: an IPv4 address as it is, an IPv6 address by its /64
@@ -47,6 +48,7 @@ pub enum Bucket {
     Sensitive,
     Invitations,
     FailedAuth,
+    ApiKey,
 }
 
 impl Bucket {
@@ -57,6 +59,7 @@ impl Bucket {
             Bucket::Sensitive => "sensitive",
             Bucket::Invitations => "invitations",
             Bucket::FailedAuth => "failed_auth",
+            Bucket::ApiKey => "api_key",
         }
     }
 }
@@ -76,6 +79,7 @@ pub struct RateLimits {
     pub sensitive: Limit,
     pub invitations: Limit,
     pub failed_auth: Limit,
+    pub api_key: Limit,
 }
 
 impl Default for RateLimits {
@@ -103,6 +107,10 @@ impl Default for RateLimits {
                 max: 5,
                 window: quarter,
             },
+            api_key: Limit {
+                max: 1000,
+                window: hour,
+            },
         }
     }
 }
@@ -115,12 +123,13 @@ impl RateLimits {
             Bucket::Sensitive => self.sensitive,
             Bucket::Invitations => self.invitations,
             Bucket::FailedAuth => self.failed_auth,
+            Bucket::ApiKey => self.api_key,
         }
     }
 
     /// Reads `RATE_LIMIT_USER_PER_HOUR`, `RATE_LIMIT_ANONYMOUS_PER_HOUR`,
     /// `RATE_LIMIT_SENSITIVE_PER_15_MINUTES`, `RATE_LIMIT_INVITATIONS_PER_HOUR`,
-    /// `RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES` (0 = off).
+    /// `RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES`, `RATE_LIMIT_API_KEY_PER_HOUR` (0 = off).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut limits = Self::default();
         for (name, slot) in [
@@ -138,6 +147,7 @@ impl RateLimits {
                 "RATE_LIMIT_FAILED_AUTH_PER_15_MINUTES",
                 &mut limits.failed_auth.max,
             ),
+            ("RATE_LIMIT_API_KEY_PER_HOUR", &mut limits.api_key.max),
         ] {
             if let Some(raw) = lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -351,6 +361,26 @@ mod tests {
         })
         .unwrap_err();
         assert!(error.contains("RATE_LIMIT_SENSITIVE_PER_15_MINUTES"));
+    }
+
+    #[test]
+    fn api_key_limit_defaults_to_1000_per_hour_and_is_configurable() {
+        let limits = RateLimits::default();
+        assert_eq!(limits.api_key.max, 1000);
+        assert_eq!(limits.api_key.window, Duration::from_secs(3600));
+        assert_eq!(limits.limit(Bucket::ApiKey), limits.api_key);
+        assert_eq!(Bucket::ApiKey.as_str(), "api_key");
+        let limits = RateLimits::from_lookup(|n| {
+            (n == "RATE_LIMIT_API_KEY_PER_HOUR").then(|| "250".to_owned())
+        })
+        .unwrap();
+        assert_eq!(limits.api_key.max, 250);
+        assert_eq!(limits.user.max, 1000, "the user limit is its own");
+        let error = RateLimits::from_lookup(|n| {
+            (n == "RATE_LIMIT_API_KEY_PER_HOUR").then(|| "lots".to_owned())
+        })
+        .unwrap_err();
+        assert!(error.contains("RATE_LIMIT_API_KEY_PER_HOUR"), "{error}");
     }
 
     #[test]

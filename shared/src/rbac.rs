@@ -89,10 +89,11 @@ pub enum Permission {
     IntegrationsRead,
     IntegrationsCreate,
     IntegrationsDelete,
+    ApiKeysManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 18] = [
+    pub const ALL: [Permission; 19] = [
         Permission::OrgRead,
         Permission::OrgUpdate,
         Permission::OrgDelete,
@@ -111,6 +112,7 @@ impl Permission {
         Permission::IntegrationsRead,
         Permission::IntegrationsCreate,
         Permission::IntegrationsDelete,
+        Permission::ApiKeysManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -133,6 +135,7 @@ impl Permission {
             Permission::IntegrationsRead => "integrations:read",
             Permission::IntegrationsCreate => "integrations:create",
             Permission::IntegrationsDelete => "integrations:delete",
+            Permission::ApiKeysManage => "apikeys:manage",
         }
     }
 }
@@ -258,7 +261,7 @@ impl Decision {
     }
 }
 
-static OWNER_GRANTS: [Grant; 18] = [
+static OWNER_GRANTS: [Grant; 19] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::OrgDelete),
@@ -277,9 +280,10 @@ static OWNER_GRANTS: [Grant; 18] = [
     Grant::all(P::IntegrationsRead),
     Grant::all(P::IntegrationsCreate),
     Grant::all(P::IntegrationsDelete),
+    Grant::all(P::ApiKeysManage),
 ];
 
-static ADMIN_GRANTS: [Grant; 14] = [
+static ADMIN_GRANTS: [Grant; 15] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::UsersRead),
@@ -294,6 +298,7 @@ static ADMIN_GRANTS: [Grant; 14] = [
     Grant::all(P::IntegrationsRead),
     Grant::all(P::IntegrationsCreate),
     Grant::all(P::IntegrationsDelete),
+    Grant::all(P::ApiKeysManage),
 ];
 
 static MANAGER_GRANTS: [Grant; 6] = [
@@ -374,6 +379,41 @@ pub fn expanded_permissions(role: Role) -> Vec<String> {
     grants(role).iter().map(Grant::to_string).collect()
 }
 
+/// Whether an organization API key may ever use `permission`, whatever its role: a key never
+/// manages keys (`apikeys:manage`), members (`users:*`) or billing (`billing:*`). Those stay with
+/// signed-in people, so a leaked key cannot mint more keys, let someone in, or move money.
+pub fn key_may_use(permission: Permission) -> bool {
+    !matches!(
+        permission,
+        P::ApiKeysManage
+            | P::UsersRead
+            | P::UsersCreate
+            | P::UsersUpdate
+            | P::UsersDelete
+            | P::BillingRead
+            | P::BillingUpdate
+    )
+}
+
+/// [`check`] for an organization API key with `role`: the role's decision, except that what
+/// [`key_may_use`] excludes is always denied.
+pub fn check_api_key(role: Role, permission: Permission) -> Decision {
+    if key_may_use(permission) {
+        check(role, permission)
+    } else {
+        Decision::Denied
+    }
+}
+
+/// Whether someone with role `holder` may hand out `granted` (an API key's role): only when every
+/// grant of `granted` is one `holder` has (an own-only grant is covered by either scope). OWNER
+/// may grant any role, ADMIN every role but OWNER, MANAGER itself, OPERATOR and VIEWER.
+pub fn role_within(holder: Role, granted: Role) -> bool {
+    grants(granted)
+        .iter()
+        .all(|grant| check_grant(holder, *grant) == Decision::Allowed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -385,7 +425,7 @@ mod tests {
 
     /// Written out by hand from DESIGN.md, not derived from `grants`.
     /// Columns: OWNER, ADMIN, MANAGER, OPERATOR, VIEWER.
-    const MATRIX: [(Permission, [Decision; 5]); 18] = [
+    const MATRIX: [(Permission, [Decision; 5]); 19] = [
         (P::OrgRead, [A, A, A, D, A]),
         (P::OrgUpdate, [A, A, D, D, D]),
         (P::OrgDelete, [A, D, D, D, D]),
@@ -404,6 +444,7 @@ mod tests {
         (P::IntegrationsRead, [A, A, D, D, D]),
         (P::IntegrationsCreate, [A, A, D, D, D]),
         (P::IntegrationsDelete, [A, A, D, D, D]),
+        (P::ApiKeysManage, [A, A, D, D, D]),
     ];
 
     const ROLES: [Role; 5] = [
@@ -452,6 +493,7 @@ mod tests {
                 "integrations:read",
                 "integrations:create",
                 "integrations:delete",
+                "apikeys:manage",
             ])
         );
         assert_eq!(
@@ -471,6 +513,7 @@ mod tests {
                 "integrations:read",
                 "integrations:create",
                 "integrations:delete",
+                "apikeys:manage",
             ])
         );
         assert_eq!(
@@ -681,11 +724,68 @@ mod tests {
         }
     }
 
+    #[test]
+    fn keys_never_manage_keys_members_or_billing() {
+        let excluded = [
+            P::ApiKeysManage,
+            P::UsersRead,
+            P::UsersCreate,
+            P::UsersUpdate,
+            P::UsersDelete,
+            P::BillingRead,
+            P::BillingUpdate,
+        ];
+        for role in ROLES {
+            for p in Permission::ALL {
+                let expected = if excluded.contains(&p) {
+                    D
+                } else {
+                    check(role, p)
+                };
+                assert_eq!(check_api_key(role, p), expected, "{role} {p}");
+            }
+        }
+        // An OWNER key still reads and changes the organization and its integrations.
+        assert_eq!(check_api_key(Role::Owner, P::OrgUpdate), A);
+        assert_eq!(check_api_key(Role::Owner, P::IntegrationsCreate), A);
+        assert_eq!(check_api_key(Role::Operator, P::CallsRead), O);
+    }
+
+    #[test]
+    fn role_ceiling_for_keys() {
+        // (holder, granted) pairs allowed, written out by hand.
+        let allowed = [
+            (Role::Owner, Role::Owner),
+            (Role::Owner, Role::Admin),
+            (Role::Owner, Role::Manager),
+            (Role::Owner, Role::Operator),
+            (Role::Owner, Role::Viewer),
+            (Role::Admin, Role::Admin),
+            (Role::Admin, Role::Manager),
+            (Role::Admin, Role::Operator),
+            (Role::Admin, Role::Viewer),
+            (Role::Manager, Role::Manager),
+            (Role::Manager, Role::Operator),
+            (Role::Manager, Role::Viewer),
+            (Role::Operator, Role::Operator),
+            (Role::Viewer, Role::Viewer),
+        ];
+        for holder in ROLES {
+            for granted in ROLES {
+                assert_eq!(
+                    role_within(holder, granted),
+                    allowed.contains(&(holder, granted)),
+                    "{holder} grants {granted}"
+                );
+            }
+        }
+    }
+
     fn near_valid() -> impl Strategy<Value = String> {
         prop_oneof![
             any::<String>(),
             "[A-Za-z: ]{0,24}",
-            "(org|users|calls|ai|analytics|billing|integrations|x|)(:(read|update|delete|create|fly|own|all|)){0,3}",
+            "(org|users|calls|ai|analytics|billing|integrations|apikeys|x|)(:(read|update|delete|create|manage|fly|own|all|)){0,3}",
             "(OWNER|ADMIN|MANAGER|OPERATOR|VIEWER|owner|)[ A-Z]{0,2}",
         ]
     }

@@ -18,10 +18,11 @@ pub enum Function {
     StripeWebhook,
     UsageTracking,
     Integrations,
+    ApiKeys,
 }
 
 impl Function {
-    pub const ALL: [Function; 10] = [
+    pub const ALL: [Function; 11] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
@@ -32,6 +33,7 @@ impl Function {
         Function::StripeWebhook,
         Function::UsageTracking,
         Function::Integrations,
+        Function::ApiKeys,
     ];
 
     pub fn name(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Function {
             Function::StripeWebhook => "stripe-webhook",
             Function::UsageTracking => "usage-tracking",
             Function::Integrations => "integrations",
+            Function::ApiKeys => "api-keys",
         }
     }
 }
@@ -53,11 +56,13 @@ impl Function {
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Any signed-in user; the handler decides what they see.
+    /// Any signed-in user (a person's token); the handler decides what they see. Organization
+    /// API keys get 403 `user_token_required`.
     SignedIn,
-    /// A signed-in user of an organization whose role allows the permission.
+    /// A signed-in user of an organization whose role allows the permission, or an organization
+    /// API key whose role allows it and that keys may use (`rbac::check_api_key`).
     Permission(Permission),
-    /// A signed-in member whose role allows any one of the permissions.
+    /// As [`Access::Permission`], for any one of the permissions.
     AnyOf(&'static [Permission]),
     /// A back-end service holding a service key (`SERVICE_KEY_HASHES`); user tokens get 403.
     Service,
@@ -97,6 +102,9 @@ pub enum Operation {
     ListIntegrations,
     CreateIntegration,
     DeleteIntegration,
+    ListApiKeys,
+    CreateApiKey,
+    RevokeApiKey,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -265,6 +273,27 @@ pub fn routes() -> &'static [Route] {
                 Integrations,
                 Needs(IntegrationsDelete),
                 DeleteIntegration,
+            ),
+            route(
+                Method::GET,
+                "/api/api-keys",
+                Function::ApiKeys,
+                Needs(ApiKeysManage),
+                ListApiKeys,
+            ),
+            route(
+                Method::POST,
+                "/api/api-keys",
+                Function::ApiKeys,
+                Needs(ApiKeysManage),
+                CreateApiKey,
+            ),
+            route(
+                Method::DELETE,
+                "/api/api-keys/{id}",
+                Function::ApiKeys,
+                Needs(ApiKeysManage),
+                RevokeApiKey,
             ),
             route(
                 Method::POST,

@@ -8,6 +8,7 @@
 //! ```json
 //! {
 //!   "stripeSecretKey": "sk_live_...",
+//!   "apiKeyPepper": "<64 hex chars>",
 //!   "stripeWebhookSecret": ["whsec_new...", "whsec_old..."],
 //!   "serviceKeyHashes": ["<sha256 hex of service key 1>", "<sha256 hex of service key 2>"],
 //!   "encryptionKeys": {
@@ -23,6 +24,7 @@
 //! | `clerkSecretKey` | string: Clerk Backend API key, for profiles when tokens carry no email | `CLERK_SECRET_KEY` |
 //! | `stripeWebhookSecret` | string (comma-separated allowed) or array of strings | `STRIPE_WEBHOOK_SECRET` (comma-separated) |
 //! | `serviceKeyHashes` | string (comma-separated allowed) or array of strings: hex SHA-256 of each service key | `SERVICE_KEY_HASHES` (comma-separated) |
+//! | `apiKeyPepper` | string of at least 32 bytes (e.g. 64 hex characters): the HMAC key organization API keys are hashed under ([`crate::auth::api_key`]) | `API_KEY_PEPPER` |
 //! | `encryptionKeys` | `{"active": kid, "keys": {kid: hex64}}` ([`KeyRing::from_secret_json`]) | `ENCRYPTION_KEYS` (`kid:hex64,kid2:hex64`) and `ENCRYPTION_ACTIVE_KEY` ([`KeyRing::from_env_strings`]) |
 //!
 //! * Every field is optional; a missing field, `null` and an empty string mean "not configured"
@@ -74,6 +76,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, SdkError};
 use serde_json::Value;
 
+use crate::auth::api_key::{Pepper, PepperTooShort};
 use crate::auth::service_key::{ServiceKeyConfigError, ServiceKeys};
 use crate::crypto::{CryptoConfigError, KeyRing};
 
@@ -99,6 +102,7 @@ pub const OPERATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// The environment variable names of the local fallback.
 const ENV_STRIPE_SECRET_KEY: &str = "STRIPE_SECRET_KEY";
 const ENV_CLERK_SECRET_KEY: &str = "CLERK_SECRET_KEY";
+const ENV_API_KEY_PEPPER: &str = "API_KEY_PEPPER";
 const ENV_STRIPE_WEBHOOK_SECRET: &str = "STRIPE_WEBHOOK_SECRET";
 const ENV_SERVICE_KEY_HASHES: &str = "SERVICE_KEY_HASHES";
 const ENV_ENCRYPTION_KEYS: &str = "ENCRYPTION_KEYS";
@@ -107,6 +111,7 @@ const ENV_ENCRYPTION_ACTIVE_KEY: &str = "ENCRYPTION_ACTIVE_KEY";
 /// The JSON field names of the secret.
 const JSON_STRIPE_SECRET_KEY: &str = "stripeSecretKey";
 const JSON_CLERK_SECRET_KEY: &str = "clerkSecretKey";
+const JSON_API_KEY_PEPPER: &str = "apiKeyPepper";
 const JSON_STRIPE_WEBHOOK_SECRET: &str = "stripeWebhookSecret";
 const JSON_SERVICE_KEY_HASHES: &str = "serviceKeyHashes";
 const JSON_ENCRYPTION_KEYS: &str = "encryptionKeys";
@@ -125,6 +130,9 @@ pub struct SecretValues {
     pub encryption_keys: Option<KeyRing>,
     /// Clerk Backend API key; `None`: Clerk profiles are not fetched.
     pub clerk_secret_key: Option<String>,
+    /// The HMAC key of organization API keys; `None`: API keys are refused (503
+    /// `api_keys_not_configured`) and none can be created.
+    pub api_key_pepper: Option<Pepper>,
 }
 
 /// Why the secret values could not be read. Never contains a secret value.
@@ -161,6 +169,9 @@ pub enum SecretsError {
     /// An entry of `serviceKeyHashes` / `SERVICE_KEY_HASHES` is not a hex SHA-256 digest.
     #[error("the service key hashes are not valid: {0}")]
     ServiceKeyHashes(#[from] ServiceKeyConfigError),
+    /// `apiKeyPepper` / `API_KEY_PEPPER` is too short.
+    #[error("the API key pepper is not valid: {0}")]
+    ApiKeyPepper(#[from] PepperTooShort),
     /// Refreshing failed and the last good values are older than the maximum staleness: they
     /// may have been revoked since, so they are no longer served.
     #[error(
@@ -186,6 +197,7 @@ impl SecretsError {
             SecretsError::FieldType { .. } => "invalid_field",
             SecretsError::KeyRing(_) => "invalid_key_ring",
             SecretsError::ServiceKeyHashes(_) => "invalid_service_key_hashes",
+            SecretsError::ApiKeyPepper(_) => "invalid_api_key_pepper",
             SecretsError::Stale { .. } => "stale",
         }
     }
@@ -259,6 +271,9 @@ impl SecretValues {
         Ok(Self {
             stripe_secret_key: get(ENV_STRIPE_SECRET_KEY),
             clerk_secret_key: get(ENV_CLERK_SECRET_KEY),
+            api_key_pepper: get(ENV_API_KEY_PEPPER)
+                .map(|pepper| Pepper::new(&pepper))
+                .transpose()?,
             stripe_webhook_secrets: normalize_list(get(ENV_STRIPE_WEBHOOK_SECRET).as_deref()),
             service_key_hashes,
             encryption_keys,
@@ -294,6 +309,18 @@ impl SecretValues {
                 });
             }
         };
+        let api_key_pepper = match object.get(JSON_API_KEY_PEPPER) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(pepper)) => non_empty(pepper)
+                .map(|pepper| Pepper::new(&pepper))
+                .transpose()?,
+            Some(_) => {
+                return Err(SecretsError::FieldType {
+                    field: JSON_API_KEY_PEPPER,
+                    expected: "a string",
+                });
+            }
+        };
         let stripe_webhook_secrets = list_field(object, JSON_STRIPE_WEBHOOK_SECRET)?;
         let service_key_hashes = list_field(object, JSON_SERVICE_KEY_HASHES)?;
         ServiceKeys::from_hex_list(&service_key_hashes)?;
@@ -304,6 +331,7 @@ impl SecretValues {
         Ok(Self {
             stripe_secret_key,
             clerk_secret_key,
+            api_key_pepper,
             stripe_webhook_secrets,
             service_key_hashes,
             encryption_keys,
@@ -339,6 +367,10 @@ impl fmt::Debug for SecretValues {
             .field(
                 "clerk_secret_key",
                 &format_args!("{}", presence(self.clerk_secret_key.is_some())),
+            )
+            .field(
+                "api_key_pepper",
+                &format_args!("{}", presence(self.api_key_pepper.is_some())),
             )
             .finish()
     }
@@ -700,6 +732,47 @@ mod tests {
         assert_no_secrets(&error.to_string());
         assert_no_secrets(&format!("{error:?}"));
         assert_no_secrets(error.kind());
+    }
+
+    #[test]
+    fn api_key_pepper_comes_from_the_secret_or_the_environment_and_is_never_shown() {
+        let pepper = "f00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeedf00dfeed";
+        let values =
+            SecretValues::from_secret_json(&json!({"apiKeyPepper": pepper}).to_string()).unwrap();
+        let from_secret = values.api_key_pepper.clone().expect("pepper");
+        let shown = format!("{values:?}");
+        assert!(shown.contains("api_key_pepper: present"), "{shown}");
+        assert!(!shown.contains(pepper), "{shown}");
+        let values =
+            SecretValues::from_lookup(|name| (name == "API_KEY_PEPPER").then(|| pepper.to_owned()))
+                .unwrap();
+        let from_env = values.api_key_pepper.expect("pepper");
+        assert_eq!(from_secret.digest("k"), from_env.digest("k"));
+        for absent in [
+            json!({}),
+            json!({"apiKeyPepper": null}),
+            json!({"apiKeyPepper": ""}),
+        ] {
+            let values = SecretValues::from_secret_json(&absent.to_string()).unwrap();
+            assert!(values.api_key_pepper.is_none(), "{absent}");
+        }
+        // A short pepper or a wrong type is a failed read, named without the value.
+        let short =
+            SecretValues::from_secret_json(&json!({"apiKeyPepper": "tooshort"}).to_string())
+                .unwrap_err();
+        assert_eq!(short.kind(), "invalid_api_key_pepper");
+        assert!(!short.to_string().contains("tooshort"));
+        assert!(matches!(
+            SecretValues::from_secret_json(&json!({"apiKeyPepper": 7}).to_string()),
+            Err(SecretsError::FieldType {
+                field: "apiKeyPepper",
+                ..
+            })
+        ));
+        assert!(
+            SecretValues::from_lookup(|name| (name == "API_KEY_PEPPER").then(|| "x".to_owned()))
+                .is_err()
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ use tollgate_dev::issuer::LocalIssuer;
 /// The issuer the test app trusts.
 pub const TEST_ISSUER: &str = "https://issuer.tollgate.test/";
 
+/// The API key pepper of every test app (`config.api_key_pepper`; a test may clear it).
+pub const TEST_API_KEY_PEPPER: &str = "test-api-key-pepper-0123456789abcdef0123456789abcdef";
+
 /// DynamoDB Local's endpoint, started by `make test` (infra/scripts/test.sh).
 pub fn dynamodb_endpoint() -> String {
     match std::env::var("DYNAMODB_ENDPOINT") {
@@ -110,6 +113,7 @@ impl TestApp {
         config.rate_limits.failed_auth.max = 10_000;
         config.rate_limits.anonymous.max = 10_000;
         config.rate_limits.user.max = 100_000;
+        config.api_key_pepper = Some(TEST_API_KEY_PEPPER.to_owned());
         let table_client = tollgate::store::dynamodb_client(Some(&dynamodb_endpoint())).await;
         schema::create_table(&table_client, &table)
             .await
@@ -326,6 +330,22 @@ impl TestApp {
             .await
             .expect("set plan");
         (token, user)
+    }
+
+    /// Creates an organization API key with `role` as the member holding `token` (201 expected):
+    /// its id and the key.
+    pub async fn create_api_key(&self, token: &str, name: &str, role: &str) -> (String, String) {
+        let created = self
+            .post(
+                "/api/api-keys",
+                token,
+                serde_json::json!({"name": name, "role": role}),
+            )
+            .await;
+        assert_eq!(created.status, 201, "create {role} key: {}", created.body);
+        let id = created.body["id"].as_str().expect("key id").to_owned();
+        let key = created.body["key"].as_str().expect("key").to_owned();
+        (id, key)
     }
 
     /// Invites `sub`'s email as `role` with `inviter_token`, then signs `sub` in with that email

@@ -4,15 +4,17 @@
 
 use std::process::Command;
 
-const BENCHMARKS: [&str; 8] = [
+const BENCHMARKS: [&str; 10] = [
     "jwt/verify_es256_cached_jwks",
     "jwt/verify_rs256_cached_jwks",
     "rbac/decision",
-    "rbac/full_matrix_90",
+    "rbac/full_matrix_95",
     "webhook/verify_signature_10kb",
     "webhook/verify_signature_10kb_3_secrets",
     "crypto/encrypt_credential",
     "crypto/decrypt_credential",
+    "api_key/verify",
+    "api_key/verify_wrong_secret",
 ];
 
 #[test]

@@ -825,6 +825,7 @@ async fn with_every_dependency_unreachable_init_is_prompt_and_requests_get_503()
             "/api/integrations",
             &user,
         ),
+        ("api-keys", "GET /api/api-keys", "/api/api-keys", &user),
     ];
     // Boot every function before any request: none may have opened a connection during init.
     let mut booted = Vec::new();

@@ -60,6 +60,7 @@ async fn full_flow_logs_no_secret(level: &str) {
     const STRIPE_KEY: &str = "sk_test_log_test_stripe_key_77d2";
     const ENCRYPTION_KEY: &str = "3333333333333333333333333333333333333333333333333333333333333333";
     const CREDENTIAL: &str = "twilio_auth_token_never_logged_4b8e";
+    const PEPPER: &str = "log_test_api_key_pepper_never_logged_0123456789";
     let stripe = StripeStandIn::start().await;
     let base = stripe.base_url.clone();
     let app = TestApp::start_with(move |config| {
@@ -69,6 +70,7 @@ async fn full_flow_logs_no_secret(level: &str) {
         config.stripe_webhook_secrets = WEBHOOK_SECRET.into();
         config.encryption_keys = Some(format!("k9:{ENCRYPTION_KEY}"));
         config.encryption_active_key = Some("k9".into());
+        config.api_key_pepper = Some(PEPPER.into());
     })
     .await;
 
@@ -114,6 +116,37 @@ async fn full_flow_logs_no_secret(level: &str) {
         .status,
         201
     );
+    // An organization API key: created, listed, used, refused where keys may not go, guessed,
+    // revoked and used again.
+    let created = app
+        .post(
+            "/api/api-keys",
+            &owner,
+            json!({"name": "Log key", "role": "ADMIN"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let api_key = created.body["key"].as_str().unwrap().to_owned();
+    let api_key_id = created.body["id"].as_str().unwrap().to_owned();
+    let api_key_secret = api_key[api_key.len() - 64..].to_owned();
+    let api_key_hash = tollgate::auth::api_key::Pepper::new(PEPPER)
+        .unwrap()
+        .digest_hex(&api_key);
+    let listed = app.get("/api/api-keys", &owner).await;
+    assert_eq!(listed.status, 200);
+    assert!(!listed.body.to_string().contains(&api_key_secret));
+    assert_eq!(app.get("/api/organization", &api_key).await.status, 200);
+    assert_eq!(app.get("/api/users", &api_key).await.status, 403);
+    let guessed = format!("{}{}", &api_key[..api_key.len() - 64], "e0".repeat(32));
+    assert_ne!(guessed, api_key);
+    assert_eq!(app.get("/api/organization", &guessed).await.status, 401);
+    assert_eq!(
+        app.delete(&format!("/api/api-keys/{api_key_id}"), &owner)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(app.get("/api/organization", &api_key).await.status, 401);
     let now = time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap();
@@ -144,6 +177,9 @@ async fn full_flow_logs_no_secret(level: &str) {
         "the flow was logged"
     );
     assert!(logs.contains("request done"));
+    assert!(logs.contains("API key created") && logs.contains("API key revoked"));
+    // The key's id is not a secret: it ties the key's requests together in the logs.
+    assert!(logs.contains(&format!("\"api_key_id\":\"{api_key_id}\"")));
     let token_signature = owner.rsplit('.').next().unwrap();
     for secret in [
         owner.as_str(),
@@ -156,6 +192,11 @@ async fn full_flow_logs_no_secret(level: &str) {
         CREDENTIAL,
         signature.as_str(),
         "auth0|logger@example.com",
+        PEPPER,
+        api_key.as_str(),
+        api_key_secret.as_str(),
+        api_key_hash.as_str(),
+        &guessed[guessed.len() - 64..],
     ] {
         let leak = logs.lines().find(|line| line.contains(secret));
         assert!(

@@ -182,7 +182,8 @@ fn request_bodies_reject_unknown_fields() {
 }
 
 /// Bearer security everywhere except the Stripe webhook, which is authenticated by signature; the
-/// service route uses the service-key scheme.
+/// service route uses the service-key scheme; the routes an organization API key may call (a
+/// permission keys may use, `rbac::key_may_use`) list the `apiKey` scheme too, and no other does.
 #[test]
 fn security_follows_the_route_table() {
     let document = document();
@@ -212,6 +213,14 @@ fn security_follows_the_route_table() {
         let expected: BTreeSet<&str> = match route.access {
             Access::Stripe => BTreeSet::new(),
             Access::Service => BTreeSet::from(["serviceKey"]),
+            Access::Permission(permission) if tollgate::rbac::key_may_use(permission) => {
+                BTreeSet::from(["userToken", "apiKey"])
+            }
+            Access::AnyOf(permissions)
+                if permissions.iter().any(|p| tollgate::rbac::key_may_use(*p)) =>
+            {
+                BTreeSet::from(["userToken", "apiKey"])
+            }
             _ => BTreeSet::from(["userToken"]),
         };
         assert_eq!(names, expected, "{method} {path}");
@@ -229,4 +238,22 @@ fn security_follows_the_route_table() {
             );
         }
     }
+}
+
+/// The `Permission` schema (what `GET /api/me` lists and the permission check takes) is every
+/// permission of the role table, in both scopes.
+#[test]
+fn the_permission_schema_lists_every_permission() {
+    let document = document();
+    let listed: BTreeSet<String> = document["components"]["schemas"]["Permission"]["enum"]
+        .as_sequence()
+        .expect("Permission.enum")
+        .iter()
+        .map(|p| p.as_str().expect("a string").to_owned())
+        .collect();
+    let expected: BTreeSet<String> = tollgate::rbac::Permission::ALL
+        .iter()
+        .flat_map(|p| [p.as_str().to_owned(), format!("{}:own", p.as_str())])
+        .collect();
+    assert_eq!(listed, expected);
 }

@@ -13,7 +13,7 @@ use tollgate::pipeline::FunctionHandlers;
 
 /// Every HTTP function's handlers: the dev gateway (and the tests through it) serve all routes
 /// with the same handlers each Lambda serves its own with.
-pub static ALL_FUNCTIONS: [&FunctionHandlers; 10] = [
+pub static ALL_FUNCTIONS: [&FunctionHandlers; 11] = [
     &user_load::HANDLERS,
     &permission_check::HANDLERS,
     &organizations::HANDLERS,
@@ -24,6 +24,7 @@ pub static ALL_FUNCTIONS: [&FunctionHandlers; 10] = [
     &stripe_webhook::HANDLERS,
     &usage_tracking::HANDLERS,
     &integrations::HANDLERS,
+    &api_keys::HANDLERS,
 ];
 
 #[cfg(test)]

@@ -132,7 +132,7 @@ fn default_jwks_url(issuer: &str) -> String {
 }
 
 /// What handlers need from a verified user token.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
 pub struct Claims {
     pub sub: String,
     pub iss: String,

@@ -1,5 +1,6 @@
-//! Authentication: user JWTs from the identity provider and service keys.
+//! Authentication: user JWTs from the identity provider, service keys and organization API keys.
 
+pub mod api_key;
 pub mod jwt;
 pub mod profile;
 pub mod service_key;

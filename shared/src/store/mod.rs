@@ -5,6 +5,7 @@
 //! query without tenant scope does not compile outside it. Look-ups that arrive without a tenant
 //! (the user by identity subject) are their own small items.
 
+pub mod api_keys;
 mod billing;
 pub mod deletion;
 pub mod integrations;

@@ -1,9 +1,12 @@
 //! Hot paths, measured with criterion (docs/BENCHMARKS.md):
 //!
 //! * `jwt/*`: verifying a valid user token, JWKS already cached (inline: no network);
-//! * `rbac/*`: one role × permission decision, and the whole 5 × 18 matrix;
+//! * `rbac/*`: one role × permission decision, and the whole 5 × 19 matrix;
 //! * `webhook/*`: `Stripe-Signature` verification of a 10 KB payload;
-//! * `crypto/*`: encrypting and decrypting a credential bound to its organization.
+//! * `crypto/*`: encrypting and decrypting a credential bound to its organization;
+//! * `api_key/*`: what verifying an organization API key costs in memory (its shape, then the
+//!   HMAC-SHA-256 under the pepper compared in constant time with the stored digest), for the
+//!   right key and for a wrong secret; the one `GetItem` by id is in the DynamoDB cost table.
 //!
 //! A binary of the tests crate rather than a `cargo bench` target: `make bench` builds it in the
 //! same release build as `tollgate-bench`. Run:
@@ -29,6 +32,7 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as 
 use rustls::pki_types::PrivatePkcs8KeyDer;
 use rustls::pki_types::pem::PemObject as _;
 use serde_json::{Value, json};
+use tollgate::auth::api_key::{self, Pepper};
 use tollgate::auth::jwt::{JwtConfig, JwtVerifier};
 use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, WebhookSecrets};
 use tollgate::crypto::KeyRing;
@@ -182,7 +186,7 @@ fn bench_rbac(c: &mut Criterion) {
     group.throughput(Throughput::Elements(
         (Role::ALL.len() * Permission::ALL.len()) as u64,
     ));
-    group.bench_function("full_matrix_90", |b| {
+    group.bench_function("full_matrix_95", |b| {
         b.iter(|| {
             let mut allowed = 0usize;
             for role in black_box(Role::ALL) {
@@ -310,11 +314,35 @@ fn bench_crypto(c: &mut Criterion) {
     group.finish();
 }
 
+// ---- Organization API keys ----
+
+fn bench_api_key(c: &mut Criterion) {
+    let pepper = Pepper::new("bench_api_key_pepper_0123456789abcdef0123456789").expect("pepper");
+    let made = api_key::generate().expect("a key from the system's random generator");
+    let stored = pepper.digest_hex(&made.key);
+    let wrong = format!("{}{}", &made.key[..made.key.len() - 64], "0".repeat(64));
+    assert_ne!(wrong, made.key);
+    // What the pipeline does in memory with a presented key and the look-up item it read.
+    let verify =
+        |presented: &str| api_key::parse(presented).is_some() && pepper.verify(presented, &stored);
+    assert!(verify(&made.key));
+    assert!(!verify(&wrong));
+
+    let mut group = c.benchmark_group("api_key");
+    configure(&mut group);
+    group.bench_function("verify", |b| b.iter(|| verify(black_box(&made.key))));
+    group.bench_function("verify_wrong_secret", |b| {
+        b.iter(|| verify(black_box(&wrong)))
+    });
+    group.finish();
+}
+
 criterion_group!(
     hot_paths,
     bench_jwt,
     bench_rbac,
     bench_webhook,
-    bench_crypto
+    bench_crypto,
+    bench_api_key
 );
 criterion_main!(hot_paths);

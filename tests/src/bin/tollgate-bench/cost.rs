@@ -50,6 +50,7 @@ const ISSUER: &str = "https://issuer.tollgate.test/";
 const SERVICE_KEY: &str = "tgsk_bench_cost_0123456789abcdef_0123456789abcde";
 const WEBHOOK_SECRET: &str = "whsec_bench_cost";
 const ENCRYPTION_KEY: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const API_KEY_PEPPER: &str = "bench_cost_api_key_pepper_0123456789abcdef";
 
 /// Operations whose request accepts `ReturnConsumedCapacity`.
 const ACCEPTS_RETURN_CONSUMED_CAPACITY: [&str; 10] = [
@@ -424,6 +425,8 @@ fn item_label(pk: &str, sk: &str) -> String {
         "customer→organization"
     } else if pk.starts_with("STRIPE_EVENT#") {
         "event marker"
+    } else if pk.starts_with("APIKEY#") {
+        "API key look-up"
     } else if pk.starts_with("ORG#") {
         match sk.split('#').next().unwrap_or(sk) {
             "ORG" => "organization",
@@ -434,6 +437,7 @@ fn item_label(pk: &str, sk: &str) -> String {
             "OVERAGE" => "overage marker",
             "INVOICE" => "invoice",
             "INTEGRATION" => "integration",
+            "APIKEY" => "API key",
             _ => "organization item",
         }
     } else {
@@ -827,6 +831,7 @@ impl Gateway {
         config.app_url = "https://app.tollgate.test".to_owned();
         config.encryption_keys = Some(format!("k1:{ENCRYPTION_KEY}"));
         config.encryption_active_key = Some("k1".to_owned());
+        config.api_key_pepper = Some(API_KEY_PEPPER.to_owned());
 
         let raw = tollgate::store::dynamodb_client(Some(endpoint)).await;
         schema::create_table(&raw, &table).await?;
@@ -1618,6 +1623,93 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 "GetItem organization",
                 "GetItem usage counter",
             ]),
+        )
+        .await?;
+
+    // Organization API keys: a second organization, on BUSINESS (keys need apiAccess).
+    let key_owner_sub = "auth0|cost-key-owner";
+    let key_owner = gateway.token(
+        key_owner_sub,
+        Some("key-owner@example.com"),
+        Some("Key Owner"),
+    )?;
+    gateway
+        .fixture(Call::get("/api/me", &key_owner), 201)
+        .await?;
+    gateway
+        .fixture(
+            Call::post(
+                "/api/organizations",
+                &key_owner,
+                json!({"name": "Cost Keys"}),
+            ),
+            201,
+        )
+        .await?;
+    let key_tenant = gateway.tenant(key_owner_sub).await?;
+    gateway
+        .store
+        .set_organization_plan(
+            &key_tenant,
+            Some(tollgate::pricing::Plan::Business),
+            tollgate::store::PlanStatus::Active,
+        )
+        .await?;
+    let created_key = meter
+        .measure(
+            "create",
+            Call::post(
+                "/api/api-keys",
+                &key_owner,
+                json!({"name": "CRM sync", "role": "VIEWER"}),
+            ),
+            201,
+            "Two rate-limit windows (user, sensitive), user read, organization read (apiAccess), one transaction putting the key item and its look-up item (both conditional on absence). Minimum for a key findable by id and listable by organization.",
+        )
+        .await?;
+    let api_key = created_key["key"]
+        .as_str()
+        .ok_or("the created key has no key")?
+        .to_owned();
+    let api_key_id = created_key["id"]
+        .as_str()
+        .ok_or("the created key has no id")?
+        .to_owned();
+    meter
+        .measure(
+            "list (1 key)",
+            Call::get("/api/api-keys", &key_owner),
+            200,
+            "Rate limit + user read + one Query of the organization's keys. Minimum.",
+        )
+        .await?;
+    meter
+        .measure(
+            "by API key, first use in a minute",
+            Call::get("/api/organization", &api_key),
+            200,
+            "A request authenticated by an API key whose last use was recorded over a minute ago (here: never): as the row below, plus the `lastUsedAt` writes, conditional on the look-up item (so concurrent requests write once) and then copied to the key item the listing reads. At most once a minute per key.",
+        )
+        .await?;
+    meter
+        .measure_hot(
+            "by API key",
+            Call::get("/api/organization", &api_key),
+            200,
+            "**Hot path** (every request authenticated by an API key). Semantic minimum: the key's look-up item by id (strongly consistent, so a revoked key is refused at once; the HMAC compare is in memory), the per-key rate-limit window, the organization (apiAccess of its entitlement), which the handler answers with (no second read).",
+            Some(&[
+                "GetItem API key look-up",
+                "UpdateItem rate-limit window (api_key)",
+                "GetItem organization",
+            ]),
+        )
+        .await?;
+    meter
+        .measure(
+            "revoke",
+            Call::delete(&format!("/api/api-keys/{api_key_id}"), &key_owner),
+            200,
+            "Rate limit + user read + one transaction deleting the key item (conditional on this organization's key) and its look-up item. Minimum.",
         )
         .await?;
 

@@ -40,7 +40,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
 }
 
-const FUNCTIONS: [&str; 11] = [
+const FUNCTIONS: [&str; 12] = [
     "user-load",
     "permission-check",
     "organizations",
@@ -51,6 +51,7 @@ const FUNCTIONS: [&str; 11] = [
     "stripe-webhook",
     "usage-tracking",
     "integrations",
+    "api-keys",
     "rotate-keys",
 ];
 

@@ -1,0 +1,5 @@
+//! The `api-keys` Lambda: its handlers are this crate's library.
+
+fn main() -> Result<(), lambda_http::Error> {
+    tollgate::lambda::serve(&api_keys::HANDLERS)
+}
