@@ -460,3 +460,55 @@ pub async fn tenant_of(app: &TestApp, sub: &str) -> tollgate::store::TenantId {
         .and_then(|u| u.tenant())
         .expect("user in an organization")
 }
+
+/// Call records `bench-<n>` for each `n` of `numbers` in `tenant`'s partition, in the shape
+/// usage-tracking writes them (without their period counter), 25 per `BatchWriteItem`: set-up for
+/// organizations with thousands of calls, which recording one by one would take minutes to build.
+pub async fn write_call_records(
+    store: &Store,
+    tenant: &tollgate::store::TenantId,
+    numbers: std::ops::Range<usize>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+    let count = numbers.end;
+    let partition = tollgate::store::keys::tenant_partition(tenant);
+    let s = |v: &str| AttributeValue::S(v.to_owned());
+    let n = |v: u64| AttributeValue::N(v.to_string());
+    let mut written = numbers.start;
+    while written < count {
+        let batch: Vec<WriteRequest> = (written..count.min(written + 25))
+            .map(|i| {
+                let call_id = format!("bench-{i:06}");
+                let put = PutRequest::builder()
+                    .item("PK", s(&partition))
+                    .item("SK", s(&format!("CALL#{call_id}")))
+                    .item("entity", s("CALL"))
+                    .item("organizationId", s(tenant.as_str()))
+                    .item("callId", s(&call_id))
+                    .item("durationSeconds", n(61))
+                    .item("minutes", n(2))
+                    .item("endedAt", s("2026-11-30T12:00:00Z"))
+                    .item("periodStart", s("2026-11-01T00:00:00Z"))
+                    .item("periodEnd", s("2026-12-01T00:00:00Z"))
+                    .item("recordedAt", s("2026-11-30T12:00:01Z"))
+                    .build()?;
+                Ok(WriteRequest::builder().put_request(put).build())
+            })
+            .collect::<Result<_, Error>>()?;
+        written += batch.len();
+        let mut pending = Some(batch);
+        while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
+            let output = store
+                .client()
+                .batch_write_item()
+                .request_items(store.table_name(), requests)
+                .send()
+                .await?;
+            pending = output
+                .unprocessed_items
+                .and_then(|mut items| items.remove(store.table_name()));
+        }
+    }
+    Ok(())
+}

@@ -123,7 +123,13 @@ async fn organization_to_delete(
         .await;
     assert_eq!(invited.status, 201, "{}", invited.body);
     let tenant = tenant_of(app, &format!("auth0|{name}-owner")).await;
-    record_calls(&app.store, &tenant, calls).await;
+    // The first few as usage-tracking records them (with their period counter), the rest written
+    // in batches of the same shape.
+    let recorded = calls.min(5);
+    record_calls(&app.store, &tenant, recorded).await;
+    tollgate_tests::write_call_records(&app.store, &tenant, recorded..calls)
+        .await
+        .expect("write call records");
     app.store
         .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Canceled)
         .await
@@ -575,4 +581,59 @@ async fn a_deletion_from_before_jobs_is_resumed_by_sending_it_again() {
         &["auth0|legacy-owner", "auth0|legacy-member"],
     )
     .await;
+}
+
+/// An organization's API keys stop at its deletion, and the job removes their look-up items
+/// (which live outside its partition), so nothing of them outlives the retention period.
+#[tokio::test]
+async fn a_deleted_organizations_api_keys_stop_and_their_look_ups_go() {
+    let app = TestApp::start().await;
+    let (owner, _, tenant) = organization_to_delete(&app, "keyed", 1).await;
+    // Keys need a plan with API access: back on BUSINESS to create one, then canceled again.
+    app.store
+        .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Active)
+        .await
+        .unwrap();
+    let created = app
+        .post(
+            "/api/api-keys",
+            &owner,
+            json!({"name": "CRM", "role": "VIEWER"}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let key = created.body["key"].as_str().unwrap().to_owned();
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(app.get("/api/organization", &key).await.status, 200);
+    app.store
+        .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Canceled)
+        .await
+        .unwrap();
+    assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
+    let refused = app.get("/api/organization", &key).await;
+    assert!(
+        refused.status == 401 || refused.status == 400 || refused.status == 403,
+        "a deleted organization's key is refused: {} {}",
+        refused.status,
+        refused.body
+    );
+    run_job(&app.store, &tenant).await;
+    let lookup = app
+        .store
+        .client()
+        .get_item()
+        .table_name(app.store.table_name())
+        .key("PK", AttributeValue::S(format!("APIKEY#{id}")))
+        .key("SK", AttributeValue::S("APIKEY".to_owned()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    assert!(lookup.item.is_none(), "the key's look-up item is gone");
+    assert_error(
+        &app.get("/api/organization", &key).await,
+        401,
+        "invalid_token",
+    );
+    assert_wound_up(&app, &tenant, &["auth0|keyed-owner", "auth0|keyed-member"]).await;
 }

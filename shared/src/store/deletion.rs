@@ -5,7 +5,8 @@
 //! size. [`Store::deletion_step`] then does one bounded batch and records how far it got, in three
 //! phases: members are detached first (their user records stop naming the organization), then
 //! pending invitations are withdrawn (their look-up items under `INVITEE#` go), then every item of
-//! the partition gets the organization's `ttl`.
+//! the partition gets the organization's `ttl` (and each API key's look-up item under `APIKEY#`
+//! goes).
 //!
 //! A step is idempotent: detaching is conditional on the user still naming the organization, and
 //! a `ttl` is written only where none as early is set, so a batch redone after a failure changes
@@ -495,7 +496,19 @@ impl Store {
                         .map_err(|e| sdk_error("DeleteItem", e))?;
                 }
             }
-            DeletionPhase::Items => {}
+            DeletionPhase::Items => {
+                // An API key's look-up item lives outside the partition: it goes, so the key
+                // cannot even be looked up again.
+                if let Some(id) = sort_key.strip_prefix("APIKEY#") {
+                    self.client
+                        .delete_item()
+                        .table_name(&self.table)
+                        .set_key(Some(key_map(super::api_keys::api_key_lookup_key(id))))
+                        .send()
+                        .await
+                        .map_err(|e| sdk_error("DeleteItem", e))?;
+                }
+            }
         }
         self.expire((keys::tenant_partition(tenant), sort_key), expires_at)
             .await?;

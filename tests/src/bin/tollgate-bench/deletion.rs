@@ -9,9 +9,8 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use tollgate::pricing::Plan;
-use tollgate::store::{PlanStatus, TenantId, keys};
+use tollgate::store::PlanStatus;
 use tollgate_tests::TestApp;
 
 use crate::BenchResult;
@@ -24,52 +23,6 @@ pub struct Args {
     /// Markdown section output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-}
-
-type Error = Box<dyn std::error::Error + Send + Sync>;
-
-/// `count` call records in `tenant`'s partition, 25 per `BatchWriteItem`.
-async fn write_calls(app: &TestApp, tenant: &TenantId, count: usize) -> Result<(), Error> {
-    let partition = keys::tenant_partition(tenant);
-    let s = |v: &str| AttributeValue::S(v.to_owned());
-    let n = |v: u64| AttributeValue::N(v.to_string());
-    let mut written = 0;
-    while written < count {
-        let batch: Vec<WriteRequest> = (written..count.min(written + 25))
-            .map(|i| {
-                let call_id = format!("bench-{i:06}");
-                let put = PutRequest::builder()
-                    .item("PK", s(&partition))
-                    .item("SK", s(&format!("CALL#{call_id}")))
-                    .item("entity", s("CALL"))
-                    .item("organizationId", s(tenant.as_str()))
-                    .item("callId", s(&call_id))
-                    .item("durationSeconds", n(61))
-                    .item("minutes", n(2))
-                    .item("endedAt", s("2026-11-30T12:00:00Z"))
-                    .item("periodStart", s("2026-11-01T00:00:00Z"))
-                    .item("periodEnd", s("2026-12-01T00:00:00Z"))
-                    .item("recordedAt", s("2026-11-30T12:00:01Z"))
-                    .build()?;
-                Ok(WriteRequest::builder().put_request(put).build())
-            })
-            .collect::<Result<_, Error>>()?;
-        written += batch.len();
-        let mut pending = Some(batch);
-        while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
-            let output = app
-                .store
-                .client()
-                .batch_write_item()
-                .request_items(app.store.table_name(), requests)
-                .send()
-                .await?;
-            pending = output
-                .unprocessed_items
-                .and_then(|mut items| items.remove(app.store.table_name()));
-        }
-    }
-    Ok(())
 }
 
 struct Row {
@@ -92,7 +45,7 @@ pub async fn run(args: Args) -> BenchResult {
         app.add_member(&owner, &format!("auth0|bench-member-{index}"), "MANAGER")
             .await;
         let tenant = user.tenant().ok_or("the owner has no organization")?;
-        write_calls(&app, &tenant, calls).await?;
+        tollgate_tests::write_call_records(&app.store, &tenant, 0..calls).await?;
         app.store
             .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Canceled)
             .await?;
@@ -111,9 +64,13 @@ pub async fn run(args: Args) -> BenchResult {
             return Err(format!("the repeated DELETE answered {}", again.status).into());
         }
         let started = Instant::now();
-        let job = org_cleanup::run_job(&app.store, &tenant, Instant::now() + Duration::from_secs(3600))
-            .await?
-            .ok_or("the job was not running")?;
+        let job = org_cleanup::run_job(
+            &app.store,
+            &tenant,
+            Instant::now() + Duration::from_secs(3600),
+        )
+        .await?
+        .ok_or("the job was not running")?;
         let job_time = started.elapsed();
         if !job.is_finished() {
             return Err("the job did not finish".into());
