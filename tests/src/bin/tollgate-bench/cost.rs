@@ -1746,8 +1746,8 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
         .measure(
             &format!("delete ({partition} items in the partition)"),
             Call::delete("/api/organization", &owner),
-            200,
-            "Rate limit + user read + organization read (live subscription?) + the conditional delete mark, then the whole partition is read and every item but the organization gets an `UpdateItem` setting its TTL (members are also detached from their user record, pending invitations' index items deleted). **Grows with the partition**: one WCU per call record, invoice, counter ... in a single request.",
+            202,
+            "Rate limit + user read + the organization's deletion state (live subscription? already deleted?) + the conditional mark that also starts the deletion job. Does not grow with the partition: the job (org-cleanup, from the table's stream) does the rest, about one WCU per item plus one per step of 200 (see Organization deletion).",
         )
         .await?;
     Ok(())
