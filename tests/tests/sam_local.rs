@@ -401,7 +401,9 @@ fn example_events_are_http_api_events_of_routes_in_the_table() {
             // A DynamoDB stream event (org-cleanup's; its shape is checked in that crate's and
             // tests/template.rs's tests): the guide shows how to invoke it.
             assert!(
-                guide.contains(&format!("sam local invoke OrgCleanupFunction --event {name}")),
+                guide.contains(&format!(
+                    "sam local invoke OrgCleanupFunction --event {name}"
+                )),
                 "docs/sam-local.md shows how to invoke {name}"
             );
             assert!(
