@@ -498,16 +498,27 @@ pub async fn write_call_records(
             .collect::<Result<_, Error>>()?;
         written += batch.len();
         let mut pending = Some(batch);
+        let mut failures = 0;
         while let Some(requests) = pending.take().filter(|r| !r.is_empty()) {
-            let output = store
+            let sent = store
                 .client()
                 .batch_write_item()
-                .request_items(store.table_name(), requests)
+                .request_items(store.table_name(), requests.clone())
                 .send()
-                .await?;
-            pending = output
-                .unprocessed_items
-                .and_then(|mut items| items.remove(store.table_name()));
+                .await;
+            pending = match sent {
+                Ok(output) => output
+                    .unprocessed_items
+                    .and_then(|mut items| items.remove(store.table_name())),
+                // A busy DynamoDB Local (a loaded machine) times out now and then: the same puts
+                // again are harmless.
+                Err(error) if failures < 5 => {
+                    failures += 1;
+                    tracing::warn!(%error, "batch write failed; retrying");
+                    Some(requests)
+                }
+                Err(error) => return Err(error.into()),
+            };
         }
     }
     Ok(())

@@ -637,3 +637,42 @@ async fn a_deleted_organizations_api_keys_stop_and_their_look_ups_go() {
     );
     assert_wound_up(&app, &tenant, &["auth0|keyed-owner", "auth0|keyed-member"]).await;
 }
+
+/// A stream record claiming a running job for an organization that is not deleted (forged, or
+/// a write of some other code) touches nothing of it.
+#[tokio::test]
+async fn a_live_organization_is_never_wound_up_whatever_its_item_says() {
+    let app = TestApp::start().await;
+    let (owner, member, tenant) = organization_to_delete(&app, "live", 3).await;
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table_name())
+        .key("PK", AttributeValue::S(keys::tenant_partition(&tenant)))
+        .key("SK", AttributeValue::S("ORG".to_owned()))
+        .update_expression("SET deletionStatus = :running, deletionStep = :zero")
+        .expression_attribute_values(":running", AttributeValue::S("running".to_owned()))
+        .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
+        .send()
+        .await
+        .unwrap();
+    let before = partition(&app, &tenant).await;
+    let records = stream_records(&app).await;
+    assert!(
+        records
+            .iter()
+            .any(|r| org_cleanup::running_deletion(r).as_ref() == Some(&tenant)),
+        "the record passes the stream filter"
+    );
+    let response =
+        org_cleanup::handle(&app.store, event_of(records), Duration::from_secs(60)).await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        partition(&app, &tenant).await,
+        before,
+        "nothing of it changed"
+    );
+    for token in [&owner, &member] {
+        assert_eq!(app.get("/api/organization", token).await.status, 200);
+    }
+}

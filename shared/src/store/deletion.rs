@@ -303,7 +303,9 @@ impl Store {
         let Some(job) = self.deletion_job(tenant).await? else {
             return Ok(StepOutcome::NotRunning);
         };
-        if !job.is_running() {
+        // Only ever an organization marked deleted: whatever a stream record claims, a live
+        // organization's items are never touched.
+        if !job.is_running() || job.deleted_at.is_none() {
             return Ok(StepOutcome::NotRunning);
         }
         let expires_at = job.expires_at.unwrap_or_else(|| {
@@ -375,7 +377,9 @@ impl Store {
             .update_item()
             .table_name(&self.table)
             .set_key(Some(key_map(keys::organization(tenant))))
-            .condition_expression("deletionStep = :step AND deletionStatus = :running")
+            .condition_expression(
+                "attribute_exists(deletedAt) AND deletionStep = :step AND deletionStatus = :running",
+            )
             .expression_attribute_values(":one", n(1))
             .expression_attribute_values(":step", n(job.deletion_step))
             .expression_attribute_values(":running", s("running"))
