@@ -502,6 +502,7 @@ mod tests {
                 "integrations:create",
                 "integrations:delete",
                 "apikeys:manage",
+                "audit:read",
             ])
         );
         assert_eq!(
@@ -522,6 +523,7 @@ mod tests {
                 "integrations:create",
                 "integrations:delete",
                 "apikeys:manage",
+                "audit:read",
             ])
         );
         assert_eq!(
