@@ -555,8 +555,9 @@ impl Store {
         Ok(TransactWriteItem::builder().put(put).build())
     }
 
-    /// One page of `tenant`'s audit events, newest first, with one Query: the date range is a key
-    /// condition on the sort key; type and actor are a filter expression, applied after `limit`
+    /// One page of `tenant`'s audit events, newest first, with one eventually consistent Query
+    /// (half the read capacity; an event committed a moment ago may appear on the next read): the
+    /// date range is a key condition on the sort key; type and actor are a filter expression, applied after `limit`
     /// items were read, so a filtered page may hold fewer than `limit` events (and none) while a
     /// `next_cursor` remains. `cursor` not made by this listing: [`StoreError::NotFound`].
     pub async fn list_audit(

@@ -438,6 +438,7 @@ fn item_label(pk: &str, sk: &str) -> String {
             "INVOICE" => "invoice",
             "INTEGRATION" => "integration",
             "APIKEY" => "API key",
+            "AUDIT" => "audit event",
             _ => "organization item",
         }
     } else {
@@ -466,6 +467,11 @@ fn op_label(op: &OpRecord) -> String {
             let pk = values[":pk"]["S"].as_str().unwrap_or("");
             let what = if pk.starts_with("INVITEE#") {
                 "invitations by email".to_owned()
+            } else if values[":low"]["S"]
+                .as_str()
+                .is_some_and(|low| low.starts_with("AUDIT#"))
+            {
+                "organization partition, audit events, newest first".to_owned()
             } else {
                 let prefix = values[":prefix"]["S"]
                     .as_str()
@@ -1710,6 +1716,16 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             Call::delete(&format!("/api/api-keys/{api_key_id}"), &key_owner),
             200,
             "Rate limit + user read + one transaction deleting the key item (conditional on this organization's key) and its look-up item. Minimum.",
+        )
+        .await?;
+
+    // The audit log: the events the changes above wrote.
+    meter
+        .measure(
+            "first page",
+            Call::get("/api/audit?limit=50", &owner),
+            200,
+            "Rate limit + user read + one Query of the organization's audit events, newest first (a key range on the time-ordered sort key, eventually consistent: half the RCU of a strongly consistent read; an event written a moment ago may show on the next read). Minimum: one Query per page.",
         )
         .await?;
 
