@@ -1283,7 +1283,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "rename",
             Call::patch("/api/organization", &owner, json!({"name": "Cost Calls Ltd"})),
             200,
-            "Rate limit + user read + one conditional UpdateItem returning the new item (no read before the write). Minimum.",
+            "Rate limit + user read + the organization (its former name, for the audit event), then one transaction: the update conditioned on that name, and the audit event. Minimum for an audited rename (the read and the transaction's double rate are the audit's price).",
         )
         .await?;
 
@@ -1568,7 +1568,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 json!({"type": "twilio", "name": "Main line", "credentials": {"accountSid": "AC1", "authToken": "secret-token"}}),
             ),
             201,
-            "Two rate-limit windows, user read, one conditional PutItem of the encrypted credentials. Minimum.",
+            "Two rate-limit windows, user read, one transaction: the encrypted credentials (conditional on absence) and the audit event. Minimum for an audited write.",
         )
         .await?;
     let integration_id = integration["id"]
@@ -1588,7 +1588,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "delete",
             Call::delete(&format!("/api/integrations/{integration_id}"), &owner),
             200,
-            "Rate limit + user read + one conditional DeleteItem (404 when absent, no read first). Minimum.",
+            "Rate limit + user read + one transaction: the conditional delete (404 when absent, no read first) and the audit event. Minimum for an audited delete.",
         )
         .await?;
 
