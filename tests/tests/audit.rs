@@ -319,6 +319,60 @@ async fn a_failed_change_writes_no_event() {
 }
 
 #[tokio::test]
+async fn deleting_writes_one_event_only_when_the_job_starts() {
+    let app = app().await;
+    let (owner, owner_user) = app
+        .organization_on_plan("auth0|del-owner", Plan::Business, PlanStatus::Active)
+        .await;
+    let tenant = owner_user.tenant().unwrap();
+    let started = |items: &[HashMap<String, AttributeValue>]| {
+        types_of(items)
+            .into_iter()
+            .filter(|t| t == "organization.deletion_started")
+            .count()
+    };
+    // A live subscription refuses the deletion: no event.
+    assert_error(
+        &app.delete("/api/organization", &owner).await,
+        409,
+        "subscription_active",
+    );
+    assert_eq!(started(&audit_items(&app, &tenant).await), 0);
+    app.store
+        .set_organization_plan(&tenant, Some(Plan::Business), PlanStatus::Canceled)
+        .await
+        .unwrap();
+    let deleted = app.delete("/api/organization", &owner).await;
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
+    assert_eq!(
+        deleted.body["deletion"]["status"], "running",
+        "{}",
+        deleted.body
+    );
+    // Sent again, it resumes the job: still one event.
+    let again = app
+        .store
+        .start_deletion(&tenant, &AuditActor::user(&owner_user.id))
+        .await
+        .unwrap();
+    assert!(!again.started);
+    let items = audit_items(&app, &tenant).await;
+    assert_eq!(started(&items), 1);
+    let event = items
+        .iter()
+        .find(|i| {
+            i["type"]
+                .as_s()
+                .is_ok_and(|t| t == "organization.deletion_started")
+        })
+        .unwrap();
+    assert_eq!(
+        event["actor"].as_m().unwrap()["id"].as_s().unwrap(),
+        &owner_user.id
+    );
+}
+
+#[tokio::test]
 async fn concurrent_changes_write_one_event_each() {
     let app = app().await;
     let (owner, owner_user) = app

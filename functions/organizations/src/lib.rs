@@ -274,7 +274,11 @@ impl DeletionView {
 /// on, so a stalled job resumes.
 pub async fn delete(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
-    match state.store.start_deletion(tenant).await {
+    match state
+        .store
+        .start_deletion(tenant, &audit_actor(caller)?)
+        .await
+    {
         Ok(start) => {
             let status = if start.job.is_finished() {
                 StatusCode::OK

@@ -51,6 +51,8 @@ pub enum EventType {
     OrganizationCreated,
     #[serde(rename = "organization.updated")]
     OrganizationUpdated,
+    #[serde(rename = "organization.deletion_started")]
+    OrganizationDeletionStarted,
     #[serde(rename = "integration.created")]
     IntegrationCreated,
     #[serde(rename = "integration.deleted")]
@@ -62,7 +64,7 @@ pub enum EventType {
 }
 
 impl EventType {
-    pub const ALL: [EventType; 13] = [
+    pub const ALL: [EventType; 14] = [
         EventType::MemberInvited,
         EventType::MemberJoined,
         EventType::MemberDeclined,
@@ -72,6 +74,7 @@ impl EventType {
         EventType::InvitationRevoked,
         EventType::OrganizationCreated,
         EventType::OrganizationUpdated,
+        EventType::OrganizationDeletionStarted,
         EventType::IntegrationCreated,
         EventType::IntegrationDeleted,
         EventType::ApiKeyCreated,
@@ -89,6 +92,7 @@ impl EventType {
             EventType::InvitationRevoked => "invitation.revoked",
             EventType::OrganizationCreated => "organization.created",
             EventType::OrganizationUpdated => "organization.updated",
+            EventType::OrganizationDeletionStarted => "organization.deletion_started",
             EventType::IntegrationCreated => "integration.created",
             EventType::IntegrationDeleted => "integration.deleted",
             EventType::ApiKeyCreated => "api_key.created",
@@ -393,6 +397,19 @@ pub mod events {
             AuditTarget::new("organization", tenant.as_str()),
             (!before.is_empty()).then_some(before),
             (!after.is_empty()).then_some(after),
+        )
+    }
+
+    /// `actor` deleted the organization: its deletion job starts (the organization reads as gone at
+    /// once; its items, this event included, expire after the deleted organization's retention).
+    pub fn organization_deletion_started(tenant: &TenantId, actor: &AuditActor) -> AuditEvent {
+        AuditEvent::new(
+            EventType::OrganizationDeletionStarted,
+            tenant,
+            actor,
+            AuditTarget::new("organization", tenant.as_str()),
+            None,
+            None,
         )
     }
 
