@@ -49,6 +49,8 @@ pub struct Config {
     /// Days a `past_due` subscription keeps its plan after its first failed payment
     /// (`PAST_DUE_GRACE_DAYS`, 0 to 90; see `tollgate::entitlements`).
     pub past_due_grace_days: u32,
+    /// Days an audit event is kept (`AUDIT_RETENTION_DAYS`, 1 to 3650, default 400).
+    pub audit_retention_days: u32,
     /// Clerk Backend API secret key (`CLERK_SECRET_KEY`), for profiles when tokens carry no
     /// email; from the secret (`clerkSecretKey`) when `SECRETS_ARN` is set.
     pub clerk_secret_key: Option<String>,
@@ -184,6 +186,17 @@ impl Config {
             past_due_grace_days: match get("PAST_DUE_GRACE_DAYS") {
                 Some(raw) => parse_grace_days(&raw)?,
                 None => crate::entitlements::DEFAULT_PAST_DUE_GRACE_DAYS,
+            },
+            audit_retention_days: match get("AUDIT_RETENTION_DAYS") {
+                Some(raw) => raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|days| crate::store::audit::AUDIT_RETENTION_DAYS_RANGE.contains(days))
+                    .ok_or_else(|| ConfigError::Invalid {
+                        name: "AUDIT_RETENTION_DAYS",
+                        reason: "expected a whole number of days from 1 to 3650".into(),
+                    })?,
+                None => crate::store::audit::DEFAULT_AUDIT_RETENTION_DAYS,
             },
             clerk_secret_key: get("CLERK_SECRET_KEY"),
             api_key_pepper: get("API_KEY_PEPPER"),
@@ -453,6 +466,21 @@ mod tests {
         for bad in ["0", "366", "-1", "a week"] {
             let error = config(&[("INVITATION_TTL_DAYS", bad)]).unwrap_err();
             assert!(error.to_string().contains("INVITATION_TTL_DAYS"), "{bad}");
+        }
+    }
+
+    #[test]
+    fn audit_retention_defaults_to_400_days_and_bad_values_are_named() {
+        assert_eq!(config(&[]).unwrap().audit_retention_days, 400);
+        assert_eq!(
+            config(&[("AUDIT_RETENTION_DAYS", "90")])
+                .unwrap()
+                .audit_retention_days,
+            90
+        );
+        for bad in ["0", "3651", "-1", "a year"] {
+            let error = config(&[("AUDIT_RETENTION_DAYS", bad)]).unwrap_err();
+            assert!(error.to_string().contains("AUDIT_RETENTION_DAYS"), "{bad}");
         }
     }
 

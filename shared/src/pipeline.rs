@@ -658,6 +658,18 @@ async fn run(
     handler(&invocation).await
 }
 
+/// Who the caller is in an audit event: their API key's id, else their stored user's id. A route
+/// with neither (a service key) never reaches an audited user route; it answers 500 rather than
+/// write an event without an actor.
+pub fn audit_actor(caller: &Caller) -> Result<crate::store::audit::AuditActor, ApiError> {
+    use crate::store::audit::AuditActor;
+    match (&caller.api_key, &caller.user) {
+        (Some(key), _) => Ok(AuditActor::api_key(&key.id)),
+        (None, Some(user)) => Ok(AuditActor::user(&user.id)),
+        (None, None) => Err(ApiError::internal()),
+    }
+}
+
 /// The caller's tenant: tenant routes only run for members (the pipeline checked it).
 pub fn tenant_of(caller: &Caller) -> Result<&TenantId, ApiError> {
     caller.tenant.as_ref().ok_or_else(organization_required)

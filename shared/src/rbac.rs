@@ -90,10 +90,11 @@ pub enum Permission {
     IntegrationsCreate,
     IntegrationsDelete,
     ApiKeysManage,
+    AuditRead,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 19] = [
+    pub const ALL: [Permission; 20] = [
         Permission::OrgRead,
         Permission::OrgUpdate,
         Permission::OrgDelete,
@@ -113,6 +114,7 @@ impl Permission {
         Permission::IntegrationsCreate,
         Permission::IntegrationsDelete,
         Permission::ApiKeysManage,
+        Permission::AuditRead,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -136,6 +138,7 @@ impl Permission {
             Permission::IntegrationsCreate => "integrations:create",
             Permission::IntegrationsDelete => "integrations:delete",
             Permission::ApiKeysManage => "apikeys:manage",
+            Permission::AuditRead => "audit:read",
         }
     }
 }
@@ -261,7 +264,7 @@ impl Decision {
     }
 }
 
-static OWNER_GRANTS: [Grant; 19] = [
+static OWNER_GRANTS: [Grant; 20] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::OrgDelete),
@@ -281,9 +284,10 @@ static OWNER_GRANTS: [Grant; 19] = [
     Grant::all(P::IntegrationsCreate),
     Grant::all(P::IntegrationsDelete),
     Grant::all(P::ApiKeysManage),
+    Grant::all(P::AuditRead),
 ];
 
-static ADMIN_GRANTS: [Grant; 15] = [
+static ADMIN_GRANTS: [Grant; 16] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::UsersRead),
@@ -299,6 +303,7 @@ static ADMIN_GRANTS: [Grant; 15] = [
     Grant::all(P::IntegrationsCreate),
     Grant::all(P::IntegrationsDelete),
     Grant::all(P::ApiKeysManage),
+    Grant::all(P::AuditRead),
 ];
 
 static MANAGER_GRANTS: [Grant; 6] = [
@@ -382,6 +387,8 @@ pub fn expanded_permissions(role: Role) -> Vec<String> {
 /// Whether an organization API key may ever use `permission`, whatever its role: a key never
 /// manages keys (`apikeys:manage`), members (`users:*`) or billing (`billing:*`). Those stay with
 /// signed-in people, so a leaked key cannot mint more keys, let someone in, or move money.
+/// `audit:read` is not excluded: an OWNER or ADMIN key reads the audit log (a SIEM export is a
+/// machine's job); reading it changes nothing, and a MANAGER, OPERATOR or VIEWER key cannot.
 pub fn key_may_use(permission: Permission) -> bool {
     !matches!(
         permission,
@@ -425,7 +432,7 @@ mod tests {
 
     /// Written out by hand from DESIGN.md, not derived from `grants`.
     /// Columns: OWNER, ADMIN, MANAGER, OPERATOR, VIEWER.
-    const MATRIX: [(Permission, [Decision; 5]); 19] = [
+    const MATRIX: [(Permission, [Decision; 5]); 20] = [
         (P::OrgRead, [A, A, A, D, A]),
         (P::OrgUpdate, [A, A, D, D, D]),
         (P::OrgDelete, [A, D, D, D, D]),
@@ -445,6 +452,7 @@ mod tests {
         (P::IntegrationsCreate, [A, A, D, D, D]),
         (P::IntegrationsDelete, [A, A, D, D, D]),
         (P::ApiKeysManage, [A, A, D, D, D]),
+        (P::AuditRead, [A, A, D, D, D]),
     ];
 
     const ROLES: [Role; 5] = [
@@ -494,6 +502,7 @@ mod tests {
                 "integrations:create",
                 "integrations:delete",
                 "apikeys:manage",
+                "audit:read",
             ])
         );
         assert_eq!(
@@ -514,6 +523,7 @@ mod tests {
                 "integrations:create",
                 "integrations:delete",
                 "apikeys:manage",
+                "audit:read",
             ])
         );
         assert_eq!(
@@ -749,6 +759,9 @@ mod tests {
         assert_eq!(check_api_key(Role::Owner, P::OrgUpdate), A);
         assert_eq!(check_api_key(Role::Owner, P::IntegrationsCreate), A);
         assert_eq!(check_api_key(Role::Operator, P::CallsRead), O);
+        // Keys read the audit log exactly when their role may.
+        assert_eq!(check_api_key(Role::Admin, P::AuditRead), A);
+        assert_eq!(check_api_key(Role::Manager, P::AuditRead), D);
     }
 
     #[test]

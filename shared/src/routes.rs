@@ -19,10 +19,11 @@ pub enum Function {
     UsageTracking,
     Integrations,
     ApiKeys,
+    Audit,
 }
 
 impl Function {
-    pub const ALL: [Function; 11] = [
+    pub const ALL: [Function; 12] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
@@ -34,6 +35,7 @@ impl Function {
         Function::UsageTracking,
         Function::Integrations,
         Function::ApiKeys,
+        Function::Audit,
     ];
 
     pub fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Function {
             Function::UsageTracking => "usage-tracking",
             Function::Integrations => "integrations",
             Function::ApiKeys => "api-keys",
+            Function::Audit => "audit",
         }
     }
 }
@@ -105,6 +108,7 @@ pub enum Operation {
     ListApiKeys,
     CreateApiKey,
     RevokeApiKey,
+    ListAuditEvents,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -294,6 +298,13 @@ pub fn routes() -> &'static [Route] {
                 Function::ApiKeys,
                 Needs(ApiKeysManage),
                 RevokeApiKey,
+            ),
+            route(
+                Method::GET,
+                "/api/audit",
+                Function::Audit,
+                Needs(AuditRead),
+                ListAuditEvents,
             ),
             route(
                 Method::POST,

@@ -309,6 +309,7 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     functions.insert("integrations", integrations);
     functions.insert("rotate-keys", rotate);
     functions.insert("api-keys", api_keys(&stack).await);
+    functions.insert("audit", audit(&stack, &owner).await);
 
     // Every function of the template has been driven.
     let template = template();
@@ -1050,5 +1051,28 @@ async fn api_keys(stack: &Stack) -> Recorded {
         .call("GET /api/api-keys", "/api/api-keys", &key, None)
         .await;
     expect(&after, 401, "a revoked key");
+    function
+}
+
+/// audit: the owner reads the organization's audit log (the events the scenarios above wrote with
+/// their changes, its creation first of all); a service key is refused after the secret is read.
+async fn audit(stack: &Stack, owner: &str) -> Recorded {
+    let function = stack.start_function("audit").await;
+    let listed = function
+        .call("GET /api/audit", "/api/audit", owner, None)
+        .await;
+    expect(&listed, 200, "list audit events");
+    let events = listed.json()["events"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e["type"] == "organization.created"),
+        "{}",
+        listed.body
+    );
+    function
+        .service_key_on("GET /api/audit", "/api/audit")
+        .await;
     function
 }

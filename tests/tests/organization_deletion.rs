@@ -227,8 +227,9 @@ async fn deleting_answers_202_at_once_and_the_job_finishes_the_rest() {
     let job = run_job(&app.store, &tenant).await;
     assert!(job.is_finished());
     assert_eq!(job.deletion_members_detached, 2, "owner and manager");
-    // 2 members, 1 invitation, 5 calls, 1 usage counter.
-    assert_eq!(job.deletion_items_expired, 9, "{job:?}");
+    // 2 members, 1 invitation, 5 calls, 1 usage counter, 5 audit events (organization created,
+    // member invited and joined, invitation pending, deletion started).
+    assert_eq!(job.deletion_items_expired, 14, "{job:?}");
     assert_wound_up(&app, &tenant, &["auth0|quick-owner", "auth0|quick-member"]).await;
     // The addressee of the withdrawn invitation sees nothing to accept.
     let invitee = app.verified_token("auth0|quick-invitee", "quick-pending@example.com", None);
@@ -362,8 +363,8 @@ async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() 
     let items_before = partition(&app, &tenant).await.len();
     assert_eq!(
         items_before,
-        1 + 2 + 1 + 2000 + 1,
-        "org, members, invitation, calls, counter"
+        1 + 2 + 1 + 2000 + 1 + 4,
+        "org, members, invitation, calls, counter, audit events"
     );
 
     let started = Instant::now();
@@ -406,9 +407,8 @@ async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() 
     assert!(job.is_finished(), "{job:?}");
     assert_eq!(job.deletion_members_detached, 2);
     assert_eq!(
-        job.deletion_items_expired as usize,
-        items_before - 1,
-        "every item but the organization's own, each counted once"
+        job.deletion_items_expired as usize, items_before,
+        "every item but the organization's own, each counted once, and the deletion's audit event"
     );
     assert_wound_up(&app, &tenant, &["auth0|big-owner", "auth0|big-member"]).await;
 }

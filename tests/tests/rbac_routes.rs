@@ -111,6 +111,12 @@ async fn role_by_route_matrix() {
                 Permission::ApiKeysManage,
             ),
             (
+                reqwest::Method::GET,
+                "/api/audit".into(),
+                None,
+                Permission::AuditRead,
+            ),
+            (
                 reqwest::Method::DELETE,
                 "/api/organization".into(),
                 None,

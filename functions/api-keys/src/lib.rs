@@ -12,8 +12,8 @@ use time::format_description::well_known::Rfc3339;
 use tollgate::auth::api_key;
 use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, api_keys_not_configured, entitlement_of, organization_of,
-    path_id, plan_required, store_error, tenant_of,
+    AppState, Caller, FunctionHandlers, api_keys_not_configured, audit_actor, entitlement_of,
+    organization_of, path_id, plan_required, store_error, tenant_of,
 };
 use tollgate::pricing::{Feature, plan_has_feature};
 use tollgate::rbac::{self, Role};
@@ -217,7 +217,7 @@ pub async fn create(
     };
     state
         .store
-        .create_api_key(tenant, &record, &lookup)
+        .create_api_key(tenant, &audit_actor(caller)?, &record, &lookup)
         .await
         .map_err(store_error)?;
     tracing::info!(api_key_id = %record.id, role = %role, "API key created");
@@ -248,7 +248,7 @@ pub async fn revoke(
     }
     if !state
         .store
-        .revoke_api_key(tenant, id)
+        .revoke_api_key(tenant, &audit_actor(caller)?, id)
         .await
         .map_err(store_error)?
     {

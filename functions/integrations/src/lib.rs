@@ -6,7 +6,7 @@ use lambda_http::{Body, Response};
 use serde::{Deserialize, Serialize};
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
-use tollgate::pipeline::{AppState, Caller, FunctionHandlers, store_error, tenant_of};
+use tollgate::pipeline::{AppState, Caller, FunctionHandlers, audit_actor, store_error, tenant_of};
 use tollgate::routes::{Function, Operation, PathParams};
 use tollgate::store::integrations::IntegrationRecord;
 use tollgate::store::now_rfc3339;
@@ -146,7 +146,7 @@ pub async fn create(
     };
     state
         .store
-        .put_integration(tenant, &record)
+        .put_integration(tenant, &audit_actor(caller)?, &record)
         .await
         .map_err(store_error)?;
     tracing::info!(integration_id = %record.id, kind = %record.kind, key_id = record.key_id(), "integration created");
@@ -169,7 +169,7 @@ pub async fn delete(
         .ok_or_else(ApiError::internal)?;
     if !state
         .store
-        .delete_integration(tenant, id)
+        .delete_integration(tenant, &audit_actor(caller)?, id)
         .await
         .map_err(store_error)?
     {

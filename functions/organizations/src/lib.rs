@@ -9,7 +9,7 @@ use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
 };
-use tollgate::pipeline::{entitlement_of, organization_of};
+use tollgate::pipeline::{audit_actor, entitlement_of, organization_of};
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::deletion::{DeletionJob, DeletionPhase};
@@ -207,7 +207,12 @@ pub async fn update(
     let billing_email = billing_email.as_ref().map(|e| e.as_deref());
     match state
         .store
-        .update_organization(tenant, name.as_deref(), billing_email)
+        .update_organization(
+            tenant,
+            &audit_actor(caller)?,
+            name.as_deref(),
+            billing_email,
+        )
         .await
     {
         Ok(organization) => Ok(json_response(
@@ -269,7 +274,11 @@ impl DeletionView {
 /// on, so a stalled job resumes.
 pub async fn delete(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
-    match state.store.start_deletion(tenant).await {
+    match state
+        .store
+        .start_deletion(tenant, &audit_actor(caller)?)
+        .await
+    {
         Ok(start) => {
             let status = if start.job.is_finished() {
                 StatusCode::OK

@@ -461,8 +461,13 @@ pub async fn decline_invitation(
     caller: &Caller,
     params: &PathParams,
 ) -> Result<Response<Body>, ApiError> {
+    let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
     let (email, invitation) = addressed_invitation(state, caller, params).await?;
-    match state.store.decline_invitation(&email, &invitation).await {
+    match state
+        .store
+        .decline_invitation(&user.id, &email, &invitation)
+        .await
+    {
         Ok(()) => Ok(json_response(
             StatusCode::OK,
             &Declined {

@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditActor, events};
 use super::{Item, Store, StoreError, TenantId, key_map, keys, sdk_error, to_item};
 use crate::rbac::Role;
 
@@ -126,10 +127,12 @@ fn is_condition_failure(
 }
 
 impl Store {
-    /// Stores a new key of `tenant`: its listing item and its look-up item, in one transaction.
+    /// Stores a new key of `tenant`, made by `actor`: its listing item, its look-up item and the
+    /// audit event, in one transaction.
     pub async fn create_api_key(
         &self,
         tenant: &TenantId,
+        actor: &AuditActor,
         record: &ApiKeyRecord,
         lookup: &ApiKeyLookup,
     ) -> Result<(), StoreError> {
@@ -162,6 +165,10 @@ impl Store {
                 api_key_lookup_key(&lookup.id),
                 lookup,
             )?)?)
+            .transact_items(self.audit_put(
+                tenant,
+                &events::api_key_created(tenant, actor, &record.id, &record.name, record.role),
+            )?)
             .send()
             .await
             .map_err(|e| sdk_error("TransactWriteItems", e))?;
@@ -180,9 +187,15 @@ impl Store {
         self.get_record(api_key_lookup_key(id)).await
     }
 
-    /// Revokes key `id` of `tenant`: both items go in one transaction. `false` when `tenant` has
-    /// no key `id` (another organization's key is left as it is).
-    pub async fn revoke_api_key(&self, tenant: &TenantId, id: &str) -> Result<bool, StoreError> {
+    /// Revokes key `id` of `tenant` as `actor`: both items and the audit event go in one
+    /// transaction. `false` when `tenant` has no key `id` (another organization's key is left as
+    /// it is, and no event is written).
+    pub async fn revoke_api_key(
+        &self,
+        tenant: &TenantId,
+        actor: &AuditActor,
+        id: &str,
+    ) -> Result<bool, StoreError> {
         let delete = |key: (String, String), condition: &str, org: bool| {
             let mut builder = Delete::builder()
                 .table_name(&self.table)
@@ -212,6 +225,7 @@ impl Store {
                 "attribute_not_exists(PK) OR organizationId = :org",
                 true,
             )?)
+            .transact_items(self.audit_put(tenant, &events::api_key_revoked(tenant, actor, id))?)
             .send()
             .await;
         match result {

@@ -187,8 +187,14 @@ impl Store {
     /// Deletes `tenant`: marks it deleted and starts the job that detaches its members and expires
     /// its items. Refused while its subscription is live ([`StoreError::SubscriptionActive`]).
     /// On an organization already deleted it changes nothing but nudges a running job (a fresh
-    /// change on the stream), so repeating a `DELETE` resumes a job that stalled.
-    pub async fn start_deletion(&self, tenant: &TenantId) -> Result<DeletionStart, StoreError> {
+    /// change on the stream), so repeating a `DELETE` resumes a job that stalled. Starting a job
+    /// writes the `organization.deletion_started` audit event (by `actor`) in the same
+    /// transaction as the mark; resuming one writes none.
+    pub async fn start_deletion(
+        &self,
+        tenant: &TenantId,
+        actor: &super::audit::AuditActor,
+    ) -> Result<DeletionStart, StoreError> {
         let job = self
             .deletion_job(tenant)
             .await?
@@ -203,9 +209,8 @@ impl Store {
         let expires = now + time::Duration::days(DELETED_ORGANIZATION_RETENTION_DAYS);
         let status = serde_dynamo::to_attribute_value::<_, AttributeValue>(job.plan_status)
             .map_err(StoreError::build)?;
-        let marked = self
-            .client
-            .update_item()
+        let deleted_at = now_rfc3339();
+        let mark = aws_sdk_dynamodb::types::Update::builder()
             .table_name(&self.table)
             .set_key(Some(key_map(keys::organization(tenant))))
             .update_expression(
@@ -218,23 +223,45 @@ impl Store {
                 "attribute_exists(PK) AND attribute_not_exists(deletedAt) AND planStatus = :status",
             )
             .expression_attribute_names("#ttl", super::schema::TABLE.ttl_attribute)
-            .expression_attribute_values(":now", s(now_rfc3339()))
+            .expression_attribute_values(":now", s(&deleted_at))
             .expression_attribute_values(":ttl", n(expires.unix_timestamp()))
             .expression_attribute_values(":running", s("running"))
             .expression_attribute_values(":phase", s(DeletionPhase::Members.as_str()))
             .expression_attribute_values(":zero", n(0))
             .expression_attribute_values(":status", status)
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        match marked {
-            Ok(output) => {
-                let job: DeletionJob = from_item(output.attributes.unwrap_or_default())?;
+            .build()
+            .map_err(StoreError::build)?;
+        let items = vec![
+            aws_sdk_dynamodb::types::TransactWriteItem::builder()
+                .update(mark)
+                .build(),
+            self.audit_put(
+                tenant,
+                &super::audit::events::organization_deletion_started(tenant, actor),
+            )?,
+        ];
+        match self.transact(items).await.map_err(super::team::classify) {
+            Ok(()) => {
+                // The item as the mark left it: the job read before, with the fields just set.
+                let started = DeletionJob {
+                    deleted_at: Some(deleted_at.clone()),
+                    expires_at: Some(expires.unix_timestamp()),
+                    deletion_status: Some(DeletionStatus::Running),
+                    deletion_phase: Some(DeletionPhase::Members),
+                    deletion_step: 0,
+                    deletion_members_detached: 0,
+                    deletion_items_expired: 0,
+                    ..job
+                };
                 tracing::info!(organization_id = %tenant.0, "organization deleted; deletion job started");
-                Ok(DeletionStart { job, started: true })
+                Ok(DeletionStart {
+                    job: started,
+                    started: true,
+                })
             }
-            Err(error) if condition_failed(&error) => Err(StoreError::ConcurrentUpdate),
-            Err(error) => Err(sdk_error("UpdateItem", error)),
+            Err(super::team::TransactionFailure::Condition(_))
+            | Err(super::team::TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(super::team::TransactionFailure::Other(error)) => Err(error),
         }
     }
 

@@ -1,8 +1,10 @@
 //! Integrations: third-party credentials of an organization, stored only encrypted.
 
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditActor, events};
+use super::team::{TransactionFailure, classify};
 use super::{Item, Store, StoreError, TenantId, from_item, key_map, keys, sdk_error, to_item};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,24 +40,27 @@ pub struct StoredIntegration {
 }
 
 impl Store {
+    /// Stores a new integration of `tenant`, made by `actor`, with its audit event in one
+    /// transaction (the event names its type and name, never its credentials).
     pub async fn put_integration(
         &self,
         tenant: &TenantId,
+        actor: &AuditActor,
         record: &IntegrationRecord,
     ) -> Result<(), StoreError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item(
-                "INTEGRATION",
-                integration_key(tenant, &record.id),
-                record,
-            )?))
-            .condition_expression("attribute_not_exists(PK)")
-            .send()
+        let items = vec![
+            self.put(
+                to_item("INTEGRATION", integration_key(tenant, &record.id), record)?,
+                "attribute_not_exists(PK)",
+            )?,
+            self.audit_put(
+                tenant,
+                &events::integration_created(tenant, actor, &record.id, &record.kind, &record.name),
+            )?,
+        ];
+        self.transact(items)
             .await
-            .map_err(|e| sdk_error("PutItem", e))?;
-        Ok(())
+            .map_err(|e| sdk_error("TransactWriteItems", e))
     }
 
     pub async fn list_integrations(
@@ -65,29 +70,31 @@ impl Store {
         self.query_tenant(tenant, "INTEGRATION#").await
     }
 
-    /// Deletes an integration of `tenant`; `false` when there is none with that id.
+    /// Deletes an integration of `tenant` as `actor`, with its audit event in one transaction;
+    /// `false` (and no event) when there is none with that id.
     pub async fn delete_integration(
         &self,
         tenant: &TenantId,
+        actor: &AuditActor,
         id: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .delete_item()
+        let delete = Delete::builder()
             .table_name(&self.table)
             .set_key(Some(key_map(integration_key(tenant, id))))
             .condition_expression("attribute_exists(PK)")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+            .build()
+            .map_err(StoreError::build)?;
+        let items = vec![
+            TransactWriteItem::builder().delete(delete).build(),
+            self.audit_put(tenant, &events::integration_deleted(tenant, actor, id))?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::Condition(0)) => Ok(false),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => {
+                Err(StoreError::ConcurrentUpdate)
             }
-            Err(e) => Err(sdk_error("DeleteItem", e)),
+            Err(TransactionFailure::Other(error)) => Err(error),
         }
     }
 

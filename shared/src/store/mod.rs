@@ -6,6 +6,7 @@
 //! (the user by identity subject) are their own small items.
 
 pub mod api_keys;
+pub mod audit;
 mod billing;
 pub mod deletion;
 pub mod integrations;
@@ -294,6 +295,8 @@ pub struct NewUser {
 pub struct Store {
     client: Client,
     table: String,
+    /// Days an audit event is kept before DynamoDB's TTL removes it (`AUDIT_RETENTION_DAYS`).
+    audit_retention_days: u32,
 }
 
 impl Store {
@@ -301,7 +304,14 @@ impl Store {
         Self {
             client,
             table: table.into(),
+            audit_retention_days: audit::DEFAULT_AUDIT_RETENTION_DAYS,
         }
+    }
+
+    /// The same store, writing audit events that expire after `days`.
+    pub fn with_audit_retention_days(mut self, days: u32) -> Self {
+        self.audit_retention_days = days;
+        self
     }
 
     /// Builds the DynamoDB client from configuration. No network I/O happens here: credentials and
@@ -311,6 +321,7 @@ impl Store {
             dynamodb_client(config.dynamodb_endpoint.as_deref()).await,
             &config.table_name,
         )
+        .with_audit_retention_days(config.audit_retention_days)
     }
 
     /// The item at `key`, read strongly consistent, as `T`.
@@ -586,6 +597,10 @@ impl Store {
                     .build(),
             )
             .transact_items(TransactWriteItem::builder().update(join).build())
+            .transact_items(self.audit_put(
+                &tenant,
+                &audit::events::organization_created(&tenant, &owner.id, name),
+            )?)
             .send()
             .await;
         match result {

@@ -11,6 +11,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
+use super::audit::{AuditActor, events};
 use super::{
     Item, OrganizationRecord, PlanStatus, Store, StoreError, TenantId, UserRecord, from_item,
     key_map, keys, new_id, now_rfc3339, sdk_error, to_item,
@@ -411,6 +412,10 @@ impl Store {
                 "attribute_not_exists(PK)",
             )?,
             self.actor_still(tenant, inviter.0, inviter.1)?,
+            self.audit_put(
+                tenant,
+                &events::member_invited(tenant, &AuditActor::user(inviter.0), &invitation.id, role),
+            )?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(invitation),
@@ -506,6 +511,15 @@ impl Store {
             )?,
             self.release_seat(tenant)?,
             self.actor_still(tenant, actor.0, actor.1)?,
+            self.audit_put(
+                tenant,
+                &events::invitation_revoked(
+                    tenant,
+                    &AuditActor::user(actor.0),
+                    &invitation.id,
+                    invitation.role,
+                ),
+            )?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(()),
@@ -666,6 +680,10 @@ impl Store {
                     (":limit", n(member_limit)),
                 ],
             )?,
+            self.audit_put(
+                tenant,
+                &events::member_joined(tenant, &user.id, &invitation.id, invitation.role),
+            )?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => {
@@ -689,10 +707,11 @@ impl Store {
         }
     }
 
-    /// The addressee refuses `invitation` (addressed to `email`): it is withdrawn and its seat
-    /// freed, expired or not.
+    /// The addressee (`user_id`) refuses `invitation` (addressed to `email`): it is withdrawn and
+    /// its seat freed, expired or not.
     pub async fn decline_invitation(
         &self,
+        user_id: &str,
         email: &str,
         invitation: &AddressedInvitation,
     ) -> Result<(), StoreError> {
@@ -711,6 +730,10 @@ impl Store {
                 vec![],
             )?,
             self.release_seat(tenant)?,
+            self.audit_put(
+                tenant,
+                &events::member_declined(tenant, user_id, &invitation.id, invitation.role),
+            )?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => {
@@ -784,6 +807,16 @@ impl Store {
                 org_values,
             )?,
             self.actor_still(tenant, actor.0, actor.1)?,
+            self.audit_put(
+                tenant,
+                &events::member_role_changed(
+                    tenant,
+                    &AuditActor::user(actor.0),
+                    &member.user_id,
+                    member.role,
+                    new_role,
+                ),
+            )?,
         ];
         membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
@@ -826,9 +859,19 @@ impl Store {
                 vec![(":one", n(1)), (":owners", n(u64::from(was_owner)))],
             )?,
         ];
-        if let Some((actor_id, actor_role)) = actor {
-            items.push(self.actor_still(tenant, actor_id, actor_role)?);
-        }
+        let event = match actor {
+            Some((actor_id, actor_role)) => {
+                items.push(self.actor_still(tenant, actor_id, actor_role)?);
+                events::member_removed(
+                    tenant,
+                    &AuditActor::user(actor_id),
+                    &member.user_id,
+                    member.role,
+                )
+            }
+            None => events::member_left(tenant, &member.user_id, member.role),
+        };
+        items.push(self.audit_put(tenant, &event)?);
         membership_outcome(self.transact(items).await.map_err(classify), was_owner)
     }
 
@@ -869,33 +912,37 @@ impl Store {
         }
     }
 
-    /// Sets a new name and/or billing email (`Some(None)` clears it); returns the organization.
+    /// Sets a new name and/or billing email (`Some(None)` clears it), as `actor`; returns the
+    /// organization. The organization is read first for the audit event's former name; the
+    /// update is conditioned on that name still being there ([`StoreError::ConcurrentUpdate`] when
+    /// a concurrent rename won), and the event is written in the same transaction.
     pub async fn update_organization(
         &self,
         tenant: &TenantId,
+        actor: &AuditActor,
         name: Option<&str>,
         billing_email: Option<Option<&str>>,
     ) -> Result<OrganizationRecord, StoreError> {
+        let Some(current) = self.get_organization(tenant).await? else {
+            return Err(StoreError::NotFound);
+        };
+        let now = now_rfc3339();
         let mut set = vec!["updatedAt = :now"];
         let mut remove = Vec::new();
-        let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::organization(tenant))))
-            .condition_expression("attribute_exists(PK) AND attribute_not_exists(deletedAt)")
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew);
+        let mut condition = "attribute_exists(PK) AND attribute_not_exists(deletedAt)".to_owned();
+        let mut names = Vec::new();
+        let mut values = vec![(":now", s(&now))];
         if let Some(name) = name {
             set.push("#name = :name");
-            update = update
-                .expression_attribute_names("#name", "name")
-                .expression_attribute_values(":name", s(name));
+            condition.push_str(" AND #name = :old_name");
+            names.push(("#name", "name"));
+            values.push((":name", s(name)));
+            values.push((":old_name", s(&current.name)));
         }
         match billing_email {
             Some(Some(email)) => {
                 set.push("billingEmail = :email");
-                update = update.expression_attribute_values(":email", s(email));
+                values.push((":email", s(email)));
             }
             Some(None) => remove.push("billingEmail"),
             None => {}
@@ -904,23 +951,46 @@ impl Store {
         if !remove.is_empty() {
             expression.push_str(&format!(" REMOVE {}", remove.join(", ")));
         }
-        let output = update.update_expression(expression).send().await;
-        match output {
-            Ok(output) => from_item(output.attributes.unwrap_or_default()),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Err(StoreError::NotFound)
+        let event = events::organization_updated(
+            tenant,
+            actor,
+            name.map(|name| (current.name.as_str(), name)),
+            billing_email.map(|email| email.is_some()),
+        );
+        let items = vec![
+            self.update(
+                keys::organization(tenant),
+                &expression,
+                &condition,
+                names,
+                values,
+            )?,
+            self.audit_put(tenant, &event)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => {
+                let mut updated = current;
+                if let Some(name) = name {
+                    updated.name = name.to_owned();
+                }
+                if let Some(email) = billing_email {
+                    updated.billing_email = email.map(str::to_owned);
+                }
+                updated.updated_at = now;
+                Ok(updated)
             }
-            Err(error) => Err(sdk_error("UpdateItem", error)),
+            Err(TransactionFailure::Condition(_)) => match self.get_organization(tenant).await? {
+                Some(_) => Err(StoreError::ConcurrentUpdate),
+                None => Err(StoreError::NotFound),
+            },
+            Err(TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(TransactionFailure::Other(error)) => Err(error),
         }
     }
 }
 
 /// The answer of a role change or removal transaction laid out as [member, user, organization,
-/// actor check if any]: the organization's condition failing for an owner means the last owner.
+/// actor check if any, audit event]: the organization's condition failing for an owner means the last owner.
 fn membership_outcome(
     result: Result<(), TransactionFailure>,
     was_owner: bool,

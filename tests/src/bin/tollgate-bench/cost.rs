@@ -438,6 +438,7 @@ fn item_label(pk: &str, sk: &str) -> String {
             "INVOICE" => "invoice",
             "INTEGRATION" => "integration",
             "APIKEY" => "API key",
+            "AUDIT" => "audit event",
             _ => "organization item",
         }
     } else {
@@ -466,6 +467,11 @@ fn op_label(op: &OpRecord) -> String {
             let pk = values[":pk"]["S"].as_str().unwrap_or("");
             let what = if pk.starts_with("INVITEE#") {
                 "invitations by email".to_owned()
+            } else if values[":low"]["S"]
+                .as_str()
+                .is_some_and(|low| low.starts_with("AUDIT#"))
+            {
+                "organization partition, audit events, newest first".to_owned()
             } else {
                 let prefix = values[":prefix"]["S"]
                     .as_str()
@@ -1277,7 +1283,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "rename",
             Call::patch("/api/organization", &owner, json!({"name": "Cost Calls Ltd"})),
             200,
-            "Rate limit + user read + one conditional UpdateItem returning the new item (no read before the write). Minimum.",
+            "Rate limit + user read + the organization (its former name, for the audit event), then one transaction: the update conditioned on that name, and the audit event. Minimum for an audited rename (the read and the transaction's double rate are the audit's price).",
         )
         .await?;
 
@@ -1562,7 +1568,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
                 json!({"type": "twilio", "name": "Main line", "credentials": {"accountSid": "AC1", "authToken": "secret-token"}}),
             ),
             201,
-            "Two rate-limit windows, user read, one conditional PutItem of the encrypted credentials. Minimum.",
+            "Two rate-limit windows, user read, one transaction: the encrypted credentials (conditional on absence) and the audit event. Minimum for an audited write.",
         )
         .await?;
     let integration_id = integration["id"]
@@ -1582,7 +1588,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             "delete",
             Call::delete(&format!("/api/integrations/{integration_id}"), &owner),
             200,
-            "Rate limit + user read + one conditional DeleteItem (404 when absent, no read first). Minimum.",
+            "Rate limit + user read + one transaction: the conditional delete (404 when absent, no read first) and the audit event. Minimum for an audited delete.",
         )
         .await?;
 
@@ -1710,6 +1716,16 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             Call::delete(&format!("/api/api-keys/{api_key_id}"), &key_owner),
             200,
             "Rate limit + user read + one transaction deleting the key item (conditional on this organization's key) and its look-up item. Minimum.",
+        )
+        .await?;
+
+    // The audit log: the events the changes above wrote.
+    meter
+        .measure(
+            "first page",
+            Call::get("/api/audit?limit=50", &owner),
+            200,
+            "Rate limit + user read + one Query of the organization's audit events, newest first (a key range on the time-ordered sort key, eventually consistent: half the RCU of a strongly consistent read; an event written a moment ago may show on the next read). Minimum: one Query per page.",
         )
         .await?;
 
