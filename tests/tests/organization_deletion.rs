@@ -637,3 +637,66 @@ async fn a_deleted_organizations_api_keys_stop_and_their_look_ups_go() {
     );
     assert_wound_up(&app, &tenant, &["auth0|keyed-owner", "auth0|keyed-member"]).await;
 }
+
+/// Before the job has detached them, a deleted organization's members read and change nothing of
+/// it, on every tenant route, those whose handler never reads the organization included (members,
+/// integrations, invoices, usage, API keys): the organization is gone to them at once. Only a
+/// repeated `DELETE` goes on, and nudges the job.
+#[tokio::test]
+async fn a_deleted_organizations_members_reach_none_of_its_data_before_the_job_runs() {
+    let app = TestApp::start().await;
+    let (owner, member, tenant) = organization_to_delete(&app, "lurker", 1).await;
+    let before = partition(&app, &tenant).await.len();
+    assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
+
+    for path in [
+        "/api/users",
+        "/api/integrations",
+        "/api/billing/invoices",
+        "/api/billing/usage",
+        "/api/api-keys",
+        "/api/organization",
+    ] {
+        assert_error(
+            &app.get(path, &owner).await,
+            400,
+            "organization_required",
+        );
+    }
+    assert_error(
+        &app.get("/api/users", &member).await,
+        400,
+        "organization_required",
+    );
+    assert_error(
+        &app.get("/api/billing/usage", &member).await,
+        400,
+        "organization_required",
+    );
+    // Nothing new lands in the partition the job may already have passed.
+    assert_error(
+        &app.post(
+            "/api/integrations",
+            &owner,
+            json!({"type": "twilio", "name": "Late", "credentials": {"authToken": "x"}}),
+        )
+        .await,
+        400,
+        "organization_required",
+    );
+    assert_error(
+        &app.post(
+            "/api/users",
+            &owner,
+            json!({"email": "late@example.com", "role": "VIEWER"}),
+        )
+        .await,
+        400,
+        "organization_required",
+    );
+    assert_eq!(partition(&app, &tenant).await.len(), before);
+    // The owner, still attached, can send the DELETE again: the job's state, nudged.
+    let again = app.delete("/api/organization", &owner).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.body["deletion"]["status"], "running");
+}
