@@ -700,3 +700,65 @@ async fn a_deleted_organizations_members_reach_none_of_its_data_before_the_job_r
     assert_eq!(again.status, 202, "{}", again.body);
     assert_eq!(again.body["deletion"]["status"], "running");
 }
+
+/// A stream record (or an item) that shows a running job on an organization that is not deleted
+/// winds nothing up: the step reads the organization and refuses to touch a live one.
+#[tokio::test]
+async fn a_forged_running_job_on_a_live_organization_touches_nothing() {
+    let app = TestApp::start().await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|forged-owner", Plan::Business, PlanStatus::Active)
+        .await;
+    let (member, _) = app.add_member(&owner, "auth0|forged-member", "VIEWER").await;
+    let tenant = tenant_of(&app, "auth0|forged-owner").await;
+    // The organization's item claims a running job, but it was never deleted.
+    app.store
+        .client()
+        .update_item()
+        .table_name(app.store.table_name())
+        .set_key(Some(HashMap::from([
+            (
+                "PK".to_owned(),
+                AttributeValue::S(keys::organization(&tenant).0),
+            ),
+            ("SK".to_owned(), AttributeValue::S("ORG".to_owned())),
+        ])))
+        .update_expression(
+            "SET deletionStatus = :running, deletionPhase = :members, deletionStep = :zero, \
+             deletionMembersDetached = :zero, deletionItemsExpired = :zero",
+        )
+        .expression_attribute_values(":running", AttributeValue::S("running".into()))
+        .expression_attribute_values(":members", AttributeValue::S("members".into()))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
+        .send()
+        .await
+        .unwrap();
+    // A stream record for it, exactly as a real job's change would look.
+    let record = stream_records(&app)
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| org_cleanup::running_deletion(r).as_ref() == Some(&tenant))
+        .expect("the change is on the stream");
+    let response = org_cleanup::handle(
+        &app.store,
+        event_of(vec![record]),
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(response.batch_item_failures.is_empty());
+    assert_eq!(
+        app.store.deletion_step(&tenant, 200).await.unwrap(),
+        tollgate::store::deletion::StepOutcome::NotRunning
+    );
+    // Nobody detached, no item expiring: the organization is as it was.
+    assert_eq!(app.get("/api/organization", &member).await.status, 200);
+    assert_eq!(app.get("/api/users", &owner).await.status, 200);
+    assert!(
+        partition(&app, &tenant)
+            .await
+            .iter()
+            .all(|item| ttl_of(item).is_none()),
+        "no item of a live organization gets a ttl"
+    );
+}

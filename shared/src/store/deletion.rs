@@ -303,7 +303,9 @@ impl Store {
         let Some(job) = self.deletion_job(tenant).await? else {
             return Ok(StepOutcome::NotRunning);
         };
-        if !job.is_running() {
+        // Only an organization marked deleted is ever wound up, whatever its item or a stream
+        // record says about a job: a live organization's members and items are never touched.
+        if !job.is_running() || job.deleted_at.is_none() {
             return Ok(StepOutcome::NotRunning);
         }
         let expires_at = job.expires_at.unwrap_or_else(|| {
