@@ -425,7 +425,10 @@ async fn an_owner_key_cannot_delete_its_organization() {
     for path in ["/api/billing/subscription", "/api/billing/invoices"] {
         assert_error(&app.get(path, &owner_key).await, 403, "forbidden");
     }
-    assert_eq!(app.get("/api/organization", &owner_key).await.body["id"], org);
+    assert_eq!(
+        app.get("/api/organization", &owner_key).await.body["id"],
+        org
+    );
     assert_eq!(app.get("/api/organization", &owner).await.status, 200);
 }
 
