@@ -657,11 +657,7 @@ async fn a_deleted_organizations_members_reach_none_of_its_data_before_the_job_r
         "/api/api-keys",
         "/api/organization",
     ] {
-        assert_error(
-            &app.get(path, &owner).await,
-            400,
-            "organization_required",
-        );
+        assert_error(&app.get(path, &owner).await, 400, "organization_required");
     }
     assert_error(
         &app.get("/api/users", &member).await,
@@ -699,6 +695,34 @@ async fn a_deleted_organizations_members_reach_none_of_its_data_before_the_job_r
     let again = app.delete("/api/organization", &owner).await;
     assert_eq!(again.status, 202, "{}", again.body);
     assert_eq!(again.body["deletion"]["status"], "running");
+    // The organization's own pending invitation cannot be accepted: it is gone.
+    let invitation = partition(&app, &tenant)
+        .await
+        .iter()
+        .find_map(|item| sort_key(item).strip_prefix("INVITE#").map(str::to_owned))
+        .expect("the pending invitation");
+    let invitee = app.verified_token("auth0|lurker-pending", "lurker-pending@example.com", None);
+    // Signing in lists no invitation of a deleted organization, and accepting it is refused.
+    let me = app.get("/api/me", &invitee).await;
+    assert_eq!(me.status, 201, "{}", me.body);
+    assert!(!me.body.to_string().contains(&invitation), "{}", me.body);
+    assert_error(
+        &app.post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &invitee,
+            json!({}),
+        )
+        .await,
+        404,
+        "invitation_not_found",
+    );
+    // Once detached, the DELETE is refused like any tenant route.
+    run_job(&app.store, &tenant).await;
+    assert_error(
+        &app.delete("/api/organization", &owner).await,
+        400,
+        "organization_required",
+    );
 }
 
 /// A stream record (or an item) that shows a running job on an organization that is not deleted
@@ -709,7 +733,9 @@ async fn a_forged_running_job_on_a_live_organization_touches_nothing() {
     let (owner, _) = app
         .organization_on_plan("auth0|forged-owner", Plan::Business, PlanStatus::Active)
         .await;
-    let (member, _) = app.add_member(&owner, "auth0|forged-member", "VIEWER").await;
+    let (member, _) = app
+        .add_member(&owner, "auth0|forged-member", "VIEWER")
+        .await;
     let tenant = tenant_of(&app, "auth0|forged-owner").await;
     // The organization's item claims a running job, but it was never deleted.
     app.store
@@ -740,12 +766,8 @@ async fn a_forged_running_job_on_a_live_organization_touches_nothing() {
         .rev()
         .find(|r| org_cleanup::running_deletion(r).as_ref() == Some(&tenant))
         .expect("the change is on the stream");
-    let response = org_cleanup::handle(
-        &app.store,
-        event_of(vec![record]),
-        Duration::from_secs(60),
-    )
-    .await;
+    let response =
+        org_cleanup::handle(&app.store, event_of(vec![record]), Duration::from_secs(60)).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
         app.store.deletion_step(&tenant, 200).await.unwrap(),
