@@ -246,7 +246,7 @@ async fn organization_a_cannot_see_or_touch_organization_b() {
             token,
         )
         .await;
-    assert_eq!(deleted.status, 200, "{}", deleted.body);
+    assert_eq!(deleted.status, 202, "{}", deleted.body);
     assert_eq!(deleted.body["id"], a.org_id.as_str());
     assert_eq!(app.get("/api/organization", &b.owner).await.status, 200);
     assert_eq!(snapshot_of(&app, &b).await, b_before, "B unchanged");

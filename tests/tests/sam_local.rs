@@ -397,6 +397,11 @@ fn example_events_are_http_api_events_of_routes_in_the_table() {
         );
         let text = std::fs::read_to_string(&path).expect("event file");
         let event: Json = serde_json::from_str(&text).expect("event JSON");
+        // A DynamoDB stream batch (org-cleanup's sample) is no HTTP event; its own unit tests
+        // read it.
+        if event.get("Records").is_some() {
+            continue;
+        }
         assert_eq!(event["version"], "2.0", "{name}: payload format 2.0");
         let route_key = event["routeKey"].as_str().expect("routeKey");
         assert_eq!(event["requestContext"]["routeKey"], route_key, "{name}");
