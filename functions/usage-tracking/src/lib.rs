@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, entitlement_of, organization_of, store_error,
-    tenant_of,
+    AppState, Caller, FunctionHandlers, entitlement_of, organization_of, store_error, tenant_of,
 };
 use tollgate::pricing::Plan;
 use tollgate::routes::{Function, Operation};
