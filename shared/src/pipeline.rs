@@ -247,7 +247,8 @@ pub struct Caller {
     pub api_key: Option<ApiKeyCaller>,
     /// The caller's organization as the pipeline read it during this request (strongly
     /// consistent; for an API key, to check its entitlement), so [`organization_of`] needs no
-    /// second read. `None` for people: the pipeline reads only their user record.
+    /// second read. For people on tenant routes too (a deleted organization is refused there), but
+    /// `None` on `DELETE /api/organization` and on routes for any signed-in person.
     pub organization: Option<crate::store::OrganizationRecord>,
 }
 
@@ -499,6 +500,24 @@ async fn route_and_run(
         }
     }
 
+    // A member of a deleted organization (its job has not detached them yet) reads and changes
+    // nothing of it: to them it is gone, as to everyone else. Only `DELETE /api/organization`
+    // goes on, so that sending it again nudges a stalled job.
+    let organization = match &tenant {
+        Some(tenant)
+            if !required.is_empty()
+                && !matches!(route.operation, Operation::DeleteOrganization) =>
+        {
+            let organization = state
+                .store
+                .get_organization(tenant)
+                .await
+                .map_err(store_error)?;
+            Some(organization.ok_or_else(organization_required)?)
+        }
+        _ => None,
+    };
+
     // Invitations are limited per organization, and only once the inviter's role allows them (a
     // member without the permission cannot use up the organization's allowance).
     if matches!(
@@ -514,7 +533,7 @@ async fn route_and_run(
         user,
         tenant,
         api_key: None,
-        organization: None,
+        organization,
     };
     run(state, served, route, request, Some(caller), params).await
 }
@@ -597,7 +616,7 @@ async fn run_with_api_key(
             .join(" or ");
         let message = if required.iter().all(|p| !rbac::key_may_use(*p)) {
             format!(
-                "Organization API keys cannot use {names} (keys, members and billing are managed by signed-in people)."
+                "Organization API keys cannot use {names} (keys, members, billing and deleting the organization are left to signed-in people)."
             )
         } else {
             format!(

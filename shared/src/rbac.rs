@@ -385,14 +385,16 @@ pub fn expanded_permissions(role: Role) -> Vec<String> {
 }
 
 /// Whether an organization API key may ever use `permission`, whatever its role: a key never
-/// manages keys (`apikeys:manage`), members (`users:*`) or billing (`billing:*`). Those stay with
-/// signed-in people, so a leaked key cannot mint more keys, let someone in, or move money.
+/// manages keys (`apikeys:manage`), members (`users:*`) or billing (`billing:*`), and never deletes
+/// the organization (`org:delete`, which ends every membership at once). Those stay with signed-in
+/// people, so a leaked key cannot mint more keys, let someone in or out, or move money.
 /// `audit:read` is not excluded: an OWNER or ADMIN key reads the audit log (a SIEM export is a
 /// machine's job); reading it changes nothing, and a MANAGER, OPERATOR or VIEWER key cannot.
 pub fn key_may_use(permission: Permission) -> bool {
     !matches!(
         permission,
         P::ApiKeysManage
+            | P::OrgDelete
             | P::UsersRead
             | P::UsersCreate
             | P::UsersUpdate
@@ -738,6 +740,7 @@ mod tests {
     fn keys_never_manage_keys_members_or_billing() {
         let excluded = [
             P::ApiKeysManage,
+            P::OrgDelete,
             P::UsersRead,
             P::UsersCreate,
             P::UsersUpdate,
@@ -757,6 +760,9 @@ mod tests {
         }
         // An OWNER key still reads and changes the organization and its integrations.
         assert_eq!(check_api_key(Role::Owner, P::OrgUpdate), A);
+        // But not delete it: that detaches every member, which no key may do one by one.
+        assert_eq!(check(Role::Owner, P::OrgDelete), A);
+        assert_eq!(check_api_key(Role::Owner, P::OrgDelete), D);
         assert_eq!(check_api_key(Role::Owner, P::IntegrationsCreate), A);
         assert_eq!(check_api_key(Role::Operator, P::CallsRead), O);
         // Keys read the audit log exactly when their role may.

@@ -213,6 +213,11 @@ async fn unknown_wrong_and_malformed_keys_are_401() {
         format!("{key}0"),
         key.to_uppercase().replace("TG_LIVE_", "tg_live_"),
         format!("tg_live_{id}"),
+        // An extra underscore, a non-hex secret, a very long key, another prefix.
+        key.replacen("tg_live_", "tg_live__", 1),
+        format!("{}g", &key[..key.len() - 1]),
+        format!("{key}{}", "a".repeat(8_000)),
+        key.replacen("tg_live_", "tg_test_", 1),
     ] {
         assert_error(
             &app.get("/api/organization", &malformed).await,
@@ -393,6 +398,38 @@ async fn the_role_ceiling_and_who_may_manage_keys() {
         403,
         "service_key_required",
     );
+}
+
+/// Even an OWNER key cannot delete its organization (which would end every membership at once),
+/// nor leave it or decline for a person, nor reach billing: the organization stays as it was.
+#[tokio::test]
+async fn an_owner_key_cannot_delete_its_organization() {
+    let app = start().await;
+    let (owner, org) = business(&app, "auth0|key-delete").await;
+    let (_, owner_key) = app.create_api_key(&owner, "Owner key", "OWNER").await;
+    let refused = app.delete("/api/organization", &owner_key).await;
+    assert_error(&refused, 403, "forbidden");
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap()
+            .contains("org:delete"),
+        "{}",
+        refused.body
+    );
+    assert_error(
+        &app.delete("/api/me/organization", &owner_key).await,
+        403,
+        "user_token_required",
+    );
+    for path in ["/api/billing/subscription", "/api/billing/invoices"] {
+        assert_error(&app.get(path, &owner_key).await, 403, "forbidden");
+    }
+    assert_eq!(
+        app.get("/api/organization", &owner_key).await.body["id"],
+        org
+    );
+    assert_eq!(app.get("/api/organization", &owner).await.status, 200);
 }
 
 #[tokio::test]

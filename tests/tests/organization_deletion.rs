@@ -638,41 +638,151 @@ async fn a_deleted_organizations_api_keys_stop_and_their_look_ups_go() {
     assert_wound_up(&app, &tenant, &["auth0|keyed-owner", "auth0|keyed-member"]).await;
 }
 
-/// A stream record claiming a running job for an organization that is not deleted (forged, or
-/// a write of some other code) touches nothing of it.
+/// Before the job has detached them, a deleted organization's members read and change nothing of
+/// it, on every tenant route, those whose handler never reads the organization included (members,
+/// integrations, invoices, usage, API keys): the organization is gone to them at once. Only a
+/// repeated `DELETE` goes on, and nudges the job.
 #[tokio::test]
-async fn a_live_organization_is_never_wound_up_whatever_its_item_says() {
+async fn a_deleted_organizations_members_reach_none_of_its_data_before_the_job_runs() {
     let app = TestApp::start().await;
-    let (owner, member, tenant) = organization_to_delete(&app, "live", 3).await;
+    let (owner, member, tenant) = organization_to_delete(&app, "lurker", 1).await;
+    assert_eq!(app.delete("/api/organization", &owner).await.status, 202);
+    // With the deletion's own audit event.
+    let before = partition(&app, &tenant).await.len();
+
+    for path in [
+        "/api/users",
+        "/api/integrations",
+        "/api/billing/invoices",
+        "/api/billing/usage",
+        "/api/api-keys",
+        "/api/organization",
+    ] {
+        assert_error(&app.get(path, &owner).await, 400, "organization_required");
+    }
+    assert_error(
+        &app.get("/api/users", &member).await,
+        400,
+        "organization_required",
+    );
+    assert_error(
+        &app.get("/api/billing/usage", &member).await,
+        400,
+        "organization_required",
+    );
+    // Nothing new lands in the partition the job may already have passed.
+    assert_error(
+        &app.post(
+            "/api/integrations",
+            &owner,
+            json!({"type": "twilio", "name": "Late", "credentials": {"authToken": "x"}}),
+        )
+        .await,
+        400,
+        "organization_required",
+    );
+    assert_error(
+        &app.post(
+            "/api/users",
+            &owner,
+            json!({"email": "late@example.com", "role": "VIEWER"}),
+        )
+        .await,
+        400,
+        "organization_required",
+    );
+    assert_eq!(partition(&app, &tenant).await.len(), before);
+    // The owner, still attached, can send the DELETE again: the job's state, nudged.
+    let again = app.delete("/api/organization", &owner).await;
+    assert_eq!(again.status, 202, "{}", again.body);
+    assert_eq!(again.body["deletion"]["status"], "running");
+    // The organization's own pending invitation cannot be accepted: it is gone.
+    let invitation = partition(&app, &tenant)
+        .await
+        .iter()
+        .find_map(|item| sort_key(item).strip_prefix("INVITE#").map(str::to_owned))
+        .expect("the pending invitation");
+    let invitee = app.verified_token("auth0|lurker-pending", "lurker-pending@example.com", None);
+    // Signing in lists no invitation of a deleted organization, and accepting it is refused.
+    let me = app.get("/api/me", &invitee).await;
+    assert_eq!(me.status, 201, "{}", me.body);
+    assert!(!me.body.to_string().contains(&invitation), "{}", me.body);
+    assert_error(
+        &app.post(
+            &format!("/api/me/invitations/{invitation}/accept"),
+            &invitee,
+            json!({}),
+        )
+        .await,
+        404,
+        "invitation_not_found",
+    );
+    // Once detached, the DELETE is refused like any tenant route.
+    run_job(&app.store, &tenant).await;
+    assert_error(
+        &app.delete("/api/organization", &owner).await,
+        400,
+        "organization_required",
+    );
+}
+
+/// A stream record (or an item) that shows a running job on an organization that is not deleted
+/// winds nothing up: the step reads the organization and refuses to touch a live one.
+#[tokio::test]
+async fn a_forged_running_job_on_a_live_organization_touches_nothing() {
+    let app = TestApp::start().await;
+    let (owner, _) = app
+        .organization_on_plan("auth0|forged-owner", Plan::Business, PlanStatus::Active)
+        .await;
+    let (member, _) = app
+        .add_member(&owner, "auth0|forged-member", "VIEWER")
+        .await;
+    let tenant = tenant_of(&app, "auth0|forged-owner").await;
+    // The organization's item claims a running job, but it was never deleted.
     app.store
         .client()
         .update_item()
         .table_name(app.store.table_name())
-        .key("PK", AttributeValue::S(keys::tenant_partition(&tenant)))
-        .key("SK", AttributeValue::S("ORG".to_owned()))
-        .update_expression("SET deletionStatus = :running, deletionStep = :zero")
-        .expression_attribute_values(":running", AttributeValue::S("running".to_owned()))
-        .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
+        .set_key(Some(HashMap::from([
+            (
+                "PK".to_owned(),
+                AttributeValue::S(keys::organization(&tenant).0),
+            ),
+            ("SK".to_owned(), AttributeValue::S("ORG".to_owned())),
+        ])))
+        .update_expression(
+            "SET deletionStatus = :running, deletionPhase = :members, deletionStep = :zero, \
+             deletionMembersDetached = :zero, deletionItemsExpired = :zero",
+        )
+        .expression_attribute_values(":running", AttributeValue::S("running".into()))
+        .expression_attribute_values(":members", AttributeValue::S("members".into()))
+        .expression_attribute_values(":zero", AttributeValue::N("0".into()))
         .send()
         .await
         .unwrap();
-    let before = partition(&app, &tenant).await;
-    let records = stream_records(&app).await;
-    assert!(
-        records
-            .iter()
-            .any(|r| org_cleanup::running_deletion(r).as_ref() == Some(&tenant)),
-        "the record passes the stream filter"
-    );
+    // A stream record for it, exactly as a real job's change would look.
+    let record = stream_records(&app)
+        .await
+        .into_iter()
+        .rev()
+        .find(|r| org_cleanup::running_deletion(r).as_ref() == Some(&tenant))
+        .expect("the change is on the stream");
     let response =
-        org_cleanup::handle(&app.store, event_of(records), Duration::from_secs(60)).await;
+        org_cleanup::handle(&app.store, event_of(vec![record]), Duration::from_secs(60)).await;
     assert!(response.batch_item_failures.is_empty());
     assert_eq!(
-        partition(&app, &tenant).await,
-        before,
-        "nothing of it changed"
+        app.store.deletion_step(&tenant, 200).await.unwrap(),
+        tollgate::store::deletion::StepOutcome::NotRunning
     );
-    for token in [&owner, &member] {
-        assert_eq!(app.get("/api/organization", token).await.status, 200);
-    }
+    // Nobody detached, no item expiring: the organization is as it was.
+    assert_eq!(app.get("/api/organization", &member).await.status, 200);
+    assert_eq!(app.get("/api/users", &owner).await.status, 200);
+    assert!(
+        partition(&app, &tenant)
+            .await
+            .iter()
+            .filter(|item| !sort_key(item).starts_with("AUDIT#"))
+            .all(|item| ttl_of(item).is_none()),
+        "no item of a live organization gets a ttl (audit events carry their retention's)"
+    );
 }

@@ -177,12 +177,7 @@ pub async fn invite(
     let actor = actor(caller)?;
     team::check_invite(actor, role).map_err(guard_error)?;
 
-    let organization = state
-        .store
-        .get_organization(tenant)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(organization_required)?;
+    let organization = organization_of(state, caller).await?;
     let members = state.store.all_members(tenant).await.map_err(store_error)?;
     if members.iter().any(|m| {
         m.email

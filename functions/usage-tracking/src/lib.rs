@@ -9,8 +9,7 @@ use time::OffsetDateTime;
 
 use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, entitlement_of, organization_required, store_error,
-    tenant_of,
+    AppState, Caller, FunctionHandlers, entitlement_of, organization_of, store_error, tenant_of,
 };
 use tollgate::pricing::Plan;
 use tollgate::routes::{Function, Operation};
@@ -263,12 +262,7 @@ struct UsageResponse {
 
 pub async fn get_usage(state: &AppState, caller: &Caller) -> Result<Response<Body>, ApiError> {
     let tenant = tenant_of(caller)?;
-    let organization = state
-        .store
-        .get_organization(tenant)
-        .await
-        .map_err(store_error)?
-        .ok_or_else(organization_required)?;
+    let organization = organization_of(state, caller).await?;
     let period =
         usage::organization_period(organization.billing.as_ref(), OffsetDateTime::now_utc());
     let counter: UsageCounter = state

@@ -330,8 +330,8 @@ impl Store {
         let Some(job) = self.deletion_job(tenant).await? else {
             return Ok(StepOutcome::NotRunning);
         };
-        // Only ever an organization marked deleted: whatever a stream record claims, a live
-        // organization's items are never touched.
+        // Only an organization marked deleted is ever wound up, whatever its item or a stream
+        // record says about a job: a live organization's members and items are never touched.
         if !job.is_running() || job.deleted_at.is_none() {
             return Ok(StepOutcome::NotRunning);
         }
