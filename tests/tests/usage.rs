@@ -620,7 +620,7 @@ async fn a_failed_invoice_item_is_retried_with_the_same_key_and_amount() {
 /// the period counter, never the calls.
 #[tokio::test]
 async fn reading_usage_does_not_grow_with_the_number_of_calls() {
-    use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
+    use aws_sdk_dynamodb::types::AttributeValue;
     let app = app_with_service_key(None).await;
     let (token, user) = app
         .organization_on_plan("auth0|o1", Plan::Business, PlanStatus::Active)
@@ -644,31 +644,11 @@ async fn reading_usage_does_not_grow_with_the_number_of_calls() {
     let period = tollgate::usage::calendar_month(OffsetDateTime::now_utc());
     let tenant = user.tenant().unwrap();
     let client = app.store.client();
-    for batch in 0..(9_990 / 25 + 1) {
-        let writes: Vec<WriteRequest> = (0..25)
-            .map(|j| batch * 25 + j)
-            .filter(|n| *n < 9_990)
-            .map(|n| {
-                let (pk, sk) = tollgate::store::usage::call_key(&tenant, &format!("bulk{n}"));
-                let item = [("PK", pk), ("SK", sk), ("entity", "CALL".to_owned())]
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), AttributeValue::S(v)))
-                    .collect();
-                WriteRequest::builder()
-                    .put_request(PutRequest::builder().set_item(Some(item)).build().unwrap())
-                    .build()
-            })
-            .collect();
-        if writes.is_empty() {
-            break;
-        }
-        client
-            .batch_write_item()
-            .request_items(app.store.table_name(), writes)
-            .send()
-            .await
-            .unwrap();
-    }
+    // Batches retried when a busy DynamoDB Local times out (every write also feeds the table's
+    // stream).
+    tollgate_tests::write_call_records(&app.store, &tenant, 0..9_990)
+        .await
+        .expect("write call records");
     let (pk, sk) = tollgate::store::usage::counter_key(&tenant, &period);
     client
         .update_item()
