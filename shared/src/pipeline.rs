@@ -711,6 +711,29 @@ pub async fn organization_of(
         .ok_or_else(organization_required)
 }
 
+/// For a write that moves the caller into another organization (founding one, accepting an
+/// invitation): the organization they still name although it is gone (deleted, its deletion job
+/// not yet at them), which that write may replace; `None` when they name none. While the one they
+/// name exists, `already_member()`.
+pub async fn gone_tenant<'a>(
+    state: &AppState,
+    caller: &'a Caller,
+    already_member: impl FnOnce() -> ApiError,
+) -> Result<Option<&'a TenantId>, ApiError> {
+    let Some(current) = &caller.tenant else {
+        return Ok(None);
+    };
+    match state
+        .store
+        .get_organization(current)
+        .await
+        .map_err(store_error)?
+    {
+        Some(_) => Err(already_member()),
+        None => Ok(Some(current)),
+    }
+}
+
 /// What `organization` is entitled to now, with this deployment's `PAST_DUE_GRACE_DAYS`.
 pub fn entitlement_of(
     state: &AppState,

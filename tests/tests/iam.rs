@@ -562,26 +562,19 @@ async fn organizations(stack: &Stack) -> (Recorded, Recorded) {
         .await;
     expect(&deleted, 202, "delete organization");
     let org_cleanup = stack.start_function("org-cleanup").await;
-    let mut reader = tollgate_dev::stream::StreamReader::new(
+    let records: Vec<_> = tollgate_dev::stream::StreamReader::new(
         Some(&tollgate_tests::dynamodb_endpoint()),
         app.store.table_name(),
     )
-    .await;
-    let mut records = Vec::new();
-    loop {
-        let batch = reader.poll().await.expect("read the stream");
-        if batch.is_empty() {
-            break;
-        }
-        records.extend(
-            batch
-                .into_iter()
-                .filter(|r| org_cleanup::running_deletion(r).as_ref() == Some(&founded)),
-        );
-    }
+    .await
+    .read_all()
+    .await
+    .expect("read the stream")
+    .into_iter()
+    .filter(|r| org_cleanup::running_deletion(r).as_ref() == Some(&founded))
+    .collect();
     assert!(!records.is_empty(), "the deletion is on the stream");
-    let mut event = aws_lambda_events::event::dynamodb::Event::default();
-    event.records = records;
+    let event = tollgate_dev::stream::event_of(records);
     let outcome = org_cleanup
         .booted
         .runtime

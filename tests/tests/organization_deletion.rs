@@ -15,6 +15,7 @@ use time::OffsetDateTime;
 use tollgate::pricing::Plan;
 use tollgate::store::usage::CallRecord;
 use tollgate::store::{PlanStatus, Store, TenantId, keys};
+use tollgate_dev::stream::event_of;
 use tollgate_tests::{TestApp, assert_error, tenant_of};
 
 type Item = HashMap<String, AttributeValue>;
@@ -415,27 +416,14 @@ async fn a_job_over_2000_calls_survives_a_failure_mid_way_and_resumes_exactly() 
 
 /// Every record on the test table's stream so far, read as the dev gateway reads it.
 async fn stream_records(app: &TestApp) -> Vec<aws_lambda_events::event::dynamodb::EventRecord> {
-    let mut reader = tollgate_dev::stream::StreamReader::new(
+    tollgate_dev::stream::StreamReader::new(
         Some(&tollgate_tests::dynamodb_endpoint()),
         app.store.table_name(),
     )
-    .await;
-    let mut records = Vec::new();
-    loop {
-        let batch = reader.poll().await.expect("read the stream");
-        if batch.is_empty() {
-            return records;
-        }
-        records.extend(batch);
-    }
-}
-
-fn event_of(
-    records: Vec<aws_lambda_events::event::dynamodb::EventRecord>,
-) -> aws_lambda_events::event::dynamodb::Event {
-    let mut event = aws_lambda_events::event::dynamodb::Event::default();
-    event.records = records;
-    event
+    .await
+    .read_all()
+    .await
+    .expect("read the stream")
 }
 
 /// A failing job is answered as a batch item failure naming its record, so the stream gives it

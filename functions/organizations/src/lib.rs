@@ -9,7 +9,7 @@ use tollgate::http::{ApiError, json_response, parse_json_body};
 use tollgate::pipeline::{
     AppState, Caller, FunctionHandlers, organization_required, store_error, tenant_of,
 };
-use tollgate::pipeline::{audit_actor, entitlement_of, organization_of};
+use tollgate::pipeline::{audit_actor, entitlement_of, gone_tenant, organization_of};
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::routes::{Function, Operation};
 use tollgate::store::deletion::{DeletionJob, DeletionPhase};
@@ -130,22 +130,8 @@ pub async fn create(
         .map(valid_billing_email)
         .transpose()?;
     let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
-    // A user still naming an organization that is gone (deleted; the deletion job has not
-    // detached them yet) is free to found another at once.
-    let gone = match &caller.tenant {
-        Some(current) => {
-            let organization = state
-                .store
-                .get_organization(current)
-                .await
-                .map_err(store_error)?;
-            if organization.is_some() {
-                return Err(already_member());
-            }
-            Some(current)
-        }
-        None => None,
-    };
+    // A user still naming a deleted organization is free to found another at once.
+    let gone = gone_tenant(state, caller, already_member).await?;
     match state
         .store
         .create_organization(user, &name, billing_email, gone)
@@ -255,11 +241,10 @@ impl DeletionView {
             } else {
                 "running"
             },
-            phase: match job.deletion_phase {
-                None | Some(DeletionPhase::Members) => "members",
-                Some(DeletionPhase::Invitations) => "invitations",
-                Some(DeletionPhase::Items) => "items",
-            },
+            phase: job
+                .deletion_phase
+                .unwrap_or(DeletionPhase::Members)
+                .as_str(),
             members_detached: job.deletion_members_detached,
             items_expired: job.deletion_items_expired,
             started_at: job.deleted_at.clone(),

@@ -14,8 +14,8 @@ use tollgate::auth::profile::{self, Profile};
 use tollgate::entitlements::{Entitlement, EntitlementReason, EntitlementStatus};
 use tollgate::http::{ApiError, json_response};
 use tollgate::pipeline::{
-    AppState, Caller, FunctionHandlers, entitlement_of, organization_required, path_id,
-    plan_inactive, store_error, tenant_of,
+    AppState, Caller, FunctionHandlers, entitlement_of, gone_tenant, organization_required,
+    path_id, plan_inactive, store_error, tenant_of,
 };
 use tollgate::pricing::{self, Plan, PlanFeatures, PlanLimits};
 use tollgate::rbac::{self, Role};
@@ -372,25 +372,8 @@ pub async fn accept_invitation(
 ) -> Result<Response<Body>, ApiError> {
     let user = caller.user.as_ref().ok_or_else(ApiError::internal)?;
     let (email, invitation) = addressed_invitation(state, caller, params).await?;
-    // A user still naming an organization that is gone (deleted; the deletion job has not
-    // detached them yet) is free to join another at once.
-    let gone = match &caller.tenant {
-        Some(current) => {
-            let organization = state
-                .store
-                .get_organization(current)
-                .await
-                .map_err(store_error)?;
-            if organization.is_some() {
-                return Err(ApiError::conflict(
-                    "already_in_organization",
-                    "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
-                ));
-            }
-            Some(current)
-        }
-        None => None,
-    };
+    // A user still naming a deleted organization is free to join another at once.
+    let gone = gone_tenant(state, caller, already_member).await?;
     let now = unix_now();
     if is_expired(invitation.expires_at, now) {
         return Err(invitation_expired());
@@ -439,14 +422,18 @@ pub async fn accept_invitation(
             Err(invitation_expired())
         }
         Err(StoreError::NotFound) => Err(invitation_not_found()),
-        Err(StoreError::AlreadyInOrganization) => Err(ApiError::conflict(
-            "already_in_organization",
-            "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
-        )),
+        Err(StoreError::AlreadyInOrganization) => Err(already_member()),
         Err(StoreError::SeatLimitReached) => Err(seats_full()),
         Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
+}
+
+fn already_member() -> ApiError {
+    ApiError::conflict(
+        "already_in_organization",
+        "You already belong to an organization; leave it (DELETE /api/me/organization) before accepting another invitation.",
+    )
 }
 
 #[derive(Debug, Serialize)]
@@ -503,8 +490,8 @@ pub async fn leave_organization(
         .await
         .map_err(store_error)?
     else {
-        // The user still names an organization that is gone (its deletion was cut short before
-        // it detached them): leaving detaches them, so they can accept or create another.
+        // The user still names an organization that is gone (its deletion job has not reached
+        // them yet): leaving detaches them now.
         return match state
             .store
             .detach_from_gone_organization(tenant, user)

@@ -119,6 +119,18 @@ impl StreamReader {
         Ok(records)
     }
 
+    /// Every record on the stream not read yet: [`StreamReader::poll`] until it answers none.
+    pub async fn read_all(&mut self) -> Result<Vec<EventRecord>, StreamError> {
+        let mut records = Vec::new();
+        loop {
+            let batch = self.poll().await?;
+            if batch.is_empty() {
+                return Ok(records);
+            }
+            records.extend(batch);
+        }
+    }
+
     /// Starts reading shards not seen before, from their oldest record.
     async fn discover_shards(&mut self, arn: &str) -> Result<(), StreamError> {
         let described = self
@@ -247,7 +259,8 @@ fn sequence_at_or_after(sequence: &str, first: &str) -> bool {
     number(sequence) >= number(first)
 }
 
-fn event_of(records: Vec<EventRecord>) -> Event {
+/// The DynamoDB event Lambda delivers with `records`.
+pub fn event_of(records: Vec<EventRecord>) -> Event {
     let mut event = Event::default();
     event.records = records;
     event

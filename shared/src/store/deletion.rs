@@ -69,7 +69,8 @@ impl DeletionPhase {
         }
     }
 
-    fn as_str(self) -> &'static str {
+    /// Its name as stored and answered (`members`, `invitations`, `items`).
+    pub fn as_str(self) -> &'static str {
         match self {
             DeletionPhase::Members => "members",
             DeletionPhase::Invitations => "invitations",
@@ -503,8 +504,10 @@ impl Store {
         };
         // The organization's own item carries the job and its `ttl` already; members and
         // invitations were handled by their own phases.
-        let handled_before = sort_key.starts_with(DeletionPhase::Members.prefix().unwrap_or("-"))
-            || sort_key.starts_with(DeletionPhase::Invitations.prefix().unwrap_or("-"));
+        let handled_before = [DeletionPhase::Members, DeletionPhase::Invitations]
+            .into_iter()
+            .filter_map(DeletionPhase::prefix)
+            .any(|prefix| sort_key.starts_with(prefix));
         if sort_key == "ORG" || (phase == DeletionPhase::Items && handled_before) {
             return Ok((0, 0));
         }
