@@ -316,7 +316,8 @@ async fn the_role_ceiling_and_who_may_manage_keys() {
             .await;
         assert_error(&reply, 403, "forbidden");
     }
-    // Bad input.
+    // Bad input: a clear error, and nothing written.
+    let before = app.all_items().await;
     for (body, code) in [
         (json!({"name": "x", "role": "ROOT"}), "invalid_role"),
         (json!({"name": "", "role": "VIEWER"}), "invalid_name"),
@@ -335,6 +336,7 @@ async fn the_role_ceiling_and_who_may_manage_keys() {
     ] {
         assert_error(&app.post("/api/api-keys", &owner, body).await, 400, code);
     }
+    assert_eq!(app.all_items().await, before, "refused input wrote nothing");
     // Even an OWNER key manages no key, member or billing.
     for (method, path) in [
         (reqwest::Method::GET, "/api/api-keys"),
