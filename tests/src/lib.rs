@@ -437,6 +437,14 @@ impl TestApp {
     }
 }
 
+/// The end of a call that ended `ago` before now, but not before the current UTC month began: an
+/// organization without a live subscription is billed by calendar month, and a test that reads
+/// its usage back just after midnight on the 1st would otherwise look in the month after its calls.
+pub fn recent_call_end(ago: time::Duration) -> time::OffsetDateTime {
+    let now = time::OffsetDateTime::now_utc();
+    (now - ago).max(tollgate::usage::calendar_month(now).start)
+}
+
 /// Asserts the error envelope: exactly `error` and a non-empty `message`.
 pub fn assert_error(reply: &Reply, status: u16, code: &str) {
     assert_eq!(reply.status, status, "body: {}", reply.body);

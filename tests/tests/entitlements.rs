@@ -132,7 +132,7 @@ async fn invite(app: &TestApp, token: &str, email: &str) -> Reply {
 }
 
 async fn record_call(app: &TestApp, org: &str, call: &str, seconds: i64) -> Reply {
-    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(2);
+    let ended = tollgate_tests::recent_call_end(time::Duration::minutes(2));
     app.post(
         "/api/usage/calls",
         SERVICE_KEY,

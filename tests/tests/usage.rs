@@ -53,7 +53,7 @@ async fn calls_are_recorded_once_and_repeats_answer_the_original() {
         .organization_on_plan("auth0|meter", Plan::Starter, PlanStatus::Active)
         .await;
     let org = user.organization_id.clone().unwrap();
-    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(3);
+    let ended = tollgate_tests::recent_call_end(time::Duration::minutes(3));
 
     app.dynamodb_requests.take();
     let first = post_call(&app, &org, "call-1", 61, ended).await;
@@ -246,7 +246,7 @@ async fn concurrent_usage_counts_exactly_and_alerts_once() {
         .organization_on_plan("auth0|busy", Plan::Starter, PlanStatus::Active)
         .await;
     let org = user.organization_id.clone().unwrap();
-    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(10);
+    let ended = tollgate_tests::recent_call_end(time::Duration::minutes(10));
     let mut seed = 7u64;
     let mut random = move |bound: u64| {
         seed = seed
@@ -626,7 +626,7 @@ async fn reading_usage_does_not_grow_with_the_number_of_calls() {
         .organization_on_plan("auth0|o1", Plan::Business, PlanStatus::Active)
         .await;
     let org = user.organization_id.clone().unwrap();
-    let ended = OffsetDateTime::now_utc() - time::Duration::minutes(1);
+    let ended = tollgate_tests::recent_call_end(time::Duration::minutes(1));
     for i in 0..10 {
         assert_eq!(
             post_call(&app, &org, &format!("c{i}"), 60, ended)

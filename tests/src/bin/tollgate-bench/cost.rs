@@ -1594,7 +1594,7 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
 
     // Usage.
     let organization_id = tenant.as_str().to_owned();
-    let ended = rfc3339(OffsetDateTime::now_utc() - time::Duration::minutes(3));
+    let ended = rfc3339(tollgate_tests::recent_call_end(time::Duration::minutes(3)));
     let call_body = json!({"organizationId": organization_id, "callId": "cost-call-1",
         "durationSeconds": 125, "endedAt": ended});
     meter

@@ -575,8 +575,7 @@ async fn usage_scenario(
     // a second organization so the measured organization's counter holds the timed calls only.
     let total = args.warmup + 1 + args.requests;
     let seconds = Arc::new(durations(total, 0x5eed_ca11));
-    let now = OffsetDateTime::now_utc();
-    let ended = now - time::Duration::minutes(2);
+    let ended = tollgate_tests::recent_call_end(time::Duration::minutes(2));
     let ended_text = Arc::new(rfc3339(ended));
     let timed = args.warmup + 1;
     let expected_minutes: u64 = seconds[timed..]
