@@ -14,6 +14,7 @@ mod ratelimit;
 pub mod schema;
 mod team;
 pub mod usage;
+pub mod webhook_endpoints;
 
 pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
 pub use team::{AddressedInvitation, InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
