@@ -98,6 +98,9 @@ pub enum StartupError {
     ApiKeyPepper(#[from] crate::auth::api_key::PepperTooShort),
     #[error(transparent)]
     HttpClient(#[from] crate::trust::HttpClientError),
+    /// A setting only one function reads (the notifier's), named by that function's own error.
+    #[error("{0}")]
+    Function(String),
 }
 
 impl AppState {

@@ -85,6 +85,15 @@ pub struct HttpClientError(String);
 /// trusting Mozilla's roots as pre-parsed trust anchors (`webpki-roots`: no certificate is parsed
 /// at cold start, no file read). HTTP/1.1.
 pub fn reqwest_client(timeout: Duration) -> Result<reqwest::Client, HttpClientError> {
+    reqwest_client_with(timeout, |builder| builder)
+}
+
+/// [`reqwest_client`] with more settings of the caller's (the webhook notifier's: no redirects,
+/// its own resolver).
+pub fn reqwest_client_with(
+    timeout: Duration,
+    customize: impl FnOnce(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+) -> Result<reqwest::Client, HttpClientError> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
     };
@@ -94,7 +103,7 @@ pub fn reqwest_client(timeout: Duration) -> Result<reqwest::Client, HttpClientEr
         .map_err(|error| HttpClientError(error.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    reqwest::Client::builder()
+    customize(reqwest::Client::builder())
         .timeout(timeout)
         .tls_backend_preconfigured(tls)
         .build()
