@@ -13,8 +13,17 @@ cd "$root"
 
 export TOLLGATE_ADDR="${TOLLGATE_ADDR:-127.0.0.1:3000}"
 export TABLE_NAME="${TABLE_NAME:-tollgate}"
+# What this script started, stopped when it exits.
+stop_dynamodb=false
+moto_pid=""
+stop_started() {
+  if [[ -n "$moto_pid" ]]; then kill "$moto_pid" 2>/dev/null || true; fi
+  if $stop_dynamodb; then infra/scripts/dynamodb-local.sh stop dev; fi
+}
+trap stop_started EXIT INT TERM
+
 if [[ -z "${DYNAMODB_ENDPOINT:-}" ]]; then
-  trap 'infra/scripts/dynamodb-local.sh stop dev' EXIT INT TERM
+  stop_dynamodb=true
   DYNAMODB_ENDPOINT="$(infra/scripts/dynamodb-local.sh start dev "${DYNAMODB_PORT:-8000}" "$root/.tollgate/dynamodb")"
   export DYNAMODB_ENDPOINT
 fi
@@ -52,6 +61,23 @@ if [[ -z "${STRIPE_SECRET_KEY:-}" ]]; then
 fi
 
 "$dev" create-table
+
+# Outbound webhooks: moto's SQS (from the project venv) holds the delivery queue and its
+# dead-letter queue, which `tollgate-dev serve` creates; the notifier runs inside the gateway.
+if [[ -z "${SQS_ENDPOINT:-}" && -z "${WEBHOOK_QUEUE_URL:-}" ]]; then
+  venv="$(infra/scripts/venv.sh)"
+  sqs_port="${SQS_PORT:-9324}"
+  mkdir -p .tollgate
+  "$venv/bin/moto_server" --host 127.0.0.1 --port "$sqs_port" >.tollgate/moto-sqs.log 2>&1 &
+  moto_pid=$!
+  export SQS_ENDPOINT="http://127.0.0.1:$sqs_port"
+  for _ in $(seq 1 120); do
+    curl -s -o /dev/null "$SQS_ENDPOINT" && break
+    kill -0 "$moto_pid" 2>/dev/null || { echo "moto's SQS did not start; see .tollgate/moto-sqs.log" >&2; exit 1; }
+    sleep 0.5
+  done
+  echo "moto's SQS: $SQS_ENDPOINT"
+fi
 
 B="http://$TOLLGATE_ADDR"
 if [[ -z "${JWT_ISSUER:-}" ]]; then
@@ -110,5 +136,5 @@ $pay_line
   curl -s -w '\\n' \$B/api/organization -H "Authorization: Bearer \$KEY"
 
 MSG
-# Not exec: the trap stops the DynamoDB Local started here when the gateway stops.
+# Not exec: the trap stops the DynamoDB Local and moto started here when the gateway stops.
 "$dev" serve "${serve_args[@]}"

@@ -278,8 +278,12 @@ impl Notifier {
                 ));
             }
         }
-        let failed = futures::stream::iter(planned.chunks(SQS_BATCH))
-            .map(|chunk| self.enqueue(chunk))
+        // Owned chunks: a closure over borrowed ones makes this future not `Send` for every
+        // lifetime, which spawning it needs.
+        let chunks: Vec<Vec<(usize, Delivery)>> =
+            planned.chunks(SQS_BATCH).map(<[_]>::to_vec).collect();
+        let failed = futures::stream::iter(chunks)
+            .map(|chunk| async move { self.enqueue(&chunk).await })
             .buffer_unordered(SENDS_IN_FLIGHT)
             .collect::<Vec<Vec<usize>>>()
             .await;

@@ -4,6 +4,7 @@
 
 pub mod issuer;
 pub mod local;
+pub mod notify;
 pub mod server;
 pub mod stream;
 pub mod stripe_pay;

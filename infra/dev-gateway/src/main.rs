@@ -276,7 +276,23 @@ async fn run(cli: Cli) -> Result<(), String> {
                 store.clone(),
                 reader,
             )));
+            let stream_endpoint = config.dynamodb_endpoint.clone();
+            let table = config.table_name.clone();
             let state = AppState::new(config, store).map_err(|e| e.to_string())?;
+            // Audit events to webhook endpoints, from the stream through moto's SQS, as the
+            // notifier Lambda delivers them in AWS.
+            let _notifier = match tollgate_dev::notify::local_notifier(state.clone()).await? {
+                Some(notifier) => {
+                    let reader =
+                        tollgate_dev::stream::StreamReader::new(stream_endpoint.as_deref(), &table)
+                            .await
+                            .from_latest();
+                    Some(AbortOnDrop(tokio::spawn(tollgate_dev::notify::run(
+                        notifier, reader,
+                    ))))
+                }
+                None => None,
+            };
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;

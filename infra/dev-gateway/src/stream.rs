@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use aws_lambda_events::event::dynamodb::{Event, EventRecord, StreamRecord};
+use aws_lambda_events::event::streams::DynamoDbEventResponse;
 use aws_sdk_dynamodbstreams::types::{Record, ShardIteratorType};
 use tollgate::store::Store;
 
@@ -48,6 +49,9 @@ pub struct StreamReader {
     stream_arn: Option<String>,
     /// Shard id → the iterator to read it from next; `None`: the shard is closed and read.
     shards: BTreeMap<String, Option<String>>,
+    /// Where the shards found by the first read start: their oldest record, or (for
+    /// [`StreamReader::from_latest`]) the records written after it.
+    first_position: ShardIteratorType,
 }
 
 impl StreamReader {
@@ -65,7 +69,16 @@ impl StreamReader {
             table: table.to_owned(),
             stream_arn: None,
             shards: BTreeMap::new(),
+            first_position: ShardIteratorType::TrimHorizon,
         }
+    }
+
+    /// Reads only what is written after its first read (the shards that exist then start at
+    /// `LATEST`; shards opened later from their oldest record): a consumer that must not act on
+    /// the stream's last 24 hours again each time the gateway starts.
+    pub fn from_latest(mut self) -> StreamReader {
+        self.first_position = ShardIteratorType::Latest;
+        self
     }
 
     /// The stream's ARN: DescribeTable's `LatestStreamArn`, as the template's `!GetAtt
@@ -156,13 +169,14 @@ impl StreamReader {
                 .get_shard_iterator()
                 .stream_arn(arn)
                 .shard_id(&shard)
-                .shard_iterator_type(ShardIteratorType::TrimHorizon)
+                .shard_iterator_type(self.first_position.clone())
                 .send()
                 .await
                 .map_err(unavailable("GetShardIterator"))?;
             self.shards
                 .insert(shard, iterator.shard_iterator().map(str::to_owned));
         }
+        self.first_position = ShardIteratorType::TrimHorizon;
         Ok(())
     }
 }
@@ -195,7 +209,23 @@ fn event_record(record: &Record, stream_arn: &str) -> EventRecord {
 /// Reads the stream until the task is dropped, handing every batch to the org-cleanup handler;
 /// a batch it reports failed is handed over again (from its first failed record) after a
 /// backoff, at most [`MAX_RETRIES`] times.
-pub async fn run_workers(store: Store, mut reader: StreamReader) {
+pub async fn run_workers(store: Store, reader: StreamReader) {
+    run_consumer(reader, "deletion jobs", move |event| {
+        let store = store.clone();
+        async move { org_cleanup::handle(&store, event, org_cleanup::INVOCATION_BUDGET).await }
+    })
+    .await
+}
+
+/// Reads the stream until the task is dropped, handing every batch to `handler` as an event
+/// source mapping hands it to its function (each consumer reads with its own reader, as each
+/// mapping reads the stream on its own). `waiting` names what waits while the stream is
+/// unreadable.
+pub async fn run_consumer<H, F>(mut reader: StreamReader, waiting: &'static str, handler: H)
+where
+    H: Fn(Event) -> F,
+    F: Future<Output = DynamoDbEventResponse>,
+{
     let mut warned = false;
     loop {
         let records = match reader.poll().await {
@@ -205,7 +235,7 @@ pub async fn run_workers(store: Store, mut reader: StreamReader) {
             }
             Err(error) => {
                 if !warned {
-                    tracing::warn!(%error, "cannot read the table's stream; deletion jobs wait");
+                    tracing::warn!(%error, "cannot read the table's stream; {waiting} wait");
                     warned = true;
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -216,15 +246,27 @@ pub async fn run_workers(store: Store, mut reader: StreamReader) {
             tokio::time::sleep(POLL_INTERVAL).await;
             continue;
         }
-        deliver(&store, records).await;
+        deliver_to(&handler, records).await;
     }
 }
 
-/// One batch to the handler, with the event source mapping's retries.
-pub async fn deliver(store: &Store, mut records: Vec<EventRecord>) {
+/// One batch to the org-cleanup handler, with the event source mapping's retries.
+pub async fn deliver(store: &Store, records: Vec<EventRecord>) {
+    deliver_to(
+        &|event| org_cleanup::handle(store, event, org_cleanup::INVOCATION_BUDGET),
+        records,
+    )
+    .await
+}
+
+/// One batch to `handler`, with the event source mapping's retries.
+pub async fn deliver_to<H, F>(handler: &H, mut records: Vec<EventRecord>)
+where
+    H: Fn(Event) -> F,
+    F: Future<Output = DynamoDbEventResponse>,
+{
     for attempt in 0..=MAX_RETRIES {
-        let event = event_of(records.clone());
-        let response = org_cleanup::handle(store, event, org_cleanup::INVOCATION_BUDGET).await;
+        let response = handler(event_of(records.clone())).await;
         let Some(failed) = response
             .batch_item_failures
             .iter()
@@ -245,7 +287,7 @@ pub async fn deliver(store: &Store, mut records: Vec<EventRecord>) {
     }
     tracing::error!(
         records = records.len(),
-        "a stream batch failed {MAX_RETRIES} retries and is given up (in AWS: the dead-letter queue); sending DELETE /api/organization again resumes its job"
+        "a stream batch failed {MAX_RETRIES} retries and is given up (in AWS: the mapping's dead-letter queue)"
     );
 }
 
