@@ -74,8 +74,8 @@ pub enum Access {
 }
 
 /// Lambda binaries with no route: rotate-keys is invoked directly, org-cleanup by the table's
-/// stream.
-pub const MAINTENANCE_BINARIES: [&str; 2] = ["rotate-keys", "org-cleanup"];
+/// stream, the notifier by the table's stream and its delivery queue.
+pub const MAINTENANCE_BINARIES: [&str; 3] = ["rotate-keys", "org-cleanup", "notifier"];
 
 /// What a route does; the pipeline dispatches on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,7 +115,8 @@ async fn forward(
         });
     let base = if target.starts_with("DynamoDB_") {
         &upstreams.dynamodb
-    } else if target.starts_with("secretsmanager.") {
+    } else if target.starts_with("secretsmanager.") || target.starts_with("AmazonSQS.") {
+        // moto serves Secrets Manager and SQS on one endpoint.
         &upstreams.secrets_manager
     } else {
         return (
@@ -182,7 +183,11 @@ fn text<'a>(value: &'a Value, field: &str, target: &str) -> Result<&'a str, Stri
 ///   ("Using IAM with DynamoDB transactions"; there is no `dynamodb:TransactWriteItems` action);
 ///   `TransactGetItems`: `dynamodb:GetItem` per item;
 /// - `BatchGetItem` / `BatchWriteItem`: the action of that name on each table named;
-/// - `secretsmanager:GetSecretValue` on the `SecretId` ARN.
+/// - `secretsmanager:GetSecretValue` on the `SecretId` ARN;
+/// - SQS (the JSON protocol, `AmazonSQS.<Operation>`): `sqs:<Operation>` on the queue of
+///   `QueueUrl` (`https://sqs.<region>.amazonaws.com/<account>/<name>` is
+///   `arn:aws:sqs:<region>:<account>:<name>`), where a batch operation is authorized as its single
+///   one (`SendMessageBatch` → `sqs:SendMessage`, "Amazon SQS API permissions").
 pub fn iam_accesses(request: &AwsRequest) -> Result<Vec<Access>, String> {
     let target = request.target.as_str();
     let body = &request.body;
@@ -257,7 +262,42 @@ pub fn iam_accesses(request: &AwsRequest) -> Result<Vec<Access>, String> {
                 secret.to_owned(),
             )])
         }
-        other => Err(format!("no IAM mapping for X-Amz-Target {other:?}")),
+        other => match other.strip_prefix("AmazonSQS.") {
+            Some(operation) => {
+                let action = match operation {
+                    "SendMessage" | "SendMessageBatch" => "sqs:SendMessage",
+                    "DeleteMessage" | "DeleteMessageBatch" => "sqs:DeleteMessage",
+                    "ChangeMessageVisibility" | "ChangeMessageVisibilityBatch" => {
+                        "sqs:ChangeMessageVisibility"
+                    }
+                    "ReceiveMessage" => "sqs:ReceiveMessage",
+                    "GetQueueAttributes" => "sqs:GetQueueAttributes",
+                    other => {
+                        return Err(format!(
+                            "{target}: the IAM mapping of SQS {other} is not written down here yet"
+                        ));
+                    }
+                };
+                Ok(vec![access(
+                    action,
+                    queue_arn(text(body, "QueueUrl", target)?)?,
+                )])
+            }
+            None => Err(format!("no IAM mapping for X-Amz-Target {other:?}")),
+        },
+    }
+}
+
+/// The ARN of the queue at `url`: its path is `/<account>/<name>` (moto keeps AWS's form).
+pub fn queue_arn(url: &str) -> Result<String, String> {
+    let mut segments = url.trim_end_matches('/').rsplit('/');
+    match (segments.next(), segments.next()) {
+        (Some(name), Some(account))
+            if !name.is_empty() && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            Ok(format!("arn:aws:sqs:{REGION}:{account}:{name}"))
+        }
+        _ => Err(format!("{url:?} is not a queue URL")),
     }
 }
 
@@ -477,8 +517,9 @@ pub fn compare(function: &str, used: &BTreeSet<Access>, policy: &[Statement]) ->
 /// ("Lambda execution role permissions" for DynamoDB streams): a mapping reading a table's stream
 /// needs `dynamodb:DescribeStream`, `GetRecords` and `GetShardIterator` on the stream and
 /// `dynamodb:ListStreams` (which IAM authorizes on `*` only); an `OnFailure` destination that is
-/// an SQS queue needs `sqs:SendMessage` on it. These requests are Lambda's, not the code's, so no
-/// recorder sees them.
+/// an SQS queue needs `sqs:SendMessage` on it; a mapping reading an SQS queue needs
+/// `sqs:ReceiveMessage`, `DeleteMessage` and `GetQueueAttributes` on it. These requests are
+/// Lambda's, not the code's, so no recorder sees them.
 pub fn event_source_mapping_accesses(
     template: &Yaml,
     binary: &str,
@@ -510,6 +551,18 @@ pub fn event_source_mapping_accesses(
             continue;
         }
         let source = resolve_resource(&properties["EventSourceArn"], resolve)?;
+        // An SQS queue: what Lambda's SQS poller does as the function's role ("Using Lambda
+        // with Amazon SQS", execution role permissions).
+        if source.starts_with("arn:aws:sqs:") {
+            for action in [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+            ] {
+                accesses.insert(access(action, source.clone()));
+            }
+            continue;
+        }
         if !source.starts_with("arn:aws:dynamodb:") || !source.contains("/stream/") {
             return Err(format!(
                 "{binary}: the permissions of an event source mapping from {source} are not modelled"
@@ -565,6 +618,29 @@ mod tests {
             action: action.to_owned(),
             resource: resource.to_owned(),
         }
+    }
+
+    #[test]
+    fn sqs_batches_are_authorized_as_their_single_operation_on_the_queue() {
+        let queue = "arn:aws:sqs:us-east-1:123456789012:deliveries";
+        let url = "https://sqs.us-east-1.amazonaws.com/123456789012/deliveries";
+        for (operation, action) in [
+            ("SendMessage", "sqs:SendMessage"),
+            ("SendMessageBatch", "sqs:SendMessage"),
+            ("ChangeMessageVisibility", "sqs:ChangeMessageVisibility"),
+            ("DeleteMessageBatch", "sqs:DeleteMessage"),
+            ("ReceiveMessage", "sqs:ReceiveMessage"),
+        ] {
+            let sent = request(&format!("AmazonSQS.{operation}"), json!({"QueueUrl": url}));
+            assert_eq!(iam_accesses(&sent).unwrap(), vec![access(action, queue)]);
+        }
+        assert_eq!(
+            queue_arn("http://127.0.0.1:5000/123456789012/deliveries").unwrap(),
+            queue,
+            "moto's URLs too"
+        );
+        assert!(queue_arn("http://127.0.0.1:5000/deliveries").is_err());
+        assert!(iam_accesses(&request("AmazonSQS.PurgeQueue", json!({"QueueUrl": url}))).is_err());
     }
 
     #[test]

@@ -201,6 +201,9 @@ fn local_environment(binary: &str) -> Vec<(String, String)> {
         "TollgateSecret" => Some(String::new()),
         "JwtIssuer" => Some("tollgate-dev".to_owned()),
         "JwtAudience" => Some("tollgate-dev-api".to_owned()),
+        "WebhookDeliveryQueue" => {
+            Some("http://127.0.0.1:9324/000000000000/tollgate-webhook-deliveries".to_owned())
+        }
         _ => None,
     })
 }
@@ -259,6 +262,17 @@ fn the_templates_empty_values_read_as_unset() {
         assert!(secrets.stripe_webhook_secrets.is_empty());
         assert!(secrets.service_key_hashes.is_empty());
         assert!(secrets.encryption_keys.is_none());
+        if function.binary == "notifier" {
+            let settings =
+                notifier::NotifierSettings::from_lookup(|name| with_empty.get(name).cloned())
+                    .unwrap_or_else(|e| panic!("{}: {e}", function.logical_id));
+            let unset =
+                notifier::NotifierSettings::from_lookup(|name| without_empty.get(name).cloned())
+                    .unwrap_or_else(|e| panic!("{}: {e}", function.logical_id));
+            assert_eq!(settings, unset);
+            assert_eq!(settings.sqs_endpoint, None);
+            assert!(!settings.allow_loopback);
+        }
     }
 }
 
