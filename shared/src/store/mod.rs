@@ -14,7 +14,6 @@ mod ratelimit;
 pub mod schema;
 mod team;
 pub mod usage;
-pub mod webhook_endpoints;
 
 pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
 pub use team::{AddressedInvitation, InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
