@@ -60,6 +60,11 @@ pub struct Config {
     pub api_key_pepper: Option<String>,
     /// `CLERK_API_BASE`, default [`crate::auth::profile::DEFAULT_CLERK_API_BASE`].
     pub clerk_api_base: String,
+    /// Outbound webhook endpoints may be plain `http` to a loopback host (`localhost`,
+    /// `127.0.0.0/8`, `::1`) (`WEBHOOK_ALLOW_LOOPBACK`, `true`/`false`, default false). Only for a
+    /// local deployment: `tollgate-dev serve` and the tests turn it on (see
+    /// [`crate::webhook_url`]).
+    pub webhook_allow_loopback: bool,
 }
 
 /// Stripe's API, unless `STRIPE_API_BASE` points elsewhere (tests: a local stand-in).
@@ -220,6 +225,13 @@ impl Config {
                 })?,
                 None => false,
             },
+            webhook_allow_loopback: match get("WEBHOOK_ALLOW_LOOPBACK") {
+                Some(raw) => parse_bool(&raw).ok_or_else(|| ConfigError::Invalid {
+                    name: "WEBHOOK_ALLOW_LOOPBACK",
+                    reason: format!("expected true or false (got \"{raw}\")"),
+                })?,
+                None => false,
+            },
         })
     }
 }
@@ -283,6 +295,26 @@ mod tests {
         let text = error.to_string();
         assert!(text.contains("TRIAL_DAYS_BUSINESS"), "{text}");
         assert!(text.contains("0 to 730"), "{text}");
+    }
+
+    #[test]
+    fn loopback_webhooks_default_off_and_bad_values_are_named() {
+        assert!(!config(&[]).unwrap().webhook_allow_loopback);
+        assert!(
+            config(&[("WEBHOOK_ALLOW_LOOPBACK", "true")])
+                .unwrap()
+                .webhook_allow_loopback
+        );
+        assert!(
+            !config(&[("WEBHOOK_ALLOW_LOOPBACK", "FALSE")])
+                .unwrap()
+                .webhook_allow_loopback
+        );
+        let error = config(&[("WEBHOOK_ALLOW_LOOPBACK", "yes")]).unwrap_err();
+        assert!(
+            error.to_string().contains("WEBHOOK_ALLOW_LOOPBACK"),
+            "{error}"
+        );
     }
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {

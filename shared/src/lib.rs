@@ -26,3 +26,4 @@ pub mod telemetry;
 pub mod text;
 pub mod trust;
 pub mod usage;
+pub mod webhook_url;

@@ -462,6 +462,7 @@ async fn route_and_run(
             | Operation::BillingPortal
             | Operation::CreateIntegration
             | Operation::CreateApiKey
+            | Operation::CreateWebhookEndpoint
     ) {
         count(state, Bucket::Sensitive, &claims.sub, rate).await?;
     }
@@ -619,7 +620,7 @@ async fn run_with_api_key(
             .join(" or ");
         let message = if required.iter().all(|p| !rbac::key_may_use(*p)) {
             format!(
-                "Organization API keys cannot use {names} (keys, members, billing and deleting the organization are left to signed-in people)."
+                "Organization API keys cannot use {names} (keys, members, billing, webhook endpoints and deleting the organization are left to signed-in people)."
             )
         } else {
             format!(

@@ -91,10 +91,11 @@ pub enum Permission {
     IntegrationsDelete,
     ApiKeysManage,
     AuditRead,
+    WebhooksManage,
 }
 
 impl Permission {
-    pub const ALL: [Permission; 20] = [
+    pub const ALL: [Permission; 21] = [
         Permission::OrgRead,
         Permission::OrgUpdate,
         Permission::OrgDelete,
@@ -115,6 +116,7 @@ impl Permission {
         Permission::IntegrationsDelete,
         Permission::ApiKeysManage,
         Permission::AuditRead,
+        Permission::WebhooksManage,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -139,6 +141,7 @@ impl Permission {
             Permission::IntegrationsDelete => "integrations:delete",
             Permission::ApiKeysManage => "apikeys:manage",
             Permission::AuditRead => "audit:read",
+            Permission::WebhooksManage => "webhooks:manage",
         }
     }
 }
@@ -264,7 +267,7 @@ impl Decision {
     }
 }
 
-static OWNER_GRANTS: [Grant; 20] = [
+static OWNER_GRANTS: [Grant; 21] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::OrgDelete),
@@ -285,9 +288,10 @@ static OWNER_GRANTS: [Grant; 20] = [
     Grant::all(P::IntegrationsDelete),
     Grant::all(P::ApiKeysManage),
     Grant::all(P::AuditRead),
+    Grant::all(P::WebhooksManage),
 ];
 
-static ADMIN_GRANTS: [Grant; 16] = [
+static ADMIN_GRANTS: [Grant; 17] = [
     Grant::all(P::OrgRead),
     Grant::all(P::OrgUpdate),
     Grant::all(P::UsersRead),
@@ -304,6 +308,7 @@ static ADMIN_GRANTS: [Grant; 16] = [
     Grant::all(P::IntegrationsDelete),
     Grant::all(P::ApiKeysManage),
     Grant::all(P::AuditRead),
+    Grant::all(P::WebhooksManage),
 ];
 
 static MANAGER_GRANTS: [Grant; 6] = [
@@ -385,15 +390,17 @@ pub fn expanded_permissions(role: Role) -> Vec<String> {
 }
 
 /// Whether an organization API key may ever use `permission`, whatever its role: a key never
-/// manages keys (`apikeys:manage`), members (`users:*`) or billing (`billing:*`), and never deletes
-/// the organization (`org:delete`, which ends every membership at once). Those stay with signed-in
-/// people, so a leaked key cannot mint more keys, let someone in or out, or move money.
+/// manages keys (`apikeys:manage`), members (`users:*`), billing (`billing:*`) or outbound webhook
+/// endpoints (`webhooks:manage`), and never deletes the organization (`org:delete`, which ends
+/// every membership at once). Those stay with signed-in people, so a leaked key cannot mint more
+/// keys, let someone in or out, move money, or send the organization's audit events elsewhere.
 /// `audit:read` is not excluded: an OWNER or ADMIN key reads the audit log (a SIEM export is a
 /// machine's job); reading it changes nothing, and a MANAGER, OPERATOR or VIEWER key cannot.
 pub fn key_may_use(permission: Permission) -> bool {
     !matches!(
         permission,
         P::ApiKeysManage
+            | P::WebhooksManage
             | P::OrgDelete
             | P::UsersRead
             | P::UsersCreate
@@ -434,7 +441,7 @@ mod tests {
 
     /// Written out by hand from DESIGN.md, not derived from `grants`.
     /// Columns: OWNER, ADMIN, MANAGER, OPERATOR, VIEWER.
-    const MATRIX: [(Permission, [Decision; 5]); 20] = [
+    const MATRIX: [(Permission, [Decision; 5]); 21] = [
         (P::OrgRead, [A, A, A, D, A]),
         (P::OrgUpdate, [A, A, D, D, D]),
         (P::OrgDelete, [A, D, D, D, D]),
@@ -455,6 +462,7 @@ mod tests {
         (P::IntegrationsDelete, [A, A, D, D, D]),
         (P::ApiKeysManage, [A, A, D, D, D]),
         (P::AuditRead, [A, A, D, D, D]),
+        (P::WebhooksManage, [A, A, D, D, D]),
     ];
 
     const ROLES: [Role; 5] = [
@@ -505,6 +513,7 @@ mod tests {
                 "integrations:delete",
                 "apikeys:manage",
                 "audit:read",
+                "webhooks:manage",
             ])
         );
         assert_eq!(
@@ -526,6 +535,7 @@ mod tests {
                 "integrations:delete",
                 "apikeys:manage",
                 "audit:read",
+                "webhooks:manage",
             ])
         );
         assert_eq!(
@@ -740,6 +750,7 @@ mod tests {
     fn keys_never_manage_keys_members_or_billing() {
         let excluded = [
             P::ApiKeysManage,
+            P::WebhooksManage,
             P::OrgDelete,
             P::UsersRead,
             P::UsersCreate,
@@ -768,6 +779,9 @@ mod tests {
         // Keys read the audit log exactly when their role may.
         assert_eq!(check_api_key(Role::Admin, P::AuditRead), A);
         assert_eq!(check_api_key(Role::Manager, P::AuditRead), D);
+        // Not even an OWNER key manages webhook endpoints: it could send the events elsewhere.
+        assert_eq!(check(Role::Owner, P::WebhooksManage), A);
+        assert_eq!(check_api_key(Role::Owner, P::WebhooksManage), D);
     }
 
     #[test]
@@ -804,7 +818,7 @@ mod tests {
         prop_oneof![
             any::<String>(),
             "[A-Za-z: ]{0,24}",
-            "(org|users|calls|ai|analytics|billing|integrations|apikeys|x|)(:(read|update|delete|create|manage|fly|own|all|)){0,3}",
+            "(org|users|calls|ai|analytics|billing|integrations|apikeys|audit|webhooks|x|)(:(read|update|delete|create|manage|fly|own|all|)){0,3}",
             "(OWNER|ADMIN|MANAGER|OPERATOR|VIEWER|owner|)[ A-Z]{0,2}",
         ]
     }

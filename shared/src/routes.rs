@@ -20,10 +20,11 @@ pub enum Function {
     Integrations,
     ApiKeys,
     Audit,
+    Webhooks,
 }
 
 impl Function {
-    pub const ALL: [Function; 12] = [
+    pub const ALL: [Function; 13] = [
         Function::UserLoad,
         Function::PermissionCheck,
         Function::Organizations,
@@ -36,6 +37,7 @@ impl Function {
         Function::Integrations,
         Function::ApiKeys,
         Function::Audit,
+        Function::Webhooks,
     ];
 
     pub fn name(self) -> &'static str {
@@ -52,6 +54,7 @@ impl Function {
             Function::Integrations => "integrations",
             Function::ApiKeys => "api-keys",
             Function::Audit => "audit",
+            Function::Webhooks => "webhooks",
         }
     }
 }
@@ -109,6 +112,9 @@ pub enum Operation {
     CreateApiKey,
     RevokeApiKey,
     ListAuditEvents,
+    ListWebhookEndpoints,
+    CreateWebhookEndpoint,
+    DeleteWebhookEndpoint,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -305,6 +311,27 @@ pub fn routes() -> &'static [Route] {
                 Function::Audit,
                 Needs(AuditRead),
                 ListAuditEvents,
+            ),
+            route(
+                Method::GET,
+                "/api/webhooks/endpoints",
+                Function::Webhooks,
+                Needs(WebhooksManage),
+                ListWebhookEndpoints,
+            ),
+            route(
+                Method::POST,
+                "/api/webhooks/endpoints",
+                Function::Webhooks,
+                Needs(WebhooksManage),
+                CreateWebhookEndpoint,
+            ),
+            route(
+                Method::DELETE,
+                "/api/webhooks/endpoints/{id}",
+                Function::Webhooks,
+                Needs(WebhooksManage),
+                DeleteWebhookEndpoint,
             ),
             route(
                 Method::POST,

@@ -114,6 +114,8 @@ impl TestApp {
         config.rate_limits.anonymous.max = 10_000;
         config.rate_limits.user.max = 100_000;
         config.api_key_pepper = Some(TEST_API_KEY_PEPPER.to_owned());
+        // As `tollgate-dev serve`: webhook receivers on this machine are accepted.
+        config.webhook_allow_loopback = true;
         let table_client = tollgate::store::dynamodb_client(Some(&dynamodb_endpoint())).await;
         schema::create_table(&table_client, &table)
             .await

@@ -93,8 +93,9 @@ async fn a_member_sees_organization_permissions_and_plan_entitlements() {
     assert_eq!(reply.body["organization"]["plan"], serde_json::Value::Null);
     assert_eq!(reply.body["organization"]["planStatus"], "none");
     let permissions = reply.body["permissions"].as_array().unwrap();
-    assert_eq!(permissions.len(), 20);
+    assert_eq!(permissions.len(), 21);
     assert!(permissions.contains(&"audit:read".into()));
+    assert!(permissions.contains(&"webhooks:manage".into()));
     assert!(permissions.contains(&"billing:update".into()));
     assert!(permissions.contains(&"apikeys:manage".into()));
     assert_eq!(reply.body["limits"], serde_json::Value::Null);

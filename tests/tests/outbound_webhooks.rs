@@ -155,7 +155,6 @@ async fn stack(max_attempts: u32, retry_base: Duration, timeout: Duration) -> St
         timeout,
         retry_base,
         retry_cap: retry_base * 4,
-        allow_loopback: true,
     };
     let notifier = Arc::new(
         notifier::Notifier::new(app.state.clone(), sqs.clone(), settings).expect("notifier"),

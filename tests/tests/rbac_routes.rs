@@ -10,7 +10,12 @@ use tollgate_tests::{TestApp, assert_error};
 
 #[tokio::test]
 async fn role_by_route_matrix() {
-    let app = TestApp::start().await;
+    // A key ring: webhook endpoints store their signing secrets encrypted.
+    let app = TestApp::start_with(|config| {
+        config.encryption_keys = Some(format!("k1:{}", "6".repeat(64)));
+        config.encryption_active_key = Some("k1".into());
+    })
+    .await;
     for role in Role::ALL {
         let prefix = role.as_str().to_lowercase();
         let (owner, owner_user) = app
@@ -36,6 +41,15 @@ async fn role_by_route_matrix() {
             .await;
         let invitation_id = invitation.body["id"].as_str().unwrap().to_owned();
         let (key_id, _) = app.create_api_key(&owner, "Listed", "VIEWER").await;
+        let endpoint = app
+            .post(
+                "/api/webhooks/endpoints",
+                &owner,
+                json!({"url": "https://hooks.example.com/listed", "eventTypes": ["member.joined"]}),
+            )
+            .await;
+        assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+        let endpoint_id = endpoint.body["id"].as_str().unwrap().to_owned();
 
         // In an order where each allowed call leaves the next one something to act on.
         let routes: Vec<(
@@ -115,6 +129,26 @@ async fn role_by_route_matrix() {
                 "/api/audit".into(),
                 None,
                 Permission::AuditRead,
+            ),
+            (
+                reqwest::Method::GET,
+                "/api/webhooks/endpoints".into(),
+                None,
+                Permission::WebhooksManage,
+            ),
+            (
+                reqwest::Method::POST,
+                "/api/webhooks/endpoints".into(),
+                Some(
+                    json!({"url": format!("https://{prefix}.hooks.example.com/"), "eventTypes": ["member.left"]}),
+                ),
+                Permission::WebhooksManage,
+            ),
+            (
+                reqwest::Method::DELETE,
+                format!("/api/webhooks/endpoints/{endpoint_id}"),
+                None,
+                Permission::WebhooksManage,
             ),
             (
                 reqwest::Method::DELETE,

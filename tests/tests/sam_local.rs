@@ -271,7 +271,6 @@ fn the_templates_empty_values_read_as_unset() {
                     .unwrap_or_else(|e| panic!("{}: {e}", function.logical_id));
             assert_eq!(settings, unset);
             assert_eq!(settings.sqs_endpoint, None);
-            assert!(!settings.allow_loopback);
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use tollgate::store::audit::AuditEvent;
+use tollgate::webhook_url::is_internal_ip;
 
 /// A queued delivery: the event (whole, so sending it reads nothing but the endpoint) and the
 /// endpoint it goes to. `partitionKey` is the event item's own `PK` as the table's stream gave it,
@@ -60,39 +61,11 @@ pub fn backoff(attempt: u32, base: Duration, cap: Duration) -> Duration {
     base.checked_mul(1u32 << doublings).unwrap_or(cap).min(cap)
 }
 
-/// Whether deliveries may go to `ip`: public unicast addresses only, and loopback where the
-/// configuration allows it (local development). Private, link-local (the instance metadata
-/// service at 169.254.169.254), shared, unspecified, multicast and documentation addresses never.
+/// Whether deliveries may go to `ip`: not an internal address
+/// ([`tollgate::webhook_url::is_internal_ip`], the rule endpoints are created by), except loopback
+/// where the configuration allows it (local development).
 pub fn address_allowed(ip: IpAddr, allow_loopback: bool) -> bool {
-    if ip.is_loopback() {
-        return allow_loopback;
-    }
-    match ip {
-        IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
-            !(v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_multicast()
-                || v4.is_broadcast()
-                || v4.is_documentation()
-                || a == 0
-                || (a == 100 && (64..128).contains(&b))
-                || (a == 198 && (b == 18 || b == 19))
-                || a >= 240)
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return address_allowed(IpAddr::V4(v4), allow_loopback);
-            }
-            let first = v6.segments()[0];
-            !(v6.is_unspecified()
-                || v6.is_multicast()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || first == 0x2001 && v6.segments()[1] == 0x0db8)
-        }
-    }
+    !is_internal_ip(ip) || (allow_loopback && ip.to_canonical().is_loopback())
 }
 
 /// The resolver of the delivery client: the system's, keeping only the addresses deliveries may
@@ -133,19 +106,6 @@ pub fn client(
     })
 }
 
-/// Whether `url` names a host deliveries may go to without resolving it: an IP literal must be
-/// allowed by [`address_allowed`] (the resolver never sees one); a name is checked when resolved.
-pub fn literal_host_allowed(url: &reqwest::Url, allow_loopback: bool) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => address_allowed(IpAddr::V4(ip), allow_loopback),
-        Some(url::Host::Ipv6(ip)) => address_allowed(IpAddr::V6(ip), allow_loopback),
-        Some(url::Host::Domain(name)) => {
-            allow_loopback || !name.eq_ignore_ascii_case("localhost")
-        }
-        None => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,59 +136,21 @@ mod tests {
     }
 
     #[test]
-    fn only_public_addresses_are_allowed() {
-        for (address, allowed) in [
-            ("93.184.215.14", true),
-            ("8.8.8.8", true),
-            ("2606:4700::6810:85e5", true),
-            ("127.0.0.1", false),
-            ("::1", false),
-            ("10.1.2.3", false),
-            ("172.16.0.1", false),
-            ("192.168.1.1", false),
-            ("169.254.169.254", false),
-            ("100.64.0.1", false),
-            ("0.0.0.0", false),
-            ("255.255.255.255", false),
-            ("224.0.0.1", false),
-            ("198.18.0.1", false),
-            ("192.0.2.1", false),
-            ("fd00::1", false),
-            ("fe80::1", false),
-            ("::", false),
-            ("::ffff:127.0.0.1", false),
-            ("::ffff:169.254.169.254", false),
-            ("2001:db8::1", false),
+    fn public_addresses_are_allowed_and_loopback_only_when_allowed() {
+        for (address, production, dev) in [
+            ("93.184.215.14", true, true),
+            ("2606:4700::6810:85e5", true, true),
+            ("127.0.0.1", false, true),
+            ("::1", false, true),
+            ("::ffff:127.0.0.1", false, true),
+            ("10.1.2.3", false, false),
+            ("169.254.169.254", false, false),
+            ("::ffff:169.254.169.254", false, false),
+            ("fd00::1", false, false),
         ] {
             let ip: IpAddr = address.parse().expect("address");
-            assert_eq!(address_allowed(ip, false), allowed, "{address}");
-        }
-    }
-
-    #[test]
-    fn loopback_only_when_allowed() {
-        for address in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
-            let ip: IpAddr = address.parse().expect("address");
-            assert!(address_allowed(ip, true), "{address}");
-            assert!(!address_allowed(ip, false), "{address}");
-        }
-        let private: IpAddr = "10.0.0.1".parse().expect("address");
-        assert!(!address_allowed(private, true), "loopback does not open private ranges");
-    }
-
-    #[test]
-    fn literal_hosts_are_checked_before_any_request() {
-        for (url, production, dev) in [
-            ("https://hooks.example.com/in", true, true),
-            ("https://169.254.169.254/latest", false, false),
-            ("https://[::1]:8443/", false, true),
-            ("http://127.0.0.1:9000/hook", false, true),
-            ("https://localhost/hook", false, true),
-            ("https://LOCALHOST/hook", false, true),
-        ] {
-            let url = reqwest::Url::parse(url).expect("url");
-            assert_eq!(literal_host_allowed(&url, false), production, "{url}");
-            assert_eq!(literal_host_allowed(&url, true), dev, "{url}");
+            assert_eq!(address_allowed(ip, false), production, "{address}");
+            assert_eq!(address_allowed(ip, true), dev, "{address}");
         }
     }
 

@@ -33,6 +33,7 @@ use tollgate::pipeline::{AppState, StartupError};
 use tollgate::store::audit::AuditEvent;
 use tollgate::store::webhook_endpoints::WebhookEndpointRecord;
 use tollgate::store::{StoreError, TenantId};
+use tollgate::webhook_url::validate_endpoint_url;
 
 pub use delivery::{AttemptError, Delivery, Payload};
 use signature::{SecretError, SigningKey};
@@ -61,9 +62,6 @@ pub struct NotifierSettings {
     pub retry_base: Duration,
     /// `WEBHOOK_RETRY_MAX_SECONDS` (0–43200, default 3600): the longest wait between attempts.
     pub retry_cap: Duration,
-    /// `WEBHOOK_ALLOW_LOOPBACK` (`true`/`false`, default false): deliveries may go to loopback
-    /// addresses (local development only).
-    pub allow_loopback: bool,
 }
 
 /// A notifier setting that is missing or out of range.
@@ -77,8 +75,6 @@ pub enum SettingsError {
         low: u64,
         high: u64,
     },
-    #[error("{0} must be `true` or `false`")]
-    Flag(&'static str),
 }
 
 impl NotifierSettings {
@@ -98,18 +94,12 @@ impl NotifierSettings {
                 .map(Duration::from_secs)
                 .ok_or(SettingsError::Range { name, low, high }),
         };
-        let allow_loopback = match get("WEBHOOK_ALLOW_LOOPBACK").as_deref().map(str::trim) {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(SettingsError::Flag("WEBHOOK_ALLOW_LOOPBACK")),
-        };
         Ok(Self {
             queue_url: get("WEBHOOK_QUEUE_URL").ok_or(SettingsError::Missing("WEBHOOK_QUEUE_URL"))?,
             sqs_endpoint: get("SQS_ENDPOINT"),
             timeout: seconds("WEBHOOK_TIMEOUT_SECONDS", 1, 30, 10)?,
             retry_base: seconds("WEBHOOK_RETRY_BASE_SECONDS", 0, 3600, 30)?,
             retry_cap: seconds("WEBHOOK_RETRY_MAX_SECONDS", 0, MAX_VISIBILITY.as_secs(), 3600)?,
-            allow_loopback,
         })
     }
 }
@@ -143,7 +133,8 @@ pub enum Sent {
 }
 
 /// The notifier: the table (endpoints), the secrets (the key ring that holds signing secrets),
-/// the delivery queue and the delivery HTTP client.
+/// the delivery queue and the delivery HTTP client. Endpoints may be loopback addresses only when
+/// the configuration allows them (`WEBHOOK_ALLOW_LOOPBACK`, [`tollgate::config::Config`]).
 pub struct Notifier {
     pub state: Arc<AppState>,
     pub sqs: aws_sdk_sqs::Client,
@@ -200,7 +191,7 @@ impl Notifier {
         sqs: aws_sdk_sqs::Client,
         settings: NotifierSettings,
     ) -> Result<Self, tollgate::trust::HttpClientError> {
-        let http = delivery::client(settings.timeout, settings.allow_loopback)?;
+        let http = delivery::client(settings.timeout, state.config.webhook_allow_loopback)?;
         Ok(Self {
             state,
             sqs,
@@ -431,11 +422,10 @@ impl Notifier {
             Some(endpoint) if endpoint.wants(kind) => endpoint,
             _ => return Ok(Sent::EndpointGone),
         };
-        let url = reqwest::Url::parse(&endpoint.url)
-            .map_err(|_| DeliveryError::Malformed("endpoint url"))?;
-        if !delivery::literal_host_allowed(&url, self.settings.allow_loopback) {
-            return Err(AttemptError::AddressRefused.into());
-        }
+        // The creation rules again: the flag may have changed since, and an IP literal reaches
+        // no resolver.
+        let url = validate_endpoint_url(&endpoint.url, self.state.config.webhook_allow_loopback)
+            .map_err(|_| AttemptError::AddressRefused)?;
         let secrets = self
             .state
             .secrets()

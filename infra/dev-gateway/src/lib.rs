@@ -14,7 +14,7 @@ use tollgate::pipeline::FunctionHandlers;
 
 /// Every HTTP function's handlers: the dev gateway (and the tests through it) serve all routes
 /// with the same handlers each Lambda serves its own with.
-pub static ALL_FUNCTIONS: [&FunctionHandlers; 12] = [
+pub static ALL_FUNCTIONS: [&FunctionHandlers; 13] = [
     &user_load::HANDLERS,
     &permission_check::HANDLERS,
     &organizations::HANDLERS,
@@ -27,6 +27,7 @@ pub static ALL_FUNCTIONS: [&FunctionHandlers; 12] = [
     &integrations::HANDLERS,
     &api_keys::HANDLERS,
     &audit::HANDLERS,
+    &webhooks::HANDLERS,
 ];
 
 #[cfg(test)]

@@ -258,6 +258,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             } else {
                 None
             };
+            // Receivers on this machine (`http://127.0.0.1:...`) may be webhook endpoints here,
+            // unless WEBHOOK_ALLOW_LOOPBACK says otherwise.
+            if std::env::var_os("WEBHOOK_ALLOW_LOOPBACK").is_none() {
+                config.webhook_allow_loopback = true;
+            }
             // Kept alive while the gateway serves; dropping it stops the stand-in.
             let _standin = match stripe_standin {
                 Some(standin_addr) => {

@@ -208,8 +208,9 @@ pub async fn run(notifier: Arc<Notifier>, reader: crate::stream::StreamReader) {
 
 /// The notifier `tollgate-dev serve` runs, when there is a queue to run it with: `SQS_ENDPOINT`
 /// (moto's SQS; `make dev` starts one), where the queues are created, or `WEBHOOK_QUEUE_URL`.
-/// Deliveries may go to loopback addresses unless `WEBHOOK_ALLOW_LOOPBACK=false`. `None`: no
-/// queue, no deliveries (said once on the console).
+/// Deliveries may go to loopback addresses as the gateway's configuration says (`tollgate-dev
+/// serve` allows them unless `WEBHOOK_ALLOW_LOOPBACK=false`). `None`: no queue, no deliveries
+/// (said once on the console).
 pub async fn local_notifier(
     state: Arc<tollgate::pipeline::AppState>,
 ) -> Result<Option<Arc<Notifier>>, String> {
@@ -239,7 +240,6 @@ pub async fn local_notifier(
     }
     let settings = notifier::NotifierSettings::from_lookup(|name| match name {
         "WEBHOOK_QUEUE_URL" => env(name).or_else(|| created.as_ref().map(|q| q.delivery_url.clone())),
-        "WEBHOOK_ALLOW_LOOPBACK" => Some(env(name).unwrap_or_else(|| "true".to_owned())),
         _ => env(name),
     })
     .map_err(|e| e.to_string())?;

@@ -61,10 +61,14 @@ pub enum EventType {
     ApiKeyCreated,
     #[serde(rename = "api_key.revoked")]
     ApiKeyRevoked,
+    #[serde(rename = "webhook_endpoint.created")]
+    WebhookEndpointCreated,
+    #[serde(rename = "webhook_endpoint.deleted")]
+    WebhookEndpointDeleted,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 16] = [
         EventType::MemberInvited,
         EventType::MemberJoined,
         EventType::MemberDeclined,
@@ -79,6 +83,8 @@ impl EventType {
         EventType::IntegrationDeleted,
         EventType::ApiKeyCreated,
         EventType::ApiKeyRevoked,
+        EventType::WebhookEndpointCreated,
+        EventType::WebhookEndpointDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -97,6 +103,8 @@ impl EventType {
             EventType::IntegrationDeleted => "integration.deleted",
             EventType::ApiKeyCreated => "api_key.created",
             EventType::ApiKeyRevoked => "api_key.revoked",
+            EventType::WebhookEndpointCreated => "webhook_endpoint.created",
+            EventType::WebhookEndpointDeleted => "webhook_endpoint.deleted",
         }
     }
 
@@ -162,8 +170,8 @@ impl AuditActor {
     }
 }
 
-/// What a change was made to: `member`, `invitation`, `organization`, `integration` or
-/// `api_key`, and its id.
+/// What a change was made to: `member`, `invitation`, `organization`, `integration`, `api_key`
+/// or `webhook_endpoint`, and its id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditTarget {
     #[serde(rename = "type")]
@@ -473,6 +481,37 @@ pub mod events {
             None,
         )
     }
+
+    /// `actor` registered webhook endpoint `id` at `url` for `event_types` (recorded joined by
+    /// `,`). Its signing secret is not recorded, plain or encrypted.
+    pub fn webhook_endpoint_created(
+        tenant: &TenantId,
+        actor: &AuditActor,
+        id: &str,
+        url: &str,
+        event_types: &[String],
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::WebhookEndpointCreated,
+            tenant,
+            actor,
+            AuditTarget::new("webhook_endpoint", id),
+            None,
+            summary([("url", url), ("eventTypes", &event_types.join(","))]),
+        )
+    }
+
+    /// `actor` deleted webhook endpoint `id`.
+    pub fn webhook_endpoint_deleted(tenant: &TenantId, actor: &AuditActor, id: &str) -> AuditEvent {
+        AuditEvent::new(
+            EventType::WebhookEndpointDeleted,
+            tenant,
+            actor,
+            AuditTarget::new("webhook_endpoint", id),
+            None,
+            None,
+        )
+    }
 }
 
 /// The stored form: the event and the Unix second DynamoDB's TTL removes it at.
@@ -725,6 +764,35 @@ mod tests {
         assert_eq!(decode_cursor(&encode_cursor("MEMBER#usr_1")), None);
         assert_eq!(decode_cursor(&encode_cursor("AUDIT#evt_zz")), None);
         assert_eq!(decode_cursor("not base64!"), None);
+    }
+
+    #[test]
+    fn webhook_endpoint_events_name_the_url_and_types_only() {
+        let actor = AuditActor::user("usr_1");
+        let types = vec!["member.invited".to_owned(), "api_key.created".to_owned()];
+        let event = events::webhook_endpoint_created(
+            &tenant(),
+            &actor,
+            "we_1",
+            "https://hooks.example.com/t",
+            &types,
+        );
+        assert_eq!(event.kind, EventType::WebhookEndpointCreated);
+        assert_eq!(event.target, AuditTarget::new("webhook_endpoint", "we_1"));
+        assert_eq!(event.before, None);
+        assert_eq!(
+            event.after,
+            summary([
+                ("url", "https://hooks.example.com/t"),
+                ("eventTypes", "member.invited,api_key.created"),
+            ])
+        );
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "webhook_endpoint.created");
+        let deleted = events::webhook_endpoint_deleted(&tenant(), &actor, "we_1");
+        assert_eq!(deleted.kind.as_str(), "webhook_endpoint.deleted");
+        assert_eq!(deleted.target, AuditTarget::new("webhook_endpoint", "we_1"));
+        assert_eq!((deleted.before, deleted.after), (None, None));
     }
 
     #[test]

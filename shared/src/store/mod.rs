@@ -14,6 +14,7 @@ mod ratelimit;
 pub mod schema;
 mod team;
 pub mod usage;
+pub mod webhook_endpoints;
 
 pub use billing::{InvoiceRecord, WebhookCommit, WebhookOutcome};
 pub use team::{AddressedInvitation, InvitationRecord, MemberRecord, TeamEntry, TeamPage, is_live};
@@ -59,6 +60,8 @@ pub enum StoreError {
     LastOwner,
     #[error("the organization has a live subscription")]
     SubscriptionActive,
+    #[error("the organization has as many webhook endpoints as it may have")]
+    WebhookEndpointLimitReached,
 }
 
 impl StoreError {
@@ -220,6 +223,10 @@ pub struct OrganizationRecord {
     /// periods are counted in the open period instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overage_billed_through: Option<i64>,
+    /// Its outbound webhook endpoints: the counter their creation is conditioned on (at most
+    /// [`webhook_endpoints::MAX_WEBHOOK_ENDPOINTS`]), kept in step in the same transactions.
+    #[serde(default)]
+    pub webhook_endpoint_count: u64,
     /// Set when the organization was deleted; its items then carry `ttl` and expire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<String>,
@@ -535,6 +542,7 @@ impl Store {
             billing: None,
             billing_version: 0,
             overage_billed_through: None,
+            webhook_endpoint_count: 0,
             deleted_at: None,
             created_at: now.clone(),
             updated_at: now.clone(),
