@@ -54,6 +54,8 @@ struct Stack {
     jwks_server: tokio::task::JoinHandle<()>,
     /// The table's stream (DynamoDB Local's `LatestStreamArn`).
     stream_arn: String,
+    /// The webhook delivery queue and its dead-letter queue, in moto.
+    queues: tollgate_dev::notify::LocalQueues,
 }
 
 impl Drop for Stack {
@@ -70,7 +72,13 @@ fn hex_sha256(text: &str) -> String {
 impl Stack {
     async fn start() -> Stack {
         let stripe = StripeStandIn::start().await;
-        let app = TestApp::start_billing(&stripe, WEBHOOK_SECRET).await;
+        // The in-process gateway shares the functions' key ring, so the webhook endpoint it
+        // makes for the notifier's scenario is one the notifier can decrypt.
+        let app = TestApp::start_billing_with(&stripe, WEBHOOK_SECRET, |config| {
+            config.encryption_keys = Some(format!("k1:{OLD_KEY}"));
+            config.encryption_active_key = Some("k1".to_owned());
+        })
+        .await;
         let (issuer_url, jwks_server) = serve_jwks(app.issuer.jwks().to_string())
             .await
             .expect("JWKS server");
@@ -107,7 +115,14 @@ impl Stack {
         .stream_arn()
         .await
         .expect("the table has a stream");
+        let queues = tollgate_dev::notify::create_queues(
+            &tollgate_dev::notify::sqs_client(Some(&moto.endpoint)).await,
+            3,
+        )
+        .await
+        .expect("the webhook queues in moto");
         Stack {
+            queues,
             stream_arn,
             rotation_secret_arn: arns.pop().expect("two secrets"),
             secret_arn: arns.pop().expect("two secrets"),
@@ -149,6 +164,13 @@ impl Stack {
             "OrgCleanupDeadLetterQueue.Arn" => Some(format!(
                 "arn:aws:sqs:{REGION}:{ACCOUNT}:tollgate-test-org-cleanup-dlq"
             )),
+            "NotifierStreamDeadLetterQueue.Arn" => Some(format!(
+                "arn:aws:sqs:{REGION}:{ACCOUNT}:tollgate-test-notifier-stream-dlq"
+            )),
+            "WebhookDeliveryQueue" => Some(self.queues.delivery_url.clone()),
+            "WebhookDeliveryQueue.Arn" => {
+                tollgate_tests::aws_recorder::queue_arn(&self.queues.delivery_url).ok()
+            }
             "TollgateSecret" => Some(self.secret_of(binary).to_owned()),
             "JwtIssuer" => Some(self.issuer_url.clone()),
             "JwtAudience" => Some(AUDIENCE.to_owned()),
@@ -171,7 +193,16 @@ impl Stack {
                 recorder.endpoint.clone(),
             ),
             ("STRIPE_API_BASE".to_owned(), self.stripe.base_url.clone()),
+            // moto serves SQS behind the same recorder.
+            ("SQS_ENDPOINT".to_owned(), recorder.endpoint.clone()),
         ]);
+        if binary == "notifier" {
+            // The test's receivers are on loopback; failed attempts come back at once.
+            environment.extend([
+                ("WEBHOOK_ALLOW_LOOPBACK".to_owned(), "true".to_owned()),
+                ("WEBHOOK_RETRY_BASE_SECONDS".to_owned(), "0".to_owned()),
+            ]);
+        }
         let booted = Booted::start(binary, environment, INIT_LIMIT).await;
         Recorded { recorder, booted }
     }
@@ -310,6 +341,7 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     functions.insert("rotate-keys", rotate);
     functions.insert("api-keys", api_keys(&stack).await);
     functions.insert("audit", audit(&stack, &owner).await);
+    functions.insert("notifier", notifier(&stack, &owner_app_token).await);
 
     // Every function of the template has been driven.
     let template = template();
@@ -1068,4 +1100,130 @@ async fn audit(stack: &Stack, owner: &str) -> Recorded {
         .service_key_on("GET /api/audit", "/api/audit")
         .await;
     function
+}
+
+/// A webhook receiver on 127.0.0.1 that answers 500 to its first request and 200 after: the
+/// number of requests it got, and its URL.
+async fn flaky_receiver() -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    String,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let router = axum::Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR
+            } else {
+                axum::http::StatusCode::OK
+            }
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/hook", listener.local_addr().expect("addr"));
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (count, url, server)
+}
+
+/// One poll of the delivery queue (as the queue mapping polls it) handed to the notifier
+/// binary: its answer.
+async fn queue_batch(stack: &Stack, notifier: &Recorded) -> Value {
+    let sqs = tollgate_dev::notify::sqs_client(Some(&stack.moto.endpoint)).await;
+    let received = sqs
+        .receive_message()
+        .queue_url(&stack.queues.delivery_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(5)
+        .message_system_attribute_names(aws_sdk_sqs::types::MessageSystemAttributeName::All)
+        .send()
+        .await
+        .expect("receive deliveries");
+    let messages = received.messages.unwrap_or_default();
+    assert!(!messages.is_empty(), "a delivery is queued");
+    let mut event = aws_lambda_events::event::sqs::SqsEvent::default();
+    event.records = messages
+        .iter()
+        .map(tollgate_dev::notify::sqs_message)
+        .collect();
+    let outcome = notifier
+        .booted
+        .runtime
+        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
+        .await
+        .expect("the notifier answers");
+    let Outcome::Response(payload) = outcome else {
+        panic!("the notifier failed: {outcome:?}");
+    };
+    serde_json::from_slice(&payload).expect("answer is JSON")
+}
+
+/// notifier: an organization's endpoint (made through the in-process gateway) and an audit event
+/// (a rename); the event's stream record queues a delivery; the queued delivery is attempted
+/// twice, refused first (its visibility set to its backoff) and delivered after.
+async fn notifier(stack: &Stack, owner_app_token: &str) -> Recorded {
+    let app = &stack.app;
+    let (requests, url, receiver) = flaky_receiver().await;
+    let created = app
+        .post(
+            "/api/webhooks/endpoints",
+            owner_app_token,
+            json!({"url": url, "eventTypes": ["organization.updated"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let renamed = app
+        .patch(
+            "/api/organization",
+            owner_app_token,
+            json!({"name": "IAM Webhooks"}),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    let notifier = stack.start_function("notifier").await;
+    let records: Vec<_> = tollgate_dev::stream::StreamReader::new(
+        Some(&tollgate_tests::dynamodb_endpoint()),
+        app.store.table_name(),
+    )
+    .await
+    .read_all()
+    .await
+    .expect("read the stream")
+    .into_iter()
+    .filter(|r| notifier::inserted_event(r).is_some())
+    .collect();
+    let event = tollgate_dev::stream::event_of(records);
+    let outcome = notifier
+        .booted
+        .runtime
+        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
+        .await
+        .expect("the notifier answers");
+    let Outcome::Response(payload) = outcome else {
+        panic!("the notifier failed: {outcome:?}");
+    };
+    let answer: Value = serde_json::from_slice(&payload).expect("answer is JSON");
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+
+    let refused = queue_batch(stack, &notifier).await;
+    assert_eq!(
+        refused["batchItemFailures"].as_array().map(Vec::len),
+        Some(1),
+        "the 500 is reported: {refused}"
+    );
+    let delivered = queue_batch(stack, &notifier).await;
+    assert_eq!(delivered, json!({"batchItemFailures": []}));
+    assert_eq!(
+        requests.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "refused once, then delivered"
+    );
+    receiver.abort();
+    notifier
 }

@@ -136,6 +136,7 @@ impl Drop for Stack {
 /// A stack whose deliveries wait `timeout` for an answer, back off from `retry_base`, and go to
 /// the dead-letter queue after `max_attempts` receives.
 async fn stack(max_attempts: u32, retry_base: Duration, timeout: Duration) -> Stack {
+    tollgate::telemetry::init();
     let app = TestApp::start_with(|config| {
         config.encryption_keys = Some(format!("k1:{K1}"));
         config.encryption_active_key = Some("k1".to_owned());
@@ -408,6 +409,13 @@ async fn a_delivery_that_always_fails_goes_to_the_dead_letter_queue_after_n_atte
     let event_id = rename(app, &token, "Dead Co").await;
 
     let letters = dead_letters(&stack, Duration::from_secs(60)).await;
+    eprintln!("DEBUG moto {} queues {:?} received {}", stack._moto.endpoint, stack.queues, receiver.received().len());
+    let attrs = stack.sqs.get_queue_attributes().queue_url(&stack.queues.delivery_url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::All).send().await;
+    eprintln!("DEBUG attrs {attrs:?}");
+    let audit = app.get("/api/audit", &token).await;
+    eprintln!("DEBUG audit {}", audit.body);
+    let eps = app.get("/api/webhooks/endpoints", &token).await;
+    eprintln!("DEBUG eps {}", eps.body);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["endpointId"], endpoint_id.as_str());
     assert_eq!(letters[0]["event"]["id"], event_id.as_str());

@@ -98,7 +98,7 @@ pub async fn create_queues(
 }
 
 /// A received message as Lambda's SQS event carries it.
-fn sqs_message(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
+pub fn sqs_message(message: &aws_sdk_sqs::types::Message) -> SqsMessage {
     let mut event = SqsMessage::default();
     event.message_id = message.message_id.clone();
     event.receipt_handle = message.receipt_handle.clone();
