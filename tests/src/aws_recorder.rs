@@ -293,7 +293,9 @@ pub fn queue_arn(url: &str) -> Result<String, String> {
     let mut segments = url.trim_end_matches('/').rsplit('/');
     match (segments.next(), segments.next()) {
         (Some(name), Some(account))
-            if !name.is_empty() && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) =>
+            if !name.is_empty()
+                && account.len() == 12
+                && account.bytes().all(|b| b.is_ascii_digit()) =>
         {
             Ok(format!("arn:aws:sqs:{REGION}:{account}:{name}"))
         }

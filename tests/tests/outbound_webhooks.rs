@@ -94,7 +94,10 @@ impl Receiver {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
-        let url = format!("http://{}/hooks/tollgate", listener.local_addr().expect("addr"));
+        let url = format!(
+            "http://{}/hooks/tollgate",
+            listener.local_addr().expect("addr")
+        );
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
@@ -160,9 +163,11 @@ async fn stack(max_attempts: u32, retry_base: Duration, timeout: Duration) -> St
     let notifier = Arc::new(
         notifier::Notifier::new(app.state.clone(), sqs.clone(), settings).expect("notifier"),
     );
-    let reader =
-        tollgate_dev::stream::StreamReader::new(Some(&tollgate_tests::dynamodb_endpoint()), app.store.table_name())
-            .await;
+    let reader = tollgate_dev::stream::StreamReader::new(
+        Some(&tollgate_tests::dynamodb_endpoint()),
+        app.store.table_name(),
+    )
+    .await;
     let notifier = tokio::spawn(notify::run(notifier, reader));
     Stack {
         app,
@@ -308,7 +313,11 @@ async fn deliveries_are_signed_so_a_standard_webhooks_verifier_accepts_them() {
     let delivery = &received[0];
     assert_eq!(delivery.header("webhook-id"), event_id, "the event id");
     assert_eq!(delivery.header("content-type"), "application/json");
-    assert!(delivery.header("user-agent").starts_with("Tollgate-Webhooks/"));
+    assert!(
+        delivery
+            .header("user-agent")
+            .starts_with("Tollgate-Webhooks/")
+    );
     let payload = verify_with_standardwebhooks(&secret, delivery)
         .expect("the standardwebhooks package accepts the signature");
     assert_eq!(payload["type"], "organization.updated");
@@ -346,13 +355,23 @@ async fn only_the_organizations_own_endpoints_that_want_the_type_receive_it() {
     let other_org = Receiver::start(|_| (200, Duration::ZERO)).await;
     let token = owner(app, "auth0|hooks-own").await;
     let stranger = owner(app, "auth0|hooks-stranger").await;
-    endpoint(app, &token, &wants.url, &["organization.updated", "member.invited"]).await;
+    endpoint(
+        app,
+        &token,
+        &wants.url,
+        &["organization.updated", "member.invited"],
+    )
+    .await;
     endpoint(app, &token, &other_type.url, &["api_key.created"]).await;
     endpoint(app, &stranger, &other_org.url, &["organization.updated"]).await;
 
     let first = rename(app, &token, "Own One").await;
     let invited = app
-        .post("/api/users", &token, json!({"email": "new-hire@example.com", "role": "VIEWER"}))
+        .post(
+            "/api/users",
+            &token,
+            json!({"email": "new-hire@example.com", "role": "VIEWER"}),
+        )
         .await;
     assert_eq!(invited.status, 201, "{}", invited.body);
 
@@ -365,8 +384,14 @@ async fn only_the_organizations_own_endpoints_that_want_the_type_receive_it() {
     assert_eq!(types, ["member.invited", "organization.updated"]);
     assert!(received.iter().any(|r| r.header("webhook-id") == first));
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert!(other_type.received().is_empty(), "a type it did not ask for");
-    assert!(other_org.received().is_empty(), "another organization's event");
+    assert!(
+        other_type.received().is_empty(),
+        "a type it did not ask for"
+    );
+    assert!(
+        other_org.received().is_empty(),
+        "another organization's event"
+    );
     assert_eq!(wants.received().len(), 2, "each event once");
 }
 
@@ -388,13 +413,19 @@ async fn a_failed_delivery_is_tried_again_after_its_backoff_with_the_same_id() {
         "the redelivery waits its backoff (2 s), waited {waited:?}"
     );
     for delivery in &received {
-        assert_eq!(delivery.header("webhook-id"), event_id, "same id: receivers deduplicate");
+        assert_eq!(
+            delivery.header("webhook-id"),
+            event_id,
+            "same id: receivers deduplicate"
+        );
         verify_with_standardwebhooks(&secret, delivery).expect("each attempt is signed afresh");
     }
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(receiver.received().len(), 2, "nothing after the 200");
     assert!(
-        dead_letters(&stack, Duration::from_secs(1)).await.is_empty(),
+        dead_letters(&stack, Duration::from_secs(1))
+            .await
+            .is_empty(),
         "a delivered event is no dead letter"
     );
 }
@@ -409,13 +440,6 @@ async fn a_delivery_that_always_fails_goes_to_the_dead_letter_queue_after_n_atte
     let event_id = rename(app, &token, "Dead Co").await;
 
     let letters = dead_letters(&stack, Duration::from_secs(60)).await;
-    eprintln!("DEBUG moto {} queues {:?} received {}", stack._moto.endpoint, stack.queues, receiver.received().len());
-    let attrs = stack.sqs.get_queue_attributes().queue_url(&stack.queues.delivery_url).attribute_names(aws_sdk_sqs::types::QueueAttributeName::All).send().await;
-    eprintln!("DEBUG attrs {attrs:?}");
-    let audit = app.get("/api/audit", &token).await;
-    eprintln!("DEBUG audit {}", audit.body);
-    let eps = app.get("/api/webhooks/endpoints", &token).await;
-    eprintln!("DEBUG eps {}", eps.body);
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["endpointId"], endpoint_id.as_str());
     assert_eq!(letters[0]["event"]["id"], event_id.as_str());

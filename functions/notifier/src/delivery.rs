@@ -203,6 +203,9 @@ mod tests {
         let payload = serde_json::to_value(Payload::of(&delivery.event)).expect("payload");
         assert_eq!(payload["type"], "member.role_changed");
         assert_eq!(payload["timestamp"], "2026-11-30T22:30:00.123456Z");
-        assert_eq!(payload["data"]["id"], "evt_019ad6f1c2a87b3e9d1f0a4c5b6e7d8f");
+        assert_eq!(
+            payload["data"]["id"],
+            "evt_019ad6f1c2a87b3e9d1f0a4c5b6e7d8f"
+        );
     }
 }

@@ -95,11 +95,17 @@ impl NotifierSettings {
                 .ok_or(SettingsError::Range { name, low, high }),
         };
         Ok(Self {
-            queue_url: get("WEBHOOK_QUEUE_URL").ok_or(SettingsError::Missing("WEBHOOK_QUEUE_URL"))?,
+            queue_url: get("WEBHOOK_QUEUE_URL")
+                .ok_or(SettingsError::Missing("WEBHOOK_QUEUE_URL"))?,
             sqs_endpoint: get("SQS_ENDPOINT"),
             timeout: seconds("WEBHOOK_TIMEOUT_SECONDS", 1, 30, 10)?,
             retry_base: seconds("WEBHOOK_RETRY_BASE_SECONDS", 0, 3600, 30)?,
-            retry_cap: seconds("WEBHOOK_RETRY_MAX_SECONDS", 0, MAX_VISIBILITY.as_secs(), 3600)?,
+            retry_cap: seconds(
+                "WEBHOOK_RETRY_MAX_SECONDS",
+                0,
+                MAX_VISIBILITY.as_secs(),
+                3600,
+            )?,
         })
     }
 }
@@ -225,7 +231,10 @@ impl Notifier {
             {
                 Ok(serde_json::json!({"batchItemFailures": []}))
             }
-            _ => Err("the notifier takes the table's stream records and its delivery queue's messages".into()),
+            _ => Err(
+                "the notifier takes the table's stream records and its delivery queue's messages"
+                    .into(),
+            ),
         }
     }
 
@@ -379,11 +388,8 @@ impl Notifier {
                 true
             }
             Err(error) => {
-                let wait = delivery::backoff(
-                    attempt,
-                    self.settings.retry_base,
-                    self.settings.retry_cap,
-                );
+                let wait =
+                    delivery::backoff(attempt, self.settings.retry_base, self.settings.retry_cap);
                 tracing::warn!(%error, retry_in_seconds = wait.as_secs(), "webhook not delivered");
                 if let Some(receipt) = &message.receipt_handle {
                     let visibility = i32::try_from(wait.as_secs()).unwrap_or(i32::MAX);
@@ -492,7 +498,9 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     let settings = match NotifierSettings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
-            return Err(tollgate::lambda::init_failed(StartupError::Function(error.to_string())).await);
+            return Err(
+                tollgate::lambda::init_failed(StartupError::Function(error.to_string())).await,
+            );
         }
     };
     let notifier = match Notifier::connect(state, settings).await {

@@ -33,7 +33,9 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// The key of a `whsec_<base64>` secret (the form `POST /api/webhooks/endpoints` shows once).
     pub fn from_secret(secret: &str) -> Result<Self, SecretError> {
-        let encoded = secret.strip_prefix(SECRET_PREFIX).ok_or(SecretError::Prefix)?;
+        let encoded = secret
+            .strip_prefix(SECRET_PREFIX)
+            .ok_or(SecretError::Prefix)?;
         let key = STANDARD
             .decode(encoded)
             .map_err(|_| SecretError::Encoding)?;

@@ -217,7 +217,9 @@ pub async fn local_notifier(
     let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
     let sqs_endpoint = env("SQS_ENDPOINT");
     if sqs_endpoint.is_none() && env("WEBHOOK_QUEUE_URL").is_none() {
-        println!("Webhook deliveries are off: no SQS_ENDPOINT or WEBHOOK_QUEUE_URL (make dev starts moto's SQS)");
+        println!(
+            "Webhook deliveries are off: no SQS_ENDPOINT or WEBHOOK_QUEUE_URL (make dev starts moto's SQS)"
+        );
         return Ok(None);
     }
     let mut created = None;
@@ -239,7 +241,9 @@ pub async fn local_notifier(
         );
     }
     let settings = notifier::NotifierSettings::from_lookup(|name| match name {
-        "WEBHOOK_QUEUE_URL" => env(name).or_else(|| created.as_ref().map(|q| q.delivery_url.clone())),
+        "WEBHOOK_QUEUE_URL" => {
+            env(name).or_else(|| created.as_ref().map(|q| q.delivery_url.clone()))
+        }
         _ => env(name),
     })
     .map_err(|e| e.to_string())?;

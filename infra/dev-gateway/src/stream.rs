@@ -49,6 +49,9 @@ pub struct StreamReader {
     stream_arn: Option<String>,
     /// Shard id → the iterator to read it from next; `None`: the shard is closed and read.
     shards: BTreeMap<String, Option<String>>,
+    /// Shard id → the sequence number of the last record read from it, where a lost iterator
+    /// starts again.
+    read_up_to: BTreeMap<String, String>,
     /// Where the shards found by the first read start: their oldest record, or (for
     /// [`StreamReader::from_latest`]) the records written after it.
     first_position: ShardIteratorType,
@@ -69,6 +72,7 @@ impl StreamReader {
             table: table.to_owned(),
             stream_arn: None,
             shards: BTreeMap::new(),
+            read_up_to: BTreeMap::new(),
             first_position: ShardIteratorType::TrimHorizon,
         }
     }
@@ -117,19 +121,67 @@ impl StreamReader {
             .filter_map(|(id, iterator)| Some((id.clone(), iterator.clone()?)))
             .collect();
         for (shard, iterator) in open {
-            let output = self
+            let output = match self
                 .streams
                 .get_records()
                 .shard_iterator(iterator)
                 .limit(1000)
                 .send()
                 .await
-                .map_err(unavailable("GetRecords"))?;
+            {
+                Ok(output) => output,
+                // DynamoDB Local sometimes calls an iterator past the shard's trim horizon (or
+                // expired): the shard is read again from just after its last record read.
+                Err(error)
+                    if error.as_service_error().is_some_and(|e| {
+                        e.is_trimmed_data_access_exception() || e.is_expired_iterator_exception()
+                    }) =>
+                {
+                    tracing::debug!(%shard, "stream iterator lost; reading the shard again after its last record");
+                    let iterator = self.iterator_after_last_read(&arn, &shard).await?;
+                    self.shards.insert(shard, iterator);
+                    continue;
+                }
+                Err(error) => return Err(unavailable("GetRecords")(error)),
+            };
+            if let Some(last) = output
+                .records()
+                .last()
+                .and_then(|r| r.dynamodb())
+                .and_then(|r| r.sequence_number())
+            {
+                self.read_up_to.insert(shard.clone(), last.to_owned());
+            }
             records.extend(output.records().iter().map(|r| event_record(r, &arn)));
             self.shards
                 .insert(shard, output.next_shard_iterator().map(str::to_owned));
         }
         Ok(records)
+    }
+
+    /// An iterator of `shard` just after the last record read from it (its oldest record if none
+    /// was read).
+    async fn iterator_after_last_read(
+        &self,
+        arn: &str,
+        shard: &str,
+    ) -> Result<Option<String>, StreamError> {
+        let request = self
+            .streams
+            .get_shard_iterator()
+            .stream_arn(arn)
+            .shard_id(shard);
+        let request = match self.read_up_to.get(shard) {
+            Some(sequence) => request
+                .shard_iterator_type(ShardIteratorType::AfterSequenceNumber)
+                .sequence_number(sequence),
+            None => request.shard_iterator_type(ShardIteratorType::TrimHorizon),
+        };
+        let iterator = request
+            .send()
+            .await
+            .map_err(unavailable("GetShardIterator"))?;
+        Ok(iterator.shard_iterator().map(str::to_owned))
     }
 
     /// Every record on the stream not read yet: [`StreamReader::poll`] until it answers none.
