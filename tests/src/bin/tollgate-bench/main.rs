@@ -6,10 +6,13 @@
 //! - `throughput`: `GET /api/me` and `POST /api/usage/calls` through the dev gateway against
 //!   DynamoDB Local at a fixed concurrency, against the same DynamoDB operations issued directly.
 //! - `cost`: DynamoDB requests and consumed capacity of every route.
+//! - `deletion`: organization deletion's synchronous time and the deletion job's pace.
+//! - `notifier`: audit events per second through the notifier to a webhook receiver.
 
 mod cost;
 mod deletion;
 mod init;
+mod notifier;
 mod throughput;
 
 use std::path::PathBuf;
@@ -33,6 +36,8 @@ enum Command {
     Cost(cost::Args),
     /// DELETE /api/organization's synchronous time by organization size, and the deletion job's pace.
     Deletion(deletion::Args),
+    /// Audit events per second from the stream through the notifier and SQS to a receiver.
+    Notifier(notifier::Args),
 }
 
 type BenchResult = Result<String, Box<dyn std::error::Error + Send + Sync>>;
@@ -71,6 +76,10 @@ async fn main() -> std::process::ExitCode {
         Command::Deletion(args) => {
             let out = args.out.clone();
             (deletion::run(args).await, out)
+        }
+        Command::Notifier(args) => {
+            let out = args.out.clone();
+            (notifier::run(args).await, out)
         }
     };
     match result.map(|markdown| write_section(&out, &markdown)) {
