@@ -52,6 +52,18 @@ if [[ -z "${API_KEY_PEPPER:-}" ]]; then
   export API_KEY_PEPPER
 fi
 
+# A local key ring for integration credentials and webhook signing secrets, made once on this
+# machine and kept in .tollgate/dev-encryption-key (mode 0600; never use it anywhere else).
+if [[ -z "${ENCRYPTION_KEYS:-}" ]]; then
+  ring_file=.tollgate/dev-encryption-key
+  if [[ ! -s "$ring_file" ]]; then
+    (umask 077; od -An -N32 -tx1 /dev/urandom | tr -d ' \n' >"$ring_file")
+  fi
+  ENCRYPTION_KEYS="dev:$(cat "$ring_file")"
+  ENCRYPTION_ACTIVE_KEY=dev
+  export ENCRYPTION_KEYS ENCRYPTION_ACTIVE_KEY
+fi
+
 serve_args=()
 if [[ -z "${STRIPE_SECRET_KEY:-}" ]]; then
   standin="${STRIPE_STANDIN_ADDR:-127.0.0.1:12111}"

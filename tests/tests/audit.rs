@@ -167,6 +167,21 @@ async fn each_successful_change_writes_exactly_one_event() {
     let revoked = app.delete(&format!("/api/api-keys/{key_id}"), &owner).await;
     assert_eq!(revoked.status, 200, "{}", revoked.body);
     expected.extend(["api_key.created", "api_key.revoked"]);
+    // A webhook endpoint created and deleted.
+    let endpoint = app
+        .post(
+            "/api/webhooks/endpoints",
+            &owner,
+            json!({"url": "https://hooks.example.com/audit", "eventTypes": ["member.joined"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+    let endpoint_id = endpoint.body["id"].as_str().unwrap().to_owned();
+    let removed = app
+        .delete(&format!("/api/webhooks/endpoints/{endpoint_id}"), &owner)
+        .await;
+    assert_eq!(removed.status, 204, "{}", removed.body);
+    expected.extend(["webhook_endpoint.created", "webhook_endpoint.deleted"]);
 
     let items = audit_items(&app, &tenant).await;
     let mut expected_sorted: Vec<String> = expected.iter().map(|t| t.to_string()).collect();
@@ -660,6 +675,23 @@ async fn no_secret_appears_in_any_event() {
         })
         .unwrap();
     let ciphertext = integration_item["credentials"].as_s().unwrap().clone();
+    let endpoint = app
+        .post(
+            "/api/webhooks/endpoints",
+            &owner,
+            json!({"url": "https://hooks.example.com/siem", "eventTypes": ["api_key.created"]}),
+        )
+        .await;
+    assert_eq!(endpoint.status, 201, "{}", endpoint.body);
+    let signing_secret = endpoint.body["secret"].as_str().unwrap().to_owned();
+    let signing_secret_base64 = signing_secret["whsec_".len()..].to_owned();
+    let endpoint_item = app
+        .raw_items()
+        .await
+        .into_iter()
+        .find(|item| item["SK"].as_s().is_ok_and(|sk| sk.starts_with("WEBHOOK#")))
+        .unwrap();
+    let signing_ciphertext = endpoint_item["signingSecret"].as_s().unwrap().clone();
 
     // The ADMIN key reads the log (its role has audit:read) and is recorded by its id.
     let read_by_key = app.get("/api/audit", &key).await;
@@ -673,7 +705,7 @@ async fn no_secret_appears_in_any_event() {
     assert_eq!(events[1]["after"], json!({"billingEmail": "set"}));
 
     let items = audit_items(&app, &tenant).await;
-    assert_eq!(items.len(), 6, "{}", types_of(&items).join(", "));
+    assert_eq!(items.len(), 7, "{}", types_of(&items).join(", "));
     let stored = format!("{items:?}");
     let listed = list_all(&app, &owner, "", 100).await.0;
     let listed = serde_json::to_string(&listed).unwrap();
@@ -686,6 +718,9 @@ async fn no_secret_appears_in_any_event() {
         invited_email,
         "billing.secret@example.com",
         ENCRYPTION_KEY,
+        &signing_secret,
+        &signing_secret_base64,
+        &signing_ciphertext,
     ] {
         assert!(!stored.contains(secret), "stored event holds {secret}");
         assert!(!listed.contains(secret), "listed event holds {secret}");

@@ -340,6 +340,7 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     functions.insert("integrations", integrations);
     functions.insert("rotate-keys", rotate);
     functions.insert("api-keys", api_keys(&stack).await);
+    functions.insert("webhooks", webhooks(&stack, &owner).await);
     functions.insert("audit", audit(&stack, &owner).await);
     functions.insert("notifier", notifier(&stack, &owner_app_token).await);
 
@@ -1226,4 +1227,47 @@ async fn notifier(stack: &Stack, owner_app_token: &str) -> Recorded {
     );
     receiver.abort();
     notifier
+}
+
+/// webhooks: the owner registers two endpoints (signing secrets encrypted under the secret's key
+/// ring), lists them and deletes one; a service key is refused after the secret is read.
+async fn webhooks(stack: &Stack, owner: &str) -> Recorded {
+    let function = stack.start_function("webhooks").await;
+    for host in ["one", "two"] {
+        let created = function
+            .call(
+                "POST /api/webhooks/endpoints",
+                "/api/webhooks/endpoints",
+                owner,
+                Some(json!({"url": format!("https://{host}.hooks.example.com/tollgate"), "eventTypes": ["member.joined", "api_key.created"]})),
+            )
+            .await;
+        expect(&created, 201, "create a webhook endpoint");
+    }
+    let listed = function
+        .call(
+            "GET /api/webhooks/endpoints",
+            "/api/webhooks/endpoints",
+            owner,
+            None,
+        )
+        .await;
+    expect(&listed, 200, "list webhook endpoints");
+    let first = listed.json()["endpoints"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let deleted = function
+        .call(
+            "DELETE /api/webhooks/endpoints/{id}",
+            &format!("/api/webhooks/endpoints/{first}"),
+            owner,
+            None,
+        )
+        .await;
+    expect(&deleted, 204, "delete a webhook endpoint");
+    function
+        .service_key_on("GET /api/webhooks/endpoints", "/api/webhooks/endpoints")
+        .await;
+    function
 }

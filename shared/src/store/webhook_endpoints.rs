@@ -148,16 +148,16 @@ impl Store {
             match self.transact(items).await.map_err(classify) {
                 Ok(()) => return Ok(()),
                 Err(TransactionFailure::Condition(0)) => {
-                    return match self.get_organization(tenant).await? {
-                        None => Err(StoreError::NotFound),
+                    match self.get_organization(tenant).await? {
+                        None => return Err(StoreError::NotFound),
                         Some(organization)
                             if organization.webhook_endpoint_count >= MAX_WEBHOOK_ENDPOINTS =>
                         {
-                            Err(StoreError::WebhookEndpointLimitReached)
+                            return Err(StoreError::WebhookEndpointLimitReached);
                         }
-                        // One was deleted between the transaction and the read.
-                        Some(_) => Err(StoreError::ConcurrentUpdate),
-                    };
+                        // One was deleted between the transaction and the read: try again.
+                        Some(_) => conflict_backoff(attempt).await,
+                    }
                 }
                 Err(TransactionFailure::Condition(_)) => return Err(StoreError::ConcurrentUpdate),
                 Err(TransactionFailure::Conflict) => conflict_backoff(attempt).await,

@@ -439,6 +439,7 @@ fn item_label(pk: &str, sk: &str) -> String {
             "INTEGRATION" => "integration",
             "APIKEY" => "API key",
             "AUDIT" => "audit event",
+            "WEBHOOK" => "webhook endpoint",
             _ => "organization item",
         }
     } else {
@@ -1589,6 +1590,40 @@ async fn exercise(meter: &mut Meter<'_>) -> Result<(), Error> {
             Call::delete(&format!("/api/integrations/{integration_id}"), &owner),
             200,
             "Rate limit + user read + one transaction: the conditional delete (404 when absent, no read first) and the audit event. Minimum for an audited delete.",
+        )
+        .await?;
+
+    // Outbound webhook endpoints.
+    let endpoint = meter
+        .measure(
+            "create",
+            Call::post(
+                "/api/webhooks/endpoints",
+                &owner,
+                json!({"url": "https://hooks.example.com/tollgate", "eventTypes": ["member.joined", "api_key.created"]}),
+            ),
+            201,
+            "Two rate-limit windows, user read, one transaction: the organization's endpoint counter (conditional on fewer than 10, so concurrent creates cannot pass the limit), the endpoint with its encrypted signing secret (conditional on absence) and the audit event. Minimum for an audited write under a per-organization limit.",
+        )
+        .await?;
+    let endpoint_id = endpoint["id"]
+        .as_str()
+        .ok_or("webhook endpoint has no id")?
+        .to_owned();
+    meter
+        .measure(
+            "list (1 endpoint)",
+            Call::get("/api/webhooks/endpoints", &owner),
+            200,
+            "Rate limit + user read + one Query of the organization's endpoints (at most 10, one page). Minimum.",
+        )
+        .await?;
+    meter
+        .measure(
+            "delete",
+            Call::delete(&format!("/api/webhooks/endpoints/{endpoint_id}"), &owner),
+            204,
+            "Rate limit + user read + one transaction: the conditional delete (404 when absent, no read first), the counter decrement and the audit event. Minimum for an audited delete under a counter.",
         )
         .await?;
 
