@@ -257,3 +257,44 @@ fn the_permission_schema_lists_every_permission() {
         .collect();
     assert_eq!(listed, expected);
 }
+
+#[test]
+fn the_webhook_delivery_is_described_as_the_notifier_sends_it() {
+    let document = document();
+    let post = &document["webhooks"]["auditEvent"]["post"];
+    let headers: Vec<&str> = post["parameters"]
+        .as_sequence()
+        .expect("parameters")
+        .iter()
+        .filter(|p| p["in"].as_str() == Some("header"))
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(headers, notifier::signature::HEADERS);
+    let schema = resolve(
+        &document,
+        &post["requestBody"]["content"]["application/json"]["schema"],
+    );
+    let described: std::collections::BTreeSet<&str> = schema["properties"]
+        .as_mapping()
+        .expect("properties")
+        .keys()
+        .filter_map(|k| k.as_str())
+        .collect();
+    let event: tollgate::store::audit::AuditEvent = serde_json::from_value(serde_json::json!({
+        "id": "evt_019ad6f1c2a87b3e9d1f0a4c5b6e7d8f",
+        "type": "organization.updated",
+        "occurredAt": "2026-12-01T00:00:00Z",
+        "actor": {"type": "user", "id": "usr_1"},
+        "organizationId": "org_1",
+        "target": {"type": "organization", "id": "org_1"}
+    }))
+    .expect("event");
+    let sent = serde_json::to_value(notifier::Payload::of(&event)).expect("payload");
+    let sent: std::collections::BTreeSet<&str> = sent
+        .as_object()
+        .expect("object")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(described, sent);
+}

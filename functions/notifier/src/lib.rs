@@ -453,9 +453,9 @@ impl Notifier {
             .post(url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(reqwest::header::USER_AGENT, USER_AGENT)
-            .header("webhook-id", &delivery.event.id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
+            .header(signature::HEADERS[0], &delivery.event.id)
+            .header(signature::HEADERS[1], timestamp.to_string())
+            .header(signature::HEADERS[2], signature)
             .body(body)
             .send()
             .await

@@ -7,6 +7,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
+/// The headers of a signed delivery: the message id, the attempt's timestamp, the signature.
+pub const HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
+
 /// What every signing secret starts with.
 pub const SECRET_PREFIX: &str = "whsec_";
 
