@@ -21,7 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::usage::OverageRecord;
 use super::{
-    Item, PlanStatus, Store, StoreError, TenantId, from_item, key_map, keys, sdk_error, to_item,
+    Item, OrganizationRecord, PlanStatus, Store, StoreError, TenantId, from_item, key_map, keys,
+    sdk_error, to_item,
 };
 use crate::entitlements::Entitlement;
 use crate::pricing::{Feature, Plan, plan_has_feature};
@@ -296,6 +297,20 @@ impl PlanSummary {
                 .plan_granted
                 .is_some_and(|granted| plan_has_feature(granted, Feature::ApiAccess)),
         }
+    }
+
+    /// How `organization` stands at `now` (Unix seconds) with a `past_due` grace period of
+    /// `grace_days`: its subscription's plan (the stored plan before any subscription) and status.
+    pub fn of_organization(organization: &OrganizationRecord, now: i64, grace_days: u32) -> Self {
+        let plan = organization
+            .billing
+            .as_ref()
+            .map_or(organization.plan, |billing| billing.plan);
+        Self::new(
+            plan,
+            organization.plan_status,
+            &crate::entitlements::of_organization(organization, now, grace_days),
+        )
     }
 
     fn summary(&self) -> Option<Summary> {
