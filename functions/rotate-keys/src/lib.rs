@@ -24,6 +24,8 @@ pub struct RotationReport {
 /// Re-encrypts every stored integration credential under the ring's active key. Resumable and
 /// safe to run twice: each value is replaced only if it is still the one read, values already
 /// under the active key are left alone, and an interrupted run is finished by running it again.
+/// Each replacement writes one `key_ring.rotated` audit event (old and new key id) in the same
+/// transaction; a value left alone or changed concurrently writes none.
 pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport, StoreError> {
     let mut report = RotationReport::default();
     let mut start = None;
@@ -38,15 +40,7 @@ pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport
             }
             match ring.reencrypt(stored.tenant.as_str(), &record.credentials) {
                 Ok(rotated) => {
-                    if store
-                        .replace_credentials(
-                            &stored.tenant,
-                            &record.id,
-                            &record.credentials,
-                            &rotated,
-                        )
-                        .await?
-                    {
+                    if store.replace_credentials(&stored, &rotated).await? {
                         report.reencrypted += 1;
                     } else {
                         report.skipped_concurrent += 1;

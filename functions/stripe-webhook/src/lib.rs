@@ -17,13 +17,15 @@ use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 
 use tollgate::billing::signature::{self, DEFAULT_TOLERANCE, SignatureError};
+use tollgate::billing::state::BillingState;
 use tollgate::billing::state::{
     self, InvoiceOutcome, InvoiceSignal, SubscriptionSnapshot, Transition,
 };
 use tollgate::http::{ApiError, body_bytes, json_response};
 use tollgate::pipeline::{AppState, FunctionHandlers, store_error};
 use tollgate::routes::{Function, Operation};
-use tollgate::store::{InvoiceRecord, TenantId, WebhookCommit, WebhookOutcome};
+use tollgate::store::audit::PlanSummary;
+use tollgate::store::{InvoiceRecord, OrganizationRecord, TenantId, WebhookCommit, WebhookOutcome};
 use tollgate_stripe::{
     self as stripe_api, CheckoutFacts, EventError, EventFacts, InvoiceFacts, StripeEvent,
     SubscriptionFacts,
@@ -448,6 +450,9 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 }
                 None => None,
             };
+            let plan_change = billing
+                .as_ref()
+                .map(|(next, _)| plan_change(state, &organization, next));
             let overage_billed = if is_renewal_draft(event, &facts) {
                 bill_overage(state, &tenant, &organization, &facts, &mut record).await?
             } else {
@@ -460,6 +465,7 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
                 billing,
                 invoice: Some(record),
                 overage_billed,
+                plan_change,
             }));
         }
         _ => return Ok(None),
@@ -481,6 +487,9 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
         // Older or repeated news: record the event as processed, change nothing.
         Transition::Ignore(_) => None,
     };
+    let plan_change = billing
+        .as_ref()
+        .map(|(next, _)| plan_change(state, &organization, next));
     Ok(Some(WebhookCommit {
         event_id: event.id.clone(),
         event_type: event.event_type.clone(),
@@ -488,7 +497,24 @@ async fn plan(state: &AppState, event: &EventEnvelope) -> Result<Option<WebhookC
         billing,
         invoice,
         overage_billed: None,
+        plan_change,
     }))
+}
+
+/// The organization's plan, status and entitlements as read, and as the billing state `next`
+/// leaves them: the commit writes a `plan.changed` audit event when they differ (a change of
+/// only the period, the amount or `cancelAtPeriodEnd` writes none).
+fn plan_change(
+    state: &AppState,
+    organization: &OrganizationRecord,
+    next: &BillingState,
+) -> (PlanSummary, PlanSummary) {
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let grace = state.config.past_due_grace_days;
+    (
+        PlanSummary::of_organization(organization, now, grace),
+        PlanSummary::of_organization(&organization.with_billing(next), now, grace),
+    )
 }
 
 /// `invoice.created` for a subscription renewal, still a draft: the one moment Stripe lets us add
@@ -503,15 +529,23 @@ fn is_renewal_draft(event: &EventEnvelope, facts: &InvoiceFacts) -> bool {
 /// frozen (a marker, and `overageBilledThrough` so later calls of that period go to the open one),
 /// then the invoice item is created with an idempotency key per organization and period, then the
 /// marker is set to billed in the webhook's commit. A retry after any failure resumes from the
-/// marker with the same amount and key, so Stripe never gets a second item.
+/// marker with the same amount and key, so Stripe never gets a second item. The commit records
+/// the marker as billed (only if it is not yet) with the `overage.billed` audit event when an item
+/// was created.
 async fn bill_overage(
     state: &AppState,
     tenant: &TenantId,
     organization: &tollgate::store::OrganizationRecord,
     facts: &InvoiceFacts,
     record: &mut InvoiceRecord,
-) -> Result<Option<(tollgate::usage::Period, Option<String>)>, ApiError> {
-    use tollgate::store::usage::OverageRecord;
+) -> Result<
+    Option<(
+        tollgate::usage::Period,
+        tollgate::store::usage::OverageRecord,
+    )>,
+    ApiError,
+> {
+    use tollgate::store::usage::{OVERAGE_BILLED, OverageRecord};
     let Some(period_end) = facts.period_end else {
         return Ok(None);
     };
@@ -578,7 +612,7 @@ async fn bill_overage(
         record.overage_minutes = Some(marker.overage_minutes);
         record.overage_cost_cents = Some(marker.amount_cents);
     }
-    if marker.state == "billed" {
+    if marker.state == OVERAGE_BILLED {
         return Ok(None);
     }
     let item = if marker.amount_cents > 0 {
@@ -614,5 +648,11 @@ async fn bill_overage(
     } else {
         None
     };
-    Ok(Some((period, item)))
+    Ok(Some((
+        period,
+        OverageRecord {
+            invoice_item_id: item,
+            ..marker
+        },
+    )))
 }

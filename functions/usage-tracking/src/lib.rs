@@ -194,7 +194,8 @@ fn missing(field: &str) -> ApiError {
 }
 
 /// Reads the counter after the call is in and fires every threshold at or below it that has not
-/// fired yet; the conditional write lets exactly one call fire each.
+/// fired yet; the conditional write lets exactly one call fire each, and carries its
+/// `usage.threshold_crossed` audit event.
 async fn fire_alerts(
     state: &AppState,
     tenant: &TenantId,
@@ -216,7 +217,7 @@ async fn fire_alerts(
             && counter.alert_at(threshold).is_none()
             && state
                 .store
-                .fire_alert(tenant, period, threshold)
+                .fire_alert(tenant, period, threshold, counter.minutes, included)
                 .await
                 .map_err(store_error)?
         {

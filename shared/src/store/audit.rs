@@ -19,8 +19,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 
-use super::{Item, Store, StoreError, TenantId, from_item, key_map, keys, sdk_error, to_item};
+use super::usage::OverageRecord;
+use super::{
+    Item, OrganizationRecord, PlanStatus, Store, StoreError, TenantId, from_item, key_map, keys,
+    sdk_error, to_item,
+};
+use crate::entitlements::Entitlement;
+use crate::pricing::{Feature, Plan, plan_has_feature};
 use crate::rbac::Role;
+use crate::usage::{Period, Threshold};
 
 /// Days an audit event is kept when `AUDIT_RETENTION_DAYS` is unset.
 pub const DEFAULT_AUDIT_RETENTION_DAYS: u32 = 400;
@@ -65,10 +72,22 @@ pub enum EventType {
     WebhookEndpointCreated,
     #[serde(rename = "webhook_endpoint.deleted")]
     WebhookEndpointDeleted,
+    #[serde(rename = "invitation.expired")]
+    InvitationExpired,
+    #[serde(rename = "organization.deleted")]
+    OrganizationDeleted,
+    #[serde(rename = "key_ring.rotated")]
+    KeyRingRotated,
+    #[serde(rename = "plan.changed")]
+    PlanChanged,
+    #[serde(rename = "usage.threshold_crossed")]
+    UsageThresholdCrossed,
+    #[serde(rename = "overage.billed")]
+    OverageBilled,
 }
 
 impl EventType {
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 22] = [
         EventType::MemberInvited,
         EventType::MemberJoined,
         EventType::MemberDeclined,
@@ -85,6 +104,12 @@ impl EventType {
         EventType::ApiKeyRevoked,
         EventType::WebhookEndpointCreated,
         EventType::WebhookEndpointDeleted,
+        EventType::InvitationExpired,
+        EventType::OrganizationDeleted,
+        EventType::KeyRingRotated,
+        EventType::PlanChanged,
+        EventType::UsageThresholdCrossed,
+        EventType::OverageBilled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -105,6 +130,12 @@ impl EventType {
             EventType::ApiKeyRevoked => "api_key.revoked",
             EventType::WebhookEndpointCreated => "webhook_endpoint.created",
             EventType::WebhookEndpointDeleted => "webhook_endpoint.deleted",
+            EventType::InvitationExpired => "invitation.expired",
+            EventType::OrganizationDeleted => "organization.deleted",
+            EventType::KeyRingRotated => "key_ring.rotated",
+            EventType::PlanChanged => "plan.changed",
+            EventType::UsageThresholdCrossed => "usage.threshold_crossed",
+            EventType::OverageBilled => "overage.billed",
         }
     }
 
@@ -241,8 +272,63 @@ impl AuditEvent {
     }
 }
 
+/// `t` as RFC 3339 in UTC, as [`Period::key`] writes a period's start.
+fn rfc3339(t: time::OffsetDateTime) -> String {
+    Period { start: t, end: t }.key()
+}
+
 fn new_event_id() -> String {
     format!("{ID_PREFIX}{}", uuid::Uuid::now_v7().simple())
+}
+
+/// What a billing change is audited by: the subscription's plan and status, and what they entitle
+/// the organization to (its seat limit, API access). `plan.changed` is written only when this
+/// differs before and after a webhook's change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanSummary {
+    /// The subscription's plan (kept after it lapses); `None`: none, or a price of no plan.
+    pub plan: Option<Plan>,
+    pub status: PlanStatus,
+    /// Members plus pending invitations allowed (999: unlimited).
+    pub seats: u64,
+    pub api_access: bool,
+}
+
+impl PlanSummary {
+    /// `plan` in `status`, granting what `entitlement` (of that plan and status) grants.
+    pub fn new(plan: Option<Plan>, status: PlanStatus, entitlement: &Entitlement) -> Self {
+        Self {
+            plan,
+            status,
+            seats: entitlement.seat_limit(),
+            api_access: entitlement
+                .plan_granted
+                .is_some_and(|granted| plan_has_feature(granted, Feature::ApiAccess)),
+        }
+    }
+
+    /// How `organization` stands at `now` (Unix seconds) with a `past_due` grace period of
+    /// `grace_days`: its subscription's plan (the stored plan before any subscription) and status.
+    pub fn of_organization(organization: &OrganizationRecord, now: i64, grace_days: u32) -> Self {
+        let plan = organization
+            .billing
+            .as_ref()
+            .map_or(organization.plan, |billing| billing.plan);
+        Self::new(
+            plan,
+            organization.plan_status,
+            &crate::entitlements::of_organization(organization, now, grace_days),
+        )
+    }
+
+    fn summary(&self) -> Option<Summary> {
+        summary([
+            ("plan", self.plan.map_or("none", Plan::as_str)),
+            ("status", self.status.as_str()),
+            ("seats", &self.seats.to_string()),
+            ("apiAccess", if self.api_access { "true" } else { "false" }),
+        ])
+    }
 }
 
 /// The events of each change: one pure function per change, so what an event says is tested
@@ -512,6 +598,124 @@ pub mod events {
             None,
         )
     }
+
+    /// The invitation `invitation_id` for `role` expired unaccepted and was released (its seat
+    /// freed) by the system.
+    pub fn invitation_expired(tenant: &TenantId, invitation_id: &str, role: Role) -> AuditEvent {
+        AuditEvent::new(
+            EventType::InvitationExpired,
+            tenant,
+            &AuditActor::system(),
+            AuditTarget::new("invitation", invitation_id),
+            summary([("role", role.as_str())]),
+            None,
+        )
+    }
+
+    /// The organization's deletion job finished: `members_detached` memberships ended and
+    /// `items_expired` items given the deleted organization's `ttl` (this event expires with them).
+    pub fn organization_deleted(
+        tenant: &TenantId,
+        members_detached: u64,
+        items_expired: u64,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::OrganizationDeleted,
+            tenant,
+            &AuditActor::system(),
+            AuditTarget::new("organization", tenant.as_str()),
+            None,
+            summary([
+                ("membersDetached", &members_detached.to_string()),
+                ("itemsExpired", &items_expired.to_string()),
+            ]),
+        )
+    }
+
+    /// Key rotation re-encrypted integration `integration_id`'s credentials from key `old_kid`
+    /// (`legacy` for the seed's format) to `new_kid`. Key ids only: never a key or a ciphertext.
+    pub fn key_ring_rotated(
+        tenant: &TenantId,
+        integration_id: &str,
+        old_kid: &str,
+        new_kid: &str,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::KeyRingRotated,
+            tenant,
+            &AuditActor::system(),
+            AuditTarget::new("integration", integration_id),
+            summary([("keyId", old_kid)]),
+            summary([("keyId", new_kid)]),
+        )
+    }
+
+    /// A Stripe webhook changed the organization's plan, status or entitlements from `before` to
+    /// `after` (the caller writes it only when they differ).
+    pub fn plan_changed(
+        tenant: &TenantId,
+        before: &PlanSummary,
+        after: &PlanSummary,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::PlanChanged,
+            tenant,
+            &AuditActor::stripe(),
+            AuditTarget::new("organization", tenant.as_str()),
+            before.summary(),
+            after.summary(),
+        )
+    }
+
+    /// Usage of `period` reached `threshold` (80 or 100 %) of `included` minutes, at `minutes`.
+    pub fn usage_threshold_crossed(
+        tenant: &TenantId,
+        threshold: Threshold,
+        period: &Period,
+        minutes: u64,
+        included: u64,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::UsageThresholdCrossed,
+            tenant,
+            &AuditActor::system(),
+            AuditTarget::new("organization", tenant.as_str()),
+            None,
+            summary([
+                ("threshold", threshold.as_str()),
+                ("periodStart", &period.key()),
+                ("periodEnd", &rfc3339(period.end)),
+                ("minutes", &minutes.to_string()),
+                ("minutesIncluded", &included.to_string()),
+            ]),
+        )
+    }
+
+    /// The overage of the closed `period` was billed: `overage_minutes` (of `minutes` used) for
+    /// `amount_cents`, as invoice item `invoice_item_id` on invoice `invoice_id`.
+    pub fn overage_billed(
+        tenant: &TenantId,
+        period: &Period,
+        record: &OverageRecord,
+        invoice_item_id: &str,
+    ) -> AuditEvent {
+        AuditEvent::new(
+            EventType::OverageBilled,
+            tenant,
+            &AuditActor::system(),
+            AuditTarget::new("organization", tenant.as_str()),
+            None,
+            summary([
+                ("periodStart", &period.key()),
+                ("periodEnd", &rfc3339(period.end)),
+                ("minutes", &record.minutes.to_string()),
+                ("overageMinutes", &record.overage_minutes.to_string()),
+                ("amountCents", &record.amount_cents.to_string()),
+                ("invoiceId", &record.invoice_id),
+                ("invoiceItemId", invoice_item_id),
+            ]),
+        )
+    }
 }
 
 /// The stored form: the event and the Unix second DynamoDB's TTL removes it at.
@@ -590,13 +794,26 @@ impl Store {
         tenant: &TenantId,
         event: &AuditEvent,
     ) -> Result<TransactWriteItem, StoreError> {
+        self.audit_put_expiring(tenant, event, None)
+    }
+
+    /// As [`Store::audit_put`], for an event about items that expire at `expires_at` (Unix
+    /// seconds; a deleted organization's): the event expires then too, if that is before the
+    /// store's retention, so it never outlives what it describes.
+    pub(crate) fn audit_put_expiring(
+        &self,
+        tenant: &TenantId,
+        event: &AuditEvent,
+        expires_at: Option<i64>,
+    ) -> Result<TransactWriteItem, StoreError> {
         if event.organization_id != tenant.as_str() {
             return Err(StoreError::Build(
                 "an audit event must name the organization it is written to".to_owned(),
             ));
         }
-        let ttl = time::OffsetDateTime::now_utc().unix_timestamp()
+        let retained = time::OffsetDateTime::now_utc().unix_timestamp()
             + i64::from(self.audit_retention_days) * 86_400;
+        let ttl = expires_at.map_or(retained, |at| at.min(retained));
         let item = to_item(
             "AUDIT",
             audit_key(tenant, &event.id),
@@ -754,6 +971,148 @@ mod tests {
         let declined = events::member_declined(&tenant(), "usr_3", "inv_1", Role::Manager);
         assert_eq!(declined.target, AuditTarget::new("invitation", "inv_1"));
         assert_eq!(declined.after, None);
+    }
+
+    #[test]
+    fn system_events_name_the_system_and_what_changed() {
+        let expired = events::invitation_expired(&tenant(), "inv_1", Role::Admin);
+        assert_eq!(expired.kind, EventType::InvitationExpired);
+        assert_eq!(expired.actor, AuditActor::system());
+        assert_eq!(expired.target, AuditTarget::new("invitation", "inv_1"));
+        assert_eq!(expired.before, summary([("role", "ADMIN")]));
+        assert_eq!(expired.after, None);
+
+        let deleted = events::organization_deleted(&tenant(), 3, 41);
+        assert_eq!(deleted.kind, EventType::OrganizationDeleted);
+        assert_eq!(deleted.actor, AuditActor::system());
+        assert_eq!(deleted.target, AuditTarget::new("organization", "org_1"));
+        assert_eq!(deleted.before, None);
+        assert_eq!(
+            deleted.after,
+            summary([("membersDetached", "3"), ("itemsExpired", "41")])
+        );
+
+        let rotated = events::key_ring_rotated(&tenant(), "int_1", "legacy", "k2");
+        assert_eq!(rotated.kind, EventType::KeyRingRotated);
+        assert_eq!(rotated.actor, AuditActor::system());
+        assert_eq!(rotated.target, AuditTarget::new("integration", "int_1"));
+        assert_eq!(rotated.before, summary([("keyId", "legacy")]));
+        assert_eq!(rotated.after, summary([("keyId", "k2")]));
+    }
+
+    fn november() -> Period {
+        Period {
+            start: time::macros::datetime!(2026-11-01 0:00 UTC),
+            end: time::macros::datetime!(2026-12-01 0:00 UTC),
+        }
+    }
+
+    #[test]
+    fn a_plan_change_summarizes_plan_status_and_entitlement_on_both_sides() {
+        use crate::entitlements::entitlement;
+        let none = PlanSummary::new(
+            None,
+            PlanStatus::None,
+            &entitlement(None, PlanStatus::None, None, 0, 7),
+        );
+        let business = PlanSummary::new(
+            Some(Plan::Business),
+            PlanStatus::Active,
+            &entitlement(Some(Plan::Business), PlanStatus::Active, None, 0, 7),
+        );
+        let canceled = PlanSummary::new(
+            Some(Plan::Business),
+            PlanStatus::Canceled,
+            &entitlement(None, PlanStatus::Canceled, None, 0, 7),
+        );
+        let event = events::plan_changed(&tenant(), &none, &business);
+        assert_eq!(event.kind, EventType::PlanChanged);
+        assert_eq!(event.actor, AuditActor::stripe());
+        assert_eq!(event.target, AuditTarget::new("organization", "org_1"));
+        assert_eq!(
+            event.before,
+            summary([
+                ("plan", "none"),
+                ("status", "none"),
+                ("seats", "1"),
+                ("apiAccess", "false")
+            ])
+        );
+        assert_eq!(
+            event.after,
+            summary([
+                ("plan", "BUSINESS"),
+                ("status", "active"),
+                ("seats", "999"),
+                ("apiAccess", "true")
+            ])
+        );
+        let event = events::plan_changed(&tenant(), &business, &canceled);
+        assert_eq!(
+            event.after,
+            summary([
+                ("plan", "BUSINESS"),
+                ("status", "canceled"),
+                ("seats", "1"),
+                ("apiAccess", "false")
+            ])
+        );
+        assert_ne!(business, canceled);
+        assert_eq!(
+            business,
+            PlanSummary::new(
+                Some(Plan::Business),
+                PlanStatus::Active,
+                &entitlement(Some(Plan::Business), PlanStatus::Active, None, 99, 7),
+            ),
+            "the same plan and status summarize the same: no event"
+        );
+    }
+
+    #[test]
+    fn usage_events_carry_the_period_and_the_figures() {
+        let crossed =
+            events::usage_threshold_crossed(&tenant(), Threshold::Warning80, &november(), 400, 500);
+        assert_eq!(crossed.kind, EventType::UsageThresholdCrossed);
+        assert_eq!(crossed.actor, AuditActor::system());
+        assert_eq!(crossed.target, AuditTarget::new("organization", "org_1"));
+        assert_eq!(crossed.before, None);
+        assert_eq!(
+            crossed.after,
+            summary([
+                ("threshold", "80"),
+                ("periodStart", "2026-11-01T00:00:00Z"),
+                ("periodEnd", "2026-12-01T00:00:00Z"),
+                ("minutes", "400"),
+                ("minutesIncluded", "500")
+            ])
+        );
+        let record = OverageRecord {
+            period_key: november().key(),
+            minutes: 620,
+            overage_minutes: 120,
+            amount_cents: 1200,
+            invoice_id: "in_1".into(),
+            invoice_item_id: None,
+            state: "pending".into(),
+            frozen_at: "2026-12-01T00:00:01Z".into(),
+        };
+        let billed = events::overage_billed(&tenant(), &november(), &record, "ii_1");
+        assert_eq!(billed.kind, EventType::OverageBilled);
+        assert_eq!(billed.actor, AuditActor::system());
+        assert_eq!(billed.target, AuditTarget::new("organization", "org_1"));
+        assert_eq!(
+            billed.after,
+            summary([
+                ("periodStart", "2026-11-01T00:00:00Z"),
+                ("periodEnd", "2026-12-01T00:00:00Z"),
+                ("minutes", "620"),
+                ("overageMinutes", "120"),
+                ("amountCents", "1200"),
+                ("invoiceId", "in_1"),
+                ("invoiceItemId", "ii_1")
+            ])
+        );
     }
 
     #[test]

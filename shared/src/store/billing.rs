@@ -4,9 +4,11 @@
 use aws_sdk_dynamodb::types::{AttributeValue, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use super::audit::{PlanSummary, events};
 use super::team::{TransactionFailure, classify};
 use super::{
-    Store, StoreError, TenantId, from_item, key_map, keys, now_rfc3339, sdk_error, to_item,
+    OrganizationRecord, Store, StoreError, TenantId, from_item, key_map, keys, now_rfc3339,
+    sdk_error, to_item,
 };
 use crate::billing::state::BillingState;
 
@@ -95,8 +97,31 @@ pub struct WebhookCommit {
     /// The new billing state and the `billingVersion` it was computed from.
     pub billing: Option<(BillingState, u64)>,
     pub invoice: Option<InvoiceRecord>,
-    /// A frozen usage period whose overage invoice item now exists (its item id, if any).
-    pub overage_billed: Option<(crate::usage::Period, Option<String>)>,
+    /// A frozen usage period whose overage is now billed: its marker, with the invoice item's id
+    /// (`None` when there was no overage to bill). Recorded only while the marker is not yet
+    /// `billed`; with an invoice item it writes the `overage.billed` audit event.
+    pub overage_billed: Option<(crate::usage::Period, super::usage::OverageRecord)>,
+    /// The organization's plan, status and entitlements before and after `billing`: a
+    /// `plan.changed` audit event is written with the billing state when they differ.
+    pub plan_change: Option<(PlanSummary, PlanSummary)>,
+}
+
+impl OrganizationRecord {
+    /// The organization as [`Store::commit_webhook`] leaves it with the billing state `state`:
+    /// its status, and its plan while the subscription is live (entitlements follow a live
+    /// subscription only; the billing state keeps the last plan for the billing page either way).
+    pub fn with_billing(&self, state: &BillingState) -> OrganizationRecord {
+        OrganizationRecord {
+            plan: entitled_plan(state),
+            plan_status: state.status,
+            billing: Some(state.clone()),
+            ..self.clone()
+        }
+    }
+}
+
+fn entitled_plan(state: &BillingState) -> Option<crate::pricing::Plan> {
+    state.plan.filter(|_| super::team::is_live(state.status))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +218,9 @@ impl Store {
     }
 
     /// Commits one webhook event: the marker (only if new), the billing state (only if the version
-    /// is still the one read) and the invoice (only if not newer), in one transaction.
+    /// is still the one read), the invoice (only if not newer), the overage marker set to billed
+    /// (only if not billed yet), and their audit events (`plan.changed` when the plan, status or
+    /// entitlements differ; `overage.billed` with an invoice item), in one transaction.
     pub async fn commit_webhook(
         &self,
         commit: &WebhookCommit,
@@ -223,8 +250,7 @@ impl Store {
                 serde_dynamo::to_attribute_value(state.status).map_err(StoreError::build)?;
             // Entitlements (`plan`) follow a live subscription only; the billing state keeps the
             // last plan for the billing page either way.
-            let entitled = state.plan.filter(|_| super::team::is_live(state.status));
-            let (expression, mut values) = match entitled {
+            let (expression, mut values) = match entitled_plan(state) {
                 Some(plan) => (
                     "SET billing = :billing, billingVersion = :next, planStatus = :status, #plan = :plan, updatedAt = :now",
                     vec![(":plan", s(plan.as_str()))],
@@ -270,8 +296,27 @@ impl Store {
                 .map_err(StoreError::build)?;
             items.push(TransactWriteItem::builder().put(put).build());
         }
-        if let (Some(tenant), Some((period, item))) = (&commit.tenant, &commit.overage_billed) {
-            items.push(self.overage_billed_item(tenant, period, item.as_deref())?);
+        if let (Some(tenant), Some((period, record))) = (&commit.tenant, &commit.overage_billed) {
+            items.push(self.overage_billed_item(
+                tenant,
+                period,
+                record.invoice_item_id.as_deref(),
+            )?);
+        }
+        // The audit events, last, so the change's own items keep their positions.
+        if let (Some(tenant), Some(_), Some((before, after))) =
+            (&commit.tenant, &commit.billing, &commit.plan_change)
+            && before != after
+        {
+            items.push(self.audit_put(tenant, &events::plan_changed(tenant, before, after))?);
+        }
+        if let (Some(tenant), Some((period, record))) = (&commit.tenant, &commit.overage_billed)
+            && let Some(item) = &record.invoice_item_id
+        {
+            items.push(self.audit_put(
+                tenant,
+                &events::overage_billed(tenant, period, record, item),
+            )?);
         }
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(WebhookOutcome::Committed),

@@ -15,7 +15,9 @@
 //! number it read, so two workers given the same job cannot both advance it; the loser's writes
 //! were the same writes. Each recorded step changes the organization's item, and that change on
 //! the table's stream is what runs the next step (the `org-cleanup` function in AWS, the dev
-//! gateway's stream worker locally).
+//! gateway's stream worker locally). The step that finishes the job writes the
+//! `organization.deleted` audit event in the same transaction as the `finished` mark, expiring
+//! with the organization's items.
 
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use futures::StreamExt as _;
@@ -376,12 +378,16 @@ impl Store {
             }
         }
         self.record_step(
-            tenant, &job, next_phase, cursor, finished, detached, expired,
+            tenant, &job, next_phase, cursor, finished, detached, expired, expires_at,
         )
         .await
     }
 
-    /// Records a step: progress and counts, conditional on the step number the step read.
+    /// Records a step: progress and counts, conditional on the step number the step read. The
+    /// step that finishes the job writes the `organization.deleted` audit event in the same
+    /// transaction, expiring at `expires_at` with the organization's items: the condition lets
+    /// only one worker record that step, so the event is written once however often the last
+    /// step is retried or raced.
     #[allow(clippy::too_many_arguments)]
     async fn record_step(
         &self,
@@ -392,7 +398,9 @@ impl Store {
         finished: bool,
         detached: u64,
         expired: u64,
+        expires_at: i64,
     ) -> Result<StepOutcome, StoreError> {
+        let now = now_rfc3339();
         let mut set = vec![
             "deletionStep = deletionStep + :one",
             "deletionPhase = :phase",
@@ -400,52 +408,111 @@ impl Store {
             "deletionItemsExpired = deletionItemsExpired + :expired",
             "updatedAt = :now",
         ];
-        let mut request = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(keys::organization(tenant))))
-            .condition_expression(
-                "attribute_exists(deletedAt) AND deletionStep = :step AND deletionStatus = :running",
-            )
-            .expression_attribute_values(":one", n(1))
-            .expression_attribute_values(":step", n(job.deletion_step))
-            .expression_attribute_values(":running", s("running"))
-            .expression_attribute_values(":phase", s(phase.as_str()))
-            .expression_attribute_values(":detached", n(detached))
-            .expression_attribute_values(":expired", n(expired))
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .return_values(ReturnValue::AllNew);
+        let mut values = vec![
+            (":one", n(1)),
+            (":step", n(job.deletion_step)),
+            (":running", s("running")),
+            (":phase", s(phase.as_str())),
+            (":detached", n(detached)),
+            (":expired", n(expired)),
+            (":now", s(&now)),
+        ];
         if let Some(cursor) = cursor.clone() {
             set.push("deletionCursor = :cursor");
-            request = request.expression_attribute_values(":cursor", s(cursor));
+            values.push((":cursor", s(cursor)));
         }
         if finished {
             set.push("deletionStatus = :finished");
             set.push("deletionFinishedAt = :now");
-            request = request.expression_attribute_values(":finished", s("finished"));
+            values.push((":finished", s("finished")));
         }
         let mut expression = format!("SET {}", set.join(", "));
         if cursor.is_none() {
             expression.push_str(" REMOVE deletionCursor");
         }
-        match request.update_expression(expression).send().await {
-            Ok(output) => {
-                let job: DeletionJob = from_item(output.attributes.unwrap_or_default())?;
-                if finished {
-                    tracing::info!(
-                        organization_id = %tenant.0,
-                        members_detached = job.deletion_members_detached,
-                        items_expired = job.deletion_items_expired,
-                        "organization deletion finished"
-                    );
-                    Ok(StepOutcome::Finished(job))
-                } else {
-                    Ok(StepOutcome::Advanced(job))
-                }
-            }
+        let condition =
+            "attribute_exists(deletedAt) AND deletionStep = :step AND deletionStatus = :running";
+        if finished {
+            let update = self.update(
+                keys::organization(tenant),
+                &expression,
+                condition,
+                vec![],
+                values,
+            )?;
+            let counts = (detached, expired);
+            return self
+                .record_last_step(tenant, job, phase, counts, expires_at, update, now)
+                .await;
+        }
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key_map(keys::organization(tenant))))
+            .condition_expression(condition)
+            .update_expression(expression)
+            .return_values(ReturnValue::AllNew);
+        for (name, value) in values {
+            request = request.expression_attribute_values(name, value);
+        }
+        match request.send().await {
+            Ok(output) => Ok(StepOutcome::Advanced(from_item(
+                output.attributes.unwrap_or_default(),
+            )?)),
             Err(error) if condition_failed(&error) => Ok(StepOutcome::Superseded),
             Err(error) => Err(sdk_error("UpdateItem", error)),
+        }
+    }
+
+    /// The finishing step's write (`update`: the job's) with the `organization.deleted` event
+    /// appended last, in one transaction; answers the job as that write left it.
+    #[allow(clippy::too_many_arguments)]
+    async fn record_last_step(
+        &self,
+        tenant: &TenantId,
+        job: &DeletionJob,
+        phase: DeletionPhase,
+        (detached, expired): (u64, u64),
+        expires_at: i64,
+        update: aws_sdk_dynamodb::types::TransactWriteItem,
+        now: String,
+    ) -> Result<StepOutcome, StoreError> {
+        let finished = DeletionJob {
+            deletion_step: job.deletion_step + 1,
+            deletion_phase: Some(phase),
+            deletion_cursor: None,
+            deletion_members_detached: job.deletion_members_detached + detached,
+            deletion_items_expired: job.deletion_items_expired + expired,
+            deletion_status: Some(DeletionStatus::Finished),
+            deletion_finished_at: Some(now),
+            ..job.clone()
+        };
+        let event = super::audit::events::organization_deleted(
+            tenant,
+            finished.deletion_members_detached,
+            finished.deletion_items_expired,
+        );
+        let items = vec![
+            update,
+            self.audit_put_expiring(tenant, &event, Some(expires_at))?,
+        ];
+        match self.transact(items).await.map_err(super::team::classify) {
+            Ok(()) => {
+                tracing::info!(
+                    organization_id = %tenant.0,
+                    members_detached = finished.deletion_members_detached,
+                    items_expired = finished.deletion_items_expired,
+                    "organization deletion finished"
+                );
+                Ok(StepOutcome::Finished(finished))
+            }
+            // Another worker recorded this step first (its own event with it).
+            Err(super::team::TransactionFailure::Condition(_)) => Ok(StepOutcome::Superseded),
+            // A concurrent write to the organization's item: not recorded; the stream retries the
+            // step (idempotent), whose condition then says whether it is still to be recorded.
+            Err(super::team::TransactionFailure::Conflict) => Err(StoreError::ConcurrentUpdate),
+            Err(super::team::TransactionFailure::Other(error)) => Err(error),
         }
     }
 

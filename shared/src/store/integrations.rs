@@ -22,10 +22,16 @@ pub struct IntegrationRecord {
 impl IntegrationRecord {
     /// The id of the key the credentials are encrypted under (`legacy` for the seed's format).
     pub fn key_id(&self) -> &str {
-        match self.credentials.split(':').collect::<Vec<_>>().as_slice() {
-            ["v1", kid, _, _] => kid,
-            _ => crate::crypto::LEGACY_KID,
-        }
+        credentials_key_id(&self.credentials)
+    }
+}
+
+/// The id of the key a stored credentials value is encrypted under (`legacy` for the seed's
+/// format): the envelope's clear `kid` field, nothing decrypted.
+pub fn credentials_key_id(credentials: &str) -> &str {
+    match credentials.split(':').collect::<Vec<_>>().as_slice() {
+        ["v1", kid, _, _] => kid,
+        _ => crate::crypto::LEGACY_KID,
     }
 }
 
@@ -37,6 +43,8 @@ pub fn integration_key(tenant: &TenantId, id: &str) -> (String, String) {
 pub struct StoredIntegration {
     pub tenant: TenantId,
     pub record: IntegrationRecord,
+    /// Its `ttl` (Unix seconds), set when its organization was deleted.
+    pub expires_at: Option<i64>,
 }
 
 impl Store {
@@ -124,43 +132,54 @@ impl Store {
                 Some(org) => TenantId(org.to_owned()),
                 None => continue,
             };
+            let expires_at = item
+                .get(super::schema::TABLE.ttl_attribute)
+                .and_then(|ttl| ttl.as_n().ok())
+                .and_then(|ttl| ttl.parse().ok());
             found.push(StoredIntegration {
                 tenant,
                 record: from_item(item)?,
+                expires_at,
             });
         }
         Ok((found, output.last_evaluated_key))
     }
 
-    /// Replaces the credentials ciphertext, only if it is still `old` (a concurrent rotation or
-    /// deletion wins). `false` when it changed meanwhile.
+    /// Replaces the credentials ciphertext of `stored` (as scanned) with `new`, only if it is
+    /// still the one read (a concurrent rotation or deletion wins), with its `key_ring.rotated`
+    /// audit event (the old and new key ids, never a ciphertext) in the same transaction; the
+    /// event expires no later than the integration does. `false` (and no event) when it changed
+    /// meanwhile.
     pub async fn replace_credentials(
         &self,
-        tenant: &TenantId,
-        id: &str,
-        old: &str,
+        stored: &StoredIntegration,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(integration_key(tenant, id))))
-            .update_expression("SET credentials = :new")
-            .condition_expression("credentials = :old")
-            .expression_attribute_values(":new", AttributeValue::S(new.to_owned()))
-            .expression_attribute_values(":old", AttributeValue::S(old.to_owned()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_error("UpdateItem", e)),
+        let tenant = &stored.tenant;
+        let old = &stored.record.credentials;
+        let event = events::key_ring_rotated(
+            tenant,
+            &stored.record.id,
+            credentials_key_id(old),
+            credentials_key_id(new),
+        );
+        let items = vec![
+            self.update(
+                integration_key(tenant, &stored.record.id),
+                "SET credentials = :new",
+                "credentials = :old",
+                vec![],
+                vec![
+                    (":new", AttributeValue::S(new.to_owned())),
+                    (":old", AttributeValue::S(old.clone())),
+                ],
+            )?,
+            self.audit_put_expiring(tenant, &event, stored.expires_at)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => Ok(false),
+            Err(TransactionFailure::Other(error)) => Err(error),
         }
     }
 }

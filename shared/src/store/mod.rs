@@ -189,6 +189,23 @@ pub enum PlanStatus {
     Paused,
 }
 
+impl PlanStatus {
+    /// Its name as stored and answered (`active`, `past_due` ...), Stripe's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlanStatus::None => "none",
+            PlanStatus::Trialing => "trialing",
+            PlanStatus::Active => "active",
+            PlanStatus::PastDue => "past_due",
+            PlanStatus::Unpaid => "unpaid",
+            PlanStatus::Incomplete => "incomplete",
+            PlanStatus::IncompleteExpired => "incomplete_expired",
+            PlanStatus::Canceled => "canceled",
+            PlanStatus::Paused => "paused",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OrganizationRecord {
@@ -794,6 +811,26 @@ mod tests {
             from_item::<UserRecord>(item),
             Err(StoreError::Corrupt(_))
         ));
+    }
+
+    #[test]
+    fn plan_status_names_are_their_stored_names() {
+        for status in [
+            PlanStatus::None,
+            PlanStatus::Trialing,
+            PlanStatus::Active,
+            PlanStatus::PastDue,
+            PlanStatus::Unpaid,
+            PlanStatus::Incomplete,
+            PlanStatus::IncompleteExpired,
+            PlanStatus::Canceled,
+            PlanStatus::Paused,
+        ] {
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::json!(status.as_str())
+            );
+        }
     }
 
     #[test]

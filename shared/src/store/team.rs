@@ -437,8 +437,9 @@ impl Store {
     }
 
     /// Releases every invitation of `tenant` that expired by `now`: each is deleted with its
-    /// look-up item and its seat is freed, in one transaction conditional on it still being expired
-    /// (a concurrent resend wins). Returns how many were released.
+    /// look-up item and its seat is freed, with its `invitation.expired` audit event, in one
+    /// transaction conditional on it still being expired (a concurrent resend wins, and a release
+    /// that lost writes no event). Returns how many were released.
     pub async fn release_expired_invitations(
         &self,
         tenant: &TenantId,
@@ -463,6 +464,10 @@ impl Store {
                     vec![(":id", s(&invitation.id))],
                 )?,
                 self.release_seat(tenant)?,
+                self.audit_put(
+                    tenant,
+                    &events::invitation_expired(tenant, &invitation.id, invitation.role),
+                )?,
             ];
             match self.transact(items).await.map_err(classify) {
                 Ok(()) => {

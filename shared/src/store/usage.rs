@@ -9,9 +9,16 @@
 use aws_sdk_dynamodb::types::{AttributeValue, ConditionCheck, Put, TransactWriteItem};
 use serde::{Deserialize, Serialize};
 
+use super::audit::events;
 use super::team::{TransactionFailure, classify};
 use super::{Store, StoreError, TenantId, key_map, keys, now_rfc3339, sdk_error, to_item};
 use crate::usage::{Period, Threshold};
+
+/// [`OverageRecord::state`] once its overage is billed (`pending` before).
+pub const OVERAGE_BILLED: &str = "billed";
+
+/// Attempts of an alert claim that conflicts with concurrent usage transactions on its counter.
+const ALERT_ATTEMPTS: u32 = 4;
 
 /// One call as recorded (the idempotency record of `(organizationId, callId)`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -209,38 +216,47 @@ impl Store {
     }
 
     /// Marks `threshold` as fired for `period`, once: `true` only for the one call that fires it.
+    /// The claim carries the `usage.threshold_crossed` audit event (the usage `minutes` read and
+    /// the `included` minutes) in the same transaction, so the event is written exactly when the
+    /// alert fires; a second claim writes neither. A claim that keeps conflicting with concurrent
+    /// usage writes answers `false` too: the next recorded call claims it again.
     pub async fn fire_alert(
         &self,
         tenant: &TenantId,
         period: &Period,
         threshold: Threshold,
+        minutes: u64,
+        included: u64,
     ) -> Result<bool, StoreError> {
         let attribute = match threshold {
             Threshold::Warning80 => "alert80At",
             Threshold::Exhausted100 => "alert100At",
         };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key_map(counter_key(tenant, period))))
-            .update_expression("SET #alert = :now")
-            .condition_expression("attribute_exists(PK) AND attribute_not_exists(#alert)")
-            .expression_attribute_names("#alert", attribute)
-            .expression_attribute_values(":now", s(now_rfc3339()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(error)
-                if error
-                    .as_service_error()
-                    .is_some_and(|e| e.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
+        for attempt in 0..ALERT_ATTEMPTS {
+            if attempt > 0 {
+                super::conflict_backoff(attempt).await;
             }
-            Err(error) => Err(sdk_error("UpdateItem", error)),
+            let event =
+                events::usage_threshold_crossed(tenant, threshold, period, minutes, included);
+            let items = vec![
+                self.update(
+                    counter_key(tenant, period),
+                    "SET #alert = :now",
+                    "attribute_exists(PK) AND attribute_not_exists(#alert)",
+                    vec![("#alert", attribute)],
+                    vec![(":now", s(now_rfc3339()))],
+                )?,
+                self.audit_put(tenant, &event)?,
+            ];
+            match self.transact(items).await.map_err(classify) {
+                Ok(()) => return Ok(true),
+                Err(TransactionFailure::Condition(_)) => return Ok(false),
+                Err(TransactionFailure::Conflict) => {}
+                Err(TransactionFailure::Other(error)) => return Err(error),
+            }
         }
+        tracing::warn!(organization_id = %tenant.0, threshold = threshold.as_str(), "usage alert claim kept conflicting; the next call claims it");
+        Ok(false)
     }
 
     pub async fn overage_record(
@@ -294,14 +310,15 @@ impl Store {
         }
     }
 
-    /// The item that marks a frozen period as billed, for the webhook's commit transaction.
+    /// The item that marks a frozen period as billed, for the webhook's commit transaction: only
+    /// a marker not billed yet, so its overage (and `overage.billed` event) is recorded once.
     pub fn overage_billed_item(
         &self,
         tenant: &TenantId,
         period: &Period,
         invoice_item_id: Option<&str>,
     ) -> Result<TransactWriteItem, StoreError> {
-        let mut values = vec![(":billed", s("billed"))];
+        let mut values = vec![(":billed", s(OVERAGE_BILLED))];
         let expression = match invoice_item_id {
             Some(id) => {
                 values.push((":item", s(id)));
@@ -312,7 +329,7 @@ impl Store {
         self.update(
             overage_key(tenant, period),
             expression,
-            "attribute_exists(PK)",
+            "attribute_exists(PK) AND #state <> :billed",
             vec![("#state", "state")],
             values,
         )

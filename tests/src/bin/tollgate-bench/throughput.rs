@@ -281,7 +281,7 @@ async fn fire_alerts(
         if counter.minutes >= threshold.boundary(included) && counter.alert_at(threshold).is_none()
         {
             store
-                .fire_alert(tenant, period, threshold)
+                .fire_alert(tenant, period, threshold, counter.minutes, included)
                 .await
                 .map_err(|e| e.to_string())?;
         }
