@@ -342,7 +342,7 @@ async fn every_function_is_granted_exactly_the_aws_actions_its_code_uses() {
     functions.insert("api-keys", api_keys(&stack).await);
     functions.insert("webhooks", webhooks(&stack, &owner).await);
     functions.insert("audit", audit(&stack, &owner).await);
-    functions.insert("notifier", notifier(&stack, &owner_app_token).await);
+    functions.insert("notifier", notifier(&stack).await);
 
     // Every function of the template has been driven.
     let template = template();
@@ -1168,8 +1168,11 @@ async fn queue_batch(stack: &Stack, notifier: &Recorded) -> Value {
 /// notifier: an organization's endpoint (made through the in-process gateway) and an audit event
 /// (a rename); the event's stream record queues a delivery; the queued delivery is attempted
 /// twice, refused first (its visibility set to its backoff) and delivered after.
-async fn notifier(stack: &Stack, owner_app_token: &str) -> Recorded {
+async fn notifier(stack: &Stack) -> Recorded {
     let app = &stack.app;
+    // An organization of its own: the other scenarios' endpoints want none of its events.
+    let (owner_app_token, tenant) = organization(stack, "iam|hooks", Some(Plan::Business)).await;
+    let owner_app_token = owner_app_token.as_str();
     let (requests, url, receiver) = flaky_receiver().await;
     let created = app
         .post(
@@ -1197,7 +1200,7 @@ async fn notifier(stack: &Stack, owner_app_token: &str) -> Recorded {
     .await
     .expect("read the stream")
     .into_iter()
-    .filter(|r| notifier::inserted_event(r).is_some())
+    .filter(|r| notifier::inserted_event(r).is_some_and(|(t, _)| t.as_str() == tenant.as_str()))
     .collect();
     let event = tollgate_dev::stream::event_of(records);
     let outcome = notifier
