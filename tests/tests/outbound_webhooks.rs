@@ -490,7 +490,7 @@ async fn an_endpoint_that_hangs_or_fails_does_not_delay_another_organizations_de
         "the healthy organization's events arrived in {slowest:?}, before the hanging endpoint's timeout ({timeout:?})"
     );
     assert!(
-        hanging.received().len() >= 1,
+        !hanging.received().is_empty(),
         "the hanging endpoint was being tried meanwhile"
     );
 }
