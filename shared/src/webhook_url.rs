@@ -76,7 +76,8 @@ pub fn validate_endpoint_url(raw: &str, allow_loopback: bool) -> Result<Url, Web
     }
     let loopback = match &host {
         Host::Domain(name) => {
-            let name = name.strip_suffix('.').unwrap_or(name);
+            // `localhost.` and `localhost..` are still localhost.
+            let name = name.trim_end_matches('.');
             if name.is_empty() {
                 return Err(WebhookUrlError::Unparseable);
             }
@@ -117,7 +118,7 @@ fn is_localhost_name(name: &str) -> bool {
 /// Whether `ip` is an address a webhook must never be sent to: loopback, private, shared
 /// (carrier-grade NAT), link-local, unspecified / "this network", broadcast, multicast, reserved
 /// or benchmarking ranges, IPv6 unique-local and site-local, and IPv4 addresses embedded in IPv6
-/// (mapped, compatible, NAT64, 6to4) that are any of these.
+/// (mapped, compatible, translated, NAT64, 6to4) that are any of these, and local-use NAT64.
 pub fn is_internal_ip(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(ip) => is_internal_v4(ip),
@@ -163,8 +164,13 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         [0, 0, 0, 0, 0, 0, high, low] => {
             ip.is_unspecified() || ip.is_loopback() || is_internal_v4(embedded_v4(high, low))
         }
+        // ::ffff:0:a.b.c.d (IPv4-translated, SIIT).
+        [0, 0, 0, 0, 0xffff, 0, high, low] => is_internal_v4(embedded_v4(high, low)),
         // 64:ff9b::/96 NAT64.
         [0x64, 0xff9b, 0, 0, 0, 0, high, low] => is_internal_v4(embedded_v4(high, low)),
+        // 64:ff9b:1::/48 local-use NAT64 (RFC 8215): a deployment's own translator, whatever
+        // IPv4 address it embeds (at a prefix-dependent offset).
+        [0x64, 0xff9b, 1, ..] => true,
         // 2002::/16 6to4: the IPv4 address is the next 32 bits.
         [0x2002, high, low, ..] => is_internal_v4(embedded_v4(high, low)),
         [first, ..] => {
@@ -307,6 +313,21 @@ mod tests {
             Err(InternalHost),
             Err(InternalHost),
         ),
+        (
+            "https://[::ffff:0:169.254.169.254]/",
+            Err(InternalHost),
+            Err(InternalHost),
+        ),
+        (
+            "https://[64:ff9b:1::a9fe:a9fe]/",
+            Err(InternalHost),
+            Err(InternalHost),
+        ),
+        (
+            "https://api.localhost.../",
+            Err(InternalHost),
+            Ok("https://api.localhost.../"),
+        ),
         // Credentials in the URL.
         (
             "https://user:pass@hooks.example.com/",
@@ -419,6 +440,10 @@ mod tests {
             "::10.0.0.1",
             "64:ff9b::7f00:1",
             "2002:a9fe:a9fe::1",
+            "::ffff:0:7f00:1",
+            "::ffff:0:a9fe:a9fe",
+            "64:ff9b:1::a9fe:a9fe",
+            "64:ff9b:1:a9fe:a9:fe00::",
         ];
         for ip in internal {
             assert!(is_internal_ip(ip.parse().unwrap()), "{ip}");
@@ -433,6 +458,7 @@ mod tests {
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
             "2002:808:808::1",
+            "::ffff:0:808:808",
         ];
         for ip in public {
             assert!(!is_internal_ip(ip.parse().unwrap()), "{ip}");

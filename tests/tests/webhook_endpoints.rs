@@ -305,7 +305,7 @@ async fn audit_events_are_written_with_the_change_and_never_the_secret() {
     );
     assert_eq!(
         events[1]["after"],
-        json!({"url": "https://hooks.example.com/audit", "eventTypes": "member.joined,webhook_endpoint.deleted"})
+        json!({"origin": "https://hooks.example.com", "eventTypes": "member.joined,webhook_endpoint.deleted"})
     );
     assert!(events[1].get("before").is_none());
     let text = log.body.to_string();
@@ -317,6 +317,49 @@ async fn audit_events_are_written_with_the_change_and_never_the_secret() {
         .await;
     assert_eq!(filtered.status, 200, "{}", filtered.body);
     assert_eq!(filtered.body["events"].as_array().unwrap().len(), 1);
+}
+
+/// Attack: a receiver's URL often is its credential (`https://hooks.example.com/in/<token>`,
+/// `?token=`). API keys may not see endpoints, yet an ADMIN key reads the audit log, and every
+/// endpoint that wants `webhook_endpoint.created` receives that event: neither may learn more of
+/// the URL than its origin.
+#[tokio::test]
+async fn the_audit_event_never_carries_the_urls_path_or_query() {
+    let app = start().await;
+    let (owner, _, org) = business(&app, "auth0|wh-audit-url").await;
+    let created = app
+        .post(
+            PATH,
+            &owner,
+            body(
+                "https://hooks.example.com:8443/in/T0KEN-PATH?token=T0KEN-QUERY",
+                &["member.joined"],
+            ),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    // The owner still sees the whole URL where endpoints are managed.
+    assert_eq!(
+        created.body["url"],
+        "https://hooks.example.com:8443/in/T0KEN-PATH?token=T0KEN-QUERY"
+    );
+    let (_, key) = app.create_api_key(&owner, "SIEM", "ADMIN").await;
+    assert_error(&app.get(PATH, &key).await, 403, "forbidden");
+    let log = app
+        .get("/api/audit?type=webhook_endpoint.created", &key)
+        .await;
+    assert_eq!(log.status, 200, "{}", log.body);
+    assert_eq!(
+        log.body["events"][0]["after"]["origin"],
+        "https://hooks.example.com:8443"
+    );
+    let stored = format!(
+        "{:?}",
+        audit_events(&app, &org, "webhook_endpoint.created").await
+    );
+    for text in [log.body.to_string(), stored] {
+        assert!(!text.contains("T0KEN"), "{text}");
+    }
 }
 
 #[tokio::test]

@@ -28,6 +28,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use aws_lambda_events::event::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
 use futures::StreamExt as _;
 use serde_dynamo::AttributeValue;
+use tracing::Instrument as _;
 
 use tollgate::pipeline::{AppState, StartupError};
 use tollgate::store::audit::AuditEvent;
@@ -377,8 +378,17 @@ impl Notifier {
             endpoint_id = %delivery.endpoint_id,
             attempt
         );
-        let _entered = span.enter();
-        match self.send(&delivery).await {
+        // Instrumented, not entered: the batch's deliveries are polled together on one thread,
+        // and a guard held across an await would give one delivery's log lines another's span.
+        self.attempt(message, &delivery, attempt)
+            .instrument(span)
+            .await
+    }
+
+    /// One attempt at `delivery` from `message`, its outcome logged and, when it failed, the
+    /// message's visibility set to its backoff.
+    async fn attempt(&self, message: &SqsMessage, delivery: &Delivery, attempt: u32) -> bool {
+        match self.send(delivery).await {
             Ok(Sent::Delivered(status)) => {
                 tracing::info!(status, "webhook delivered");
                 true

@@ -569,7 +569,11 @@ pub mod events {
     }
 
     /// `actor` registered webhook endpoint `id` at `url` for `event_types` (recorded joined by
-    /// `,`). Its signing secret is not recorded, plain or encrypted.
+    /// `,`). Only the URL's origin (`https://host[:port]`) is recorded: its path and query may
+    /// carry the receiver's own token (`https://hooks.example.com/in/T0KEN`), and the audit log is
+    /// read by OWNER and ADMIN API keys (which may not see or manage endpoints) and delivered to
+    /// every endpoint that wants this type. Its signing secret is not recorded, plain or
+    /// encrypted.
     pub fn webhook_endpoint_created(
         tenant: &TenantId,
         actor: &AuditActor,
@@ -577,13 +581,16 @@ pub mod events {
         url: &str,
         event_types: &[String],
     ) -> AuditEvent {
+        let origin = url::Url::parse(url)
+            .map(|url| url.origin().ascii_serialization())
+            .unwrap_or_else(|_| "null".to_owned());
         AuditEvent::new(
             EventType::WebhookEndpointCreated,
             tenant,
             actor,
             AuditTarget::new("webhook_endpoint", id),
             None,
-            summary([("url", url), ("eventTypes", &event_types.join(","))]),
+            summary([("origin", &origin), ("eventTypes", &event_types.join(","))]),
         )
     }
 
@@ -1126,14 +1133,14 @@ mod tests {
     }
 
     #[test]
-    fn webhook_endpoint_events_name_the_url_and_types_only() {
+    fn webhook_endpoint_events_name_the_origin_and_types_only() {
         let actor = AuditActor::user("usr_1");
         let types = vec!["member.invited".to_owned(), "api_key.created".to_owned()];
         let event = events::webhook_endpoint_created(
             &tenant(),
             &actor,
             "we_1",
-            "https://hooks.example.com/t",
+            "https://hooks.example.com:8443/in/T0KEN-PATH?token=T0KEN-QUERY#T0KEN-FRAGMENT",
             &types,
         );
         assert_eq!(event.kind, EventType::WebhookEndpointCreated);
@@ -1142,10 +1149,19 @@ mod tests {
         assert_eq!(
             event.after,
             summary([
-                ("url", "https://hooks.example.com/t"),
+                ("origin", "https://hooks.example.com:8443"),
                 ("eventTypes", "member.invited,api_key.created"),
             ])
         );
+        assert!(!format!("{event:?}").contains("T0KEN"));
+        let plain = events::webhook_endpoint_created(
+            &tenant(),
+            &actor,
+            "we_2",
+            "https://hooks.example.com/",
+            &types,
+        );
+        assert_eq!(plain.after.unwrap()["origin"], "https://hooks.example.com");
         let json = serde_json::to_value(&event).unwrap();
         assert_eq!(json["type"], "webhook_endpoint.created");
         let deleted = events::webhook_endpoint_deleted(&tenant(), &actor, "we_1");

@@ -218,8 +218,9 @@ impl Store {
     /// Marks `threshold` as fired for `period`, once: `true` only for the one call that fires it.
     /// The claim carries the `usage.threshold_crossed` audit event (the usage `minutes` read and
     /// the `included` minutes) in the same transaction, so the event is written exactly when the
-    /// alert fires; a second claim writes neither. A claim that keeps conflicting with concurrent
-    /// usage writes answers `false` too: the next recorded call claims it again.
+    /// alert fires; a second claim writes neither. A claim that conflicts with a concurrent
+    /// transaction on the counter reads it and tries again unless the alert is set meanwhile; one
+    /// that keeps conflicting answers `false` too: the next recorded call claims it again.
     pub async fn fire_alert(
         &self,
         tenant: &TenantId,
@@ -235,6 +236,16 @@ impl Store {
         for attempt in 0..ALERT_ATTEMPTS {
             if attempt > 0 {
                 super::conflict_backoff(attempt).await;
+                // The conflict may have been another claim: a read, not another transaction on
+                // the busy counter, tells.
+                if self
+                    .usage_counter(tenant, period)
+                    .await?
+                    .alert_at(threshold)
+                    .is_some()
+                {
+                    return Ok(false);
+                }
             }
             let event =
                 events::usage_threshold_crossed(tenant, threshold, period, minutes, included);
