@@ -181,6 +181,7 @@ def main():
         read(os.path.join(args.out_dir, "throughput.md")),
         read(os.path.join(args.out_dir, "cost.md")),
         read(os.path.join(args.out_dir, "deletion.md")),
+        read(os.path.join(args.out_dir, "notifier.md")),
     ]
     analysis = os.path.join(ROOT, "infra", "bench-analysis.md")
     if os.path.exists(analysis):

@@ -8,7 +8,8 @@
 #      the local Runtime API (tollgate-bench init)
 #   3. hot paths: criterion (tollgate-hot-paths --bench, built with tollgate-bench)
 #   4. throughput: dev gateway vs direct DynamoDB at 16 connections (tollgate-bench throughput)
-#   5. DynamoDB cost per route (tollgate-bench cost), organization deletion (tollgate-bench deletion)
+#   5. DynamoDB cost per route (tollgate-bench cost), organization deletion (tollgate-bench deletion),
+#      the webhook notifier's throughput (tollgate-bench notifier)
 #
 # Tunables: BENCH_RUNS (20), BENCH_REQUESTS (2000), BENCH_CONCURRENCY (16).
 set -euo pipefail
@@ -64,6 +65,9 @@ export RUST_LOG=warn
 "$bench_tool" throughput --requests "$requests" --concurrency "$concurrency" --out "$out/throughput.md"
 "$bench_tool" cost --out "$out/cost.md"
 "$bench_tool" deletion --out "$out/deletion.md"
+# moto's SQS (the notifier's delivery queue) comes from the project venv.
+infra/scripts/venv.sh >/dev/null
+"$bench_tool" notifier --out "$out/notifier.md"
 
 total=$(( $(date +%s) - started_at ))
 phase "writing docs/BENCHMARKS.md"

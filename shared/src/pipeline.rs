@@ -1007,6 +1007,9 @@ async fn load_user(store: &Store, subject: &str) -> Result<UserRecord, ApiError>
 /// Maps a storage failure to the answer a caller gets; the detail goes to the log only.
 pub fn store_error(error: StoreError) -> ApiError {
     match error {
+        // A transaction that lost to a concurrent one on the same items changed nothing: the
+        // caller reads again and retries (409, never a 500).
+        StoreError::ConcurrentUpdate => crate::team::concurrent(),
         StoreError::Unavailable { operation, detail } => {
             tracing::error!(operation, %detail, "DynamoDB request failed");
             ApiError::unavailable(

@@ -181,7 +181,7 @@ pub fn guard_error(error: GuardError) -> ApiError {
 pub fn concurrent() -> ApiError {
     ApiError::conflict(
         "concurrent_update",
-        "The team changed at the same moment; reload and try again.",
+        "The organization or its team changed at the same moment; nothing was changed. Reload and try again.",
     )
 }
 
