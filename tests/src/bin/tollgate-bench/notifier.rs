@@ -23,9 +23,9 @@ use crate::BenchResult;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Audit events to deliver (each to one endpoint).
-    #[arg(long, default_value_t = 2000)]
-    pub events: usize,
+    /// Audit events to deliver (each to one endpoint), one run per value.
+    #[arg(long, value_delimiter = ',', default_value = "400,2000")]
+    pub events: Vec<usize>,
     /// Organizations the events are spread over, each with one endpoint.
     #[arg(long, default_value_t = 20)]
     pub organizations: usize,
@@ -37,8 +37,50 @@ pub struct Args {
 const K1: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 const LIMIT: Duration = Duration::from_secs(600);
 
+struct Row {
+    events: usize,
+    writing: Duration,
+    delivering: Duration,
+    requests: usize,
+}
+
 pub async fn run(args: Args) -> BenchResult {
-    if args.organizations == 0 || args.events < args.organizations {
+    let mut rows = Vec::new();
+    for events in &args.events {
+        rows.push(measure(*events, args.organizations).await?);
+    }
+    let mut markdown = format!(
+        "## Outbound webhooks: notifier throughput\n\n\
+         `tollgate-bench notifier`: N audit events (`organization.updated`, written first through \
+         the dev gateway's router) of {organizations} organizations, each with one endpoint on a \
+         local receiver that answers 204 at once. The notifier runs as `tollgate-dev serve` runs \
+         it: one reader of DynamoDB Local's stream queuing deliveries in moto's SQS, four pollers \
+         attempting them (ten per batch, at once). **Delivered in** is the time from the \
+         notifier's start to the last delivery; more requests than events are redeliveries \
+         (at least once).\n\n\
+         | events | written in | delivered in | events/s | requests received |\n\
+         |---:|---:|---:|---:|---:|\n",
+        organizations = args.organizations,
+    );
+    for row in &rows {
+        markdown.push_str(&format!(
+            "| {} | {:.1} s | {:.1} s | {:.0} | {} |\n",
+            row.events,
+            row.writing.as_secs_f64(),
+            row.delivering.as_secs_f64(),
+            row.events as f64 / row.delivering.as_secs_f64().max(0.001),
+            row.requests
+        ));
+    }
+    markdown.push('\n');
+    Ok(markdown)
+}
+
+async fn measure(
+    events: usize,
+    organizations: usize,
+) -> Result<Row, Box<dyn std::error::Error + Send + Sync>> {
+    if organizations == 0 || events < organizations {
         return Err("--events must be at least --organizations, which must be at least 1".into());
     }
     let app = TestApp::start_with(|config| {
@@ -67,7 +109,7 @@ pub async fn run(args: Args) -> BenchResult {
     });
 
     let mut owners = Vec::new();
-    for n in 0..args.organizations {
+    for n in 0..organizations {
         let (token, _) = app
             .organization_on_plan(
                 &format!("auth0|bench-hooks-{n}"),
@@ -90,8 +132,8 @@ pub async fn run(args: Args) -> BenchResult {
     let started = Instant::now();
     // One organization's renames one after another (each is conditional on the name it read),
     // 16 organizations at once.
-    let per_organization = args.events / args.organizations;
-    let events = per_organization * args.organizations;
+    let per_organization = events / organizations;
+    let events = per_organization * organizations;
     let renamed: Vec<u16> = futures::stream::iter(owners.iter().enumerate())
         .map(|(o, token)| {
             let app = &app;
@@ -149,25 +191,14 @@ pub async fn run(args: Args) -> BenchResult {
     tokio::time::sleep(Duration::from_secs(2)).await;
     worker.abort();
     receiver.abort();
-    let total = delivered.load(Ordering::SeqCst);
-    let rate = events as f64 / delivering.as_secs_f64().max(0.001);
+    let requests = delivered.load(Ordering::SeqCst);
     eprintln!(
-        "notifier: {events} events of {} organizations delivered in {delivering:?} ({rate:.0}/s; {total} requests)",
-        args.organizations
+        "notifier: {events} events of {organizations} organizations delivered in {delivering:?} ({requests} requests)"
     );
-    Ok(format!(
-        "## Outbound webhooks: notifier throughput\n\n\
-         `tollgate-bench notifier`: {events} audit events (`organization.updated`, written first \
-         through the dev gateway's router in {writing:.1} s) of {organizations} organizations, each \
-         with one endpoint on a local receiver that answers 204 at once. The notifier runs as \
-         `tollgate-dev serve` runs it: one reader of DynamoDB Local's stream queuing deliveries in \
-         moto's SQS, four pollers attempting them (ten per batch, at once). Time from the \
-         notifier's start to the last delivery.\n\n\
-         | events | organizations | delivered in | events/s | requests received |\n\
-         |---:|---:|---:|---:|---:|\n\
-         | {events} | {organizations} | {delivering:.1} s | {rate:.0} | {total} |\n\n",
-        organizations = args.organizations,
-        writing = writing.as_secs_f64(),
-        delivering = delivering.as_secs_f64(),
-    ))
+    Ok(Row {
+        events,
+        writing,
+        delivering,
+        requests,
+    })
 }
