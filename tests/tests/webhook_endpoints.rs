@@ -448,7 +448,7 @@ async fn each_refused_body_writes_nothing() {
             "invalid_event_types",
         ),
         (
-            json!({"url": "https://hooks.example.com/", "eventTypes": vec!["member.joined"; 17]}),
+            json!({"url": "https://hooks.example.com/", "eventTypes": vec!["member.joined"; tollgate::store::audit::EventType::ALL.len() + 1]}),
             400,
             "invalid_event_types",
         ),
