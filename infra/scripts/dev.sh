@@ -146,6 +146,10 @@ $pay_line
   # 7. an organization API key (BUSINESS has apiAccess): shown once, then used as the organization
   KEY=\$(curl -s -X POST \$B/api/api-keys -H "\$H" -H "\$J" -d '{"name":"Dev key","role":"VIEWER"}' | pick key)
   curl -s -w '\\n' \$B/api/organization -H "Authorization: Bearer \$KEY"
+  # 8. outbound webhooks: an endpoint on this machine (its whsec_ secret is shown once); each audit
+  #    event of the organization is then POSTed there, signed (README, "Outbound webhooks")
+  curl -s -w '\\n' -X POST \$B/api/webhooks/endpoints -H "\$H" -H "\$J" \\
+       -d '{"url":"http://127.0.0.1:9000/hooks","eventTypes":["organization.updated","member.invited"]}'
 
 MSG
 # Not exec: the trap stops the DynamoDB Local and moto started here when the gateway stops.

@@ -411,16 +411,22 @@ fn example_events_are_http_api_events_of_routes_in_the_table() {
         let text = std::fs::read_to_string(&path).expect("event file");
         let event: Json = serde_json::from_str(&text).expect("event JSON");
         if event.get("Records").is_some() {
-            // A DynamoDB stream event (org-cleanup's; its shape is checked in that crate's and
-            // tests/template.rs's tests): the guide shows how to invoke it.
+            // A stream or queue event of a function without routes (org-cleanup's, the
+            // notifier's; their shapes are checked in those crates' tests): the guide shows how
+            // to invoke it.
+            let function = if name.starts_with("events/org-cleanup-") {
+                "OrgCleanupFunction"
+            } else if name.starts_with("events/notifier-") {
+                "NotifierFunction"
+            } else {
+                panic!("{name}: a Records event of no known function")
+            };
             assert!(
-                guide.contains(&format!(
-                    "sam local invoke OrgCleanupFunction --event {name}"
-                )),
+                guide.contains(&format!("sam local invoke {function} --event {name}")),
                 "docs/sam-local.md shows how to invoke {name}"
             );
             assert!(
-                template["Resources"]["OrgCleanupFunction"].is_mapping(),
+                template["Resources"][function].is_mapping(),
                 "{name}: its function is in the template"
             );
             continue;

@@ -525,3 +525,109 @@ pub async fn run() -> Result<(), lambda_runtime::Error> {
     ))
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The samples of docs/sam-local.md, in the shapes Lambda delivers.
+    fn stream_sample() -> StreamEvent {
+        serde_json::from_str(include_str!("../../../events/notifier-stream.json"))
+            .expect("the stream sample parses as Lambda's DynamoDB event")
+    }
+
+    fn queue_sample() -> SqsEvent {
+        serde_json::from_str(include_str!("../../../events/notifier-queue.json"))
+            .expect("the queue sample parses as Lambda's SQS event")
+    }
+
+    #[test]
+    fn only_an_inserted_audit_item_is_an_event_to_deliver() {
+        let event = stream_sample();
+        let found: Vec<Option<(String, String)>> = event
+            .records
+            .iter()
+            .map(|r| inserted_event(r).map(|(t, e)| (t.as_str().to_owned(), e.id)))
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                Some((
+                    "org_0193f1c2a7b47c55a1e0b3f0c2d4e6f8".to_owned(),
+                    "evt_019ad6f1c2a87b3e9d1f0a4c5b6e7d8f".to_owned()
+                )),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn an_event_naming_another_organization_than_its_partition_is_not_delivered() {
+        let mut event = stream_sample();
+        let record = &mut event.records[0];
+        record.change.new_image.insert(
+            "organizationId".to_owned(),
+            AttributeValue::S("org_someone_else".to_owned()),
+        );
+        assert!(inserted_event(record).is_none());
+        let mut event = stream_sample();
+        let record = &mut event.records[0];
+        record.event_name = "REMOVE".to_owned();
+        assert!(inserted_event(record).is_none(), "a TTL removal is no new event");
+    }
+
+    #[test]
+    fn the_queue_sample_carries_a_delivery() {
+        let event = queue_sample();
+        let message = &event.records[0];
+        let delivery: Delivery =
+            serde_json::from_str(message.body.as_deref().expect("body")).expect("a delivery");
+        assert_eq!(delivery.endpoint_id, "we_0193f1c2a7b47c55a1e0b3f0c2d4e700");
+        assert_eq!(
+            TenantId::from_partition_key(&delivery.partition_key)
+                .map(|t| t.as_str().to_owned())
+                .as_deref(),
+            Some(delivery.event.organization_id.as_str())
+        );
+        assert_eq!(
+            message.attributes.get("ApproximateReceiveCount").map(String::as_str),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn settings_default_and_refuse_out_of_range_values() {
+        let with = |pairs: &[(&str, &str)]| {
+            let pairs: Vec<(String, String)> = pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            NotifierSettings::from_lookup(move |name| {
+                pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+            })
+        };
+        assert_eq!(
+            with(&[]),
+            Err(SettingsError::Missing("WEBHOOK_QUEUE_URL"))
+        );
+        let settings = with(&[("WEBHOOK_QUEUE_URL", "https://sqs/q")]).expect("defaults");
+        assert_eq!(settings.timeout, Duration::from_secs(10));
+        assert_eq!(settings.retry_base, Duration::from_secs(30));
+        assert_eq!(settings.retry_cap, Duration::from_secs(3600));
+        for (name, value) in [
+            ("WEBHOOK_TIMEOUT_SECONDS", "0"),
+            ("WEBHOOK_TIMEOUT_SECONDS", "31"),
+            ("WEBHOOK_RETRY_BASE_SECONDS", "-1"),
+            ("WEBHOOK_RETRY_MAX_SECONDS", "43201"),
+            ("WEBHOOK_RETRY_MAX_SECONDS", "soon"),
+        ] {
+            assert!(
+                matches!(
+                    with(&[("WEBHOOK_QUEUE_URL", "https://sqs/q"), (name, value)]),
+                    Err(SettingsError::Range { .. })
+                ),
+                "{name}={value}"
+            );
+        }
+    }
+}
