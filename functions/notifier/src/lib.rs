@@ -573,7 +573,10 @@ mod tests {
         let mut event = stream_sample();
         let record = &mut event.records[0];
         record.event_name = "REMOVE".to_owned();
-        assert!(inserted_event(record).is_none(), "a TTL removal is no new event");
+        assert!(
+            inserted_event(record).is_none(),
+            "a TTL removal is no new event"
+        );
     }
 
     #[test]
@@ -590,7 +593,10 @@ mod tests {
             Some(delivery.event.organization_id.as_str())
         );
         assert_eq!(
-            message.attributes.get("ApproximateReceiveCount").map(String::as_str),
+            message
+                .attributes
+                .get("ApproximateReceiveCount")
+                .map(String::as_str),
             Some("1")
         );
     }
@@ -603,13 +609,13 @@ mod tests {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect();
             NotifierSettings::from_lookup(move |name| {
-                pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+                pairs
+                    .iter()
+                    .find(|(k, _)| k == name)
+                    .map(|(_, v)| v.clone())
             })
         };
-        assert_eq!(
-            with(&[]),
-            Err(SettingsError::Missing("WEBHOOK_QUEUE_URL"))
-        );
+        assert_eq!(with(&[]), Err(SettingsError::Missing("WEBHOOK_QUEUE_URL")));
         let settings = with(&[("WEBHOOK_QUEUE_URL", "https://sqs/q")]).expect("defaults");
         assert_eq!(settings.timeout, Duration::from_secs(10));
         assert_eq!(settings.retry_base, Duration::from_secs(30));
