@@ -847,3 +847,66 @@ async fn without_a_key_ring_no_endpoint_can_be_created() {
     );
     assert!(endpoint_items(&app, &org).await.is_empty());
 }
+
+/// Key rotation moves signing secrets too: after `rotate_keys` under a ring whose active key is
+/// new, the stored secret is under the new key, decrypts with the new key alone to the secret the
+/// creation showed, and a `key_ring.rotated` event names the endpoint (key ids only). A second run
+/// changes nothing.
+#[tokio::test]
+async fn key_rotation_reencrypts_signing_secrets_under_the_active_key() {
+    const NEW_KEY: &str = "8888888888888888888888888888888888888888888888888888888888888888";
+    let app = start().await;
+    let (owner, _, org) = business(&app, "auth0|wh-rotate").await;
+    let created = app
+        .post(
+            PATH,
+            &owner,
+            json!({"url": "https://hooks.example.com/rotate", "eventTypes": ["member.joined"]}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    let secret = created.body["secret"].as_str().unwrap().to_owned();
+
+    let both = tollgate::crypto::KeyRing::from_env_strings(
+        &format!("k1:{ENCRYPTION_KEY},k2:{NEW_KEY}"),
+        "k2",
+    )
+    .unwrap();
+    let report = rotate_keys::rotate_keys(&app.store, &both).await.unwrap();
+    assert_eq!(
+        (report.reencrypted, report.failed.len()),
+        (1, 0),
+        "{report:?}"
+    );
+    let items = endpoint_items(&app, &org).await;
+    let stored = s(&items[0], "signingSecret");
+    assert!(stored.starts_with("v1:k2:"), "{stored}");
+    let new_only =
+        tollgate::crypto::KeyRing::from_env_strings(&format!("k2:{NEW_KEY}"), "k2").unwrap();
+    assert_eq!(new_only.decrypt(&org, stored).unwrap(), secret.as_bytes());
+
+    let rotated = audit_events(&app, &org, "key_ring.rotated").await;
+    assert_eq!(rotated.len(), 1);
+    let map = |name: &str| -> Item {
+        rotated[0]
+            .get(name)
+            .and_then(|v| v.as_m().ok())
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (s(&map("target"), "type"), s(&map("target"), "id")),
+        ("webhook_endpoint", id.as_str())
+    );
+    assert_eq!(s(&map("before"), "keyId"), "k1");
+    assert_eq!(s(&map("after"), "keyId"), "k2");
+    assert!(
+        !format!("{:?}", rotated[0]).contains("v1:"),
+        "no ciphertext in the event"
+    );
+
+    let again = rotate_keys::rotate_keys(&app.store, &both).await.unwrap();
+    assert_eq!((again.reencrypted, again.already_current), (0, 1));
+    assert_eq!(audit_events(&app, &org, "key_ring.rotated").await.len(), 1);
+}

@@ -1,12 +1,12 @@
-//! The `rotate-keys` function (no route): re-encrypts every integration credential under the
-//! active key. The Lambda is invoked directly (console, CLI or a scheduled rule) with any payload
+//! The `rotate-keys` function (no route): re-encrypts every integration credential and webhook
+//! signing secret under the active key. The Lambda is invoked directly (console, CLI or a scheduled rule) with any payload
 //! and answers the [`RotationReport`]; `tollgate-dev rotate-keys` runs the same code locally.
 
 use serde::Serialize;
 
 use tollgate::crypto::KeyRing;
 use tollgate::pipeline::AppState;
-use tollgate::store::{Store, StoreError};
+use tollgate::store::{Store, StoreError, TenantId};
 
 /// What a key rotation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -21,35 +21,41 @@ pub struct RotationReport {
     pub failed: Vec<String>,
 }
 
-/// Re-encrypts every stored integration credential under the ring's active key. Resumable and
-/// safe to run twice: each value is replaced only if it is still the one read, values already
-/// under the active key are left alone, and an interrupted run is finished by running it again.
-/// Each replacement writes one `key_ring.rotated` audit event (old and new key id) in the same
-/// transaction; a value left alone or changed concurrently writes none.
+/// Re-encrypts every stored integration credential and webhook signing secret under the ring's
+/// active key. Resumable and safe to run twice: each value is replaced only if it is still the one
+/// read, values already under the active key are left alone, and an interrupted run is finished by
+/// running it again. Each replacement writes one `key_ring.rotated` audit event (old and new key
+/// id; its target the integration or the webhook endpoint) in the same transaction; a value left
+/// alone or changed concurrently writes none. The report counts both kinds together.
 pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport, StoreError> {
     let mut report = RotationReport::default();
     let mut start = None;
     loop {
         let (page, next) = store.scan_integrations(start).await?;
         for stored in page {
-            report.scanned += 1;
-            let record = &stored.record;
-            if !ring.needs_reencryption(&record.credentials) {
-                report.already_current += 1;
-                continue;
+            let value = &stored.record.credentials;
+            if let Some(rotated) =
+                reencrypted(ring, &mut report, &stored.tenant, &stored.record.id, value)
+            {
+                let replaced = store.replace_credentials(&stored, &rotated).await?;
+                report.count(replaced);
             }
-            match ring.reencrypt(stored.tenant.as_str(), &record.credentials) {
-                Ok(rotated) => {
-                    if store.replace_credentials(&stored, &rotated).await? {
-                        report.reencrypted += 1;
-                    } else {
-                        report.skipped_concurrent += 1;
-                    }
-                }
-                Err(error) => {
-                    tracing::error!(integration_id = %record.id, organization_id = %stored.tenant.as_str(), %error, "credential could not be re-encrypted");
-                    report.failed.push(record.id.clone());
-                }
+        }
+        match next {
+            Some(key) => start = Some(key),
+            None => break,
+        }
+    }
+    let mut start = None;
+    loop {
+        let (page, next) = store.scan_webhook_endpoints(start).await?;
+        for stored in page {
+            let value = &stored.record.signing_secret;
+            if let Some(rotated) =
+                reencrypted(ring, &mut report, &stored.tenant, &stored.record.id, value)
+            {
+                let replaced = store.replace_signing_secret(&stored, &rotated).await?;
+                report.count(replaced);
             }
         }
         match next {
@@ -66,6 +72,42 @@ pub async fn rotate_keys(store: &Store, ring: &KeyRing) -> Result<RotationReport
     );
     Ok(report)
 }
+
+impl RotationReport {
+    /// One replacement written (`true`) or lost to a concurrent change (`false`).
+    fn count(&mut self, replaced: bool) {
+        if replaced {
+            self.reencrypted += 1;
+        } else {
+            self.skipped_concurrent += 1;
+        }
+    }
+}
+
+/// The value `stored` (of item `id` of `tenant`) under the active key, or `None` when it is
+/// already there or cannot be decrypted (counted, and named by id in `failed`).
+fn reencrypted(
+    ring: &KeyRing,
+    report: &mut RotationReport,
+    tenant: &TenantId,
+    id: &str,
+    stored: &str,
+) -> Option<String> {
+    report.scanned += 1;
+    if !ring.needs_reencryption(stored) {
+        report.already_current += 1;
+        return None;
+    }
+    match ring.reencrypt(tenant.as_str(), stored) {
+        Ok(rotated) => Some(rotated),
+        Err(error) => {
+            tracing::error!(item_id = %id, organization_id = %tenant.as_str(), %error, "secret could not be re-encrypted");
+            report.failed.push(id.to_owned());
+            None
+        }
+    }
+}
+
 /// One invocation: the report of a rotation under the current key ring.
 pub async fn handle(state: &AppState) -> Result<RotationReport, lambda_runtime::Error> {
     let secrets = state.secrets().await.map_err(|error| error.message)?;

@@ -331,6 +331,23 @@ impl PlanSummary {
     }
 }
 
+/// What a key rotation re-encrypted: an integration's credentials or a webhook endpoint's
+/// signing secret (the target of its `key_ring.rotated` event).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotatedSecret {
+    IntegrationCredentials,
+    WebhookSigningSecret,
+}
+
+impl RotatedSecret {
+    pub fn kind(self) -> &'static str {
+        match self {
+            RotatedSecret::IntegrationCredentials => "integration",
+            RotatedSecret::WebhookSigningSecret => "webhook_endpoint",
+        }
+    }
+}
+
 /// The events of each change: one pure function per change, so what an event says is tested
 /// without a table.
 pub mod events {
@@ -643,7 +660,8 @@ pub mod events {
     /// (`legacy` for the seed's format) to `new_kid`. Key ids only: never a key or a ciphertext.
     pub fn key_ring_rotated(
         tenant: &TenantId,
-        integration_id: &str,
+        target: RotatedSecret,
+        id: &str,
         old_kid: &str,
         new_kid: &str,
     ) -> AuditEvent {
@@ -651,7 +669,7 @@ pub mod events {
             EventType::KeyRingRotated,
             tenant,
             &AuditActor::system(),
-            AuditTarget::new("integration", integration_id),
+            AuditTarget::new(target.kind(), id),
             summary([("keyId", old_kid)]),
             summary([("keyId", new_kid)]),
         )
@@ -999,7 +1017,13 @@ mod tests {
             summary([("membersDetached", "3"), ("itemsExpired", "41")])
         );
 
-        let rotated = events::key_ring_rotated(&tenant(), "int_1", "legacy", "k2");
+        let rotated = events::key_ring_rotated(
+            &tenant(),
+            RotatedSecret::IntegrationCredentials,
+            "int_1",
+            "legacy",
+            "k2",
+        );
         assert_eq!(rotated.kind, EventType::KeyRingRotated);
         assert_eq!(rotated.actor, AuditActor::system());
         assert_eq!(rotated.target, AuditTarget::new("integration", "int_1"));

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::{AuditActor, events};
 use super::team::{TransactionFailure, classify};
-use super::{Item, Store, StoreError, TenantId, from_item, key_map, keys, sdk_error, to_item};
+use super::{Item, Store, StoreError, TenantId, key_map, keys, sdk_error, to_item};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -40,12 +40,7 @@ pub fn integration_key(tenant: &TenantId, id: &str) -> (String, String) {
 }
 
 /// An integration found by a table-wide scan (key rotation), with its organization.
-pub struct StoredIntegration {
-    pub tenant: TenantId,
-    pub record: IntegrationRecord,
-    /// Its `ttl` (Unix seconds), set when its organization was deleted.
-    pub expires_at: Option<i64>,
-}
+pub type StoredIntegration = super::Scanned<IntegrationRecord>;
 
 impl Store {
     /// Stores a new integration of `tenant`, made by `actor`, with its audit event in one
@@ -111,38 +106,7 @@ impl Store {
         &self,
         start: Option<Item>,
     ) -> Result<(Vec<StoredIntegration>, Option<Item>), StoreError> {
-        let output = self
-            .client
-            .scan()
-            .table_name(&self.table)
-            .filter_expression("begins_with(SK, :prefix)")
-            .expression_attribute_values(":prefix", AttributeValue::S("INTEGRATION#".into()))
-            .consistent_read(true)
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .map_err(|e| sdk_error("Scan", e))?;
-        let mut found = Vec::new();
-        for item in output.items.unwrap_or_default() {
-            let tenant = match item
-                .get("PK")
-                .and_then(|pk| pk.as_s().ok())
-                .and_then(|pk| pk.strip_prefix("ORG#"))
-            {
-                Some(org) => TenantId(org.to_owned()),
-                None => continue,
-            };
-            let expires_at = item
-                .get(super::schema::TABLE.ttl_attribute)
-                .and_then(|ttl| ttl.as_n().ok())
-                .and_then(|ttl| ttl.parse().ok());
-            found.push(StoredIntegration {
-                tenant,
-                record: from_item(item)?,
-                expires_at,
-            });
-        }
-        Ok((found, output.last_evaluated_key))
+        self.scan_tenant_items("INTEGRATION#", start).await
     }
 
     /// Replaces the credentials ciphertext of `stored` (as scanned) with `new`, only if it is
@@ -159,6 +123,7 @@ impl Store {
         let old = &stored.record.credentials;
         let event = events::key_ring_rotated(
             tenant,
+            super::audit::RotatedSecret::IntegrationCredentials,
             &stored.record.id,
             credentials_key_id(old),
             credentials_key_id(new),

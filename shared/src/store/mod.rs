@@ -277,6 +277,56 @@ pub(crate) fn to_item<T: Serialize>(
     .map_err(|e| StoreError::Build(e.to_string()))
 }
 
+/// An item of some organization found by a table-wide scan (key rotation), with its organization
+/// and its `ttl` (Unix seconds; set when the organization was deleted).
+pub struct Scanned<T> {
+    pub tenant: TenantId,
+    pub record: T,
+    pub expires_at: Option<i64>,
+}
+
+impl Store {
+    /// One page of every organization's items whose sort key starts with `sort_prefix`,
+    /// strongly consistent (key rotation walks the whole table with it).
+    pub(crate) async fn scan_tenant_items<T: for<'de> Deserialize<'de>>(
+        &self,
+        sort_prefix: &str,
+        start: Option<Item>,
+    ) -> Result<(Vec<Scanned<T>>, Option<Item>), StoreError> {
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression("begins_with(SK, :prefix)")
+            .expression_attribute_values(":prefix", AttributeValue::S(sort_prefix.to_owned()))
+            .consistent_read(true)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| sdk_error("Scan", e))?;
+        let mut found = Vec::new();
+        for item in output.items.unwrap_or_default() {
+            let Some(tenant) = item
+                .get("PK")
+                .and_then(|pk| pk.as_s().ok())
+                .and_then(|pk| TenantId::from_partition_key(pk))
+            else {
+                continue;
+            };
+            let expires_at = item
+                .get(schema::TABLE.ttl_attribute)
+                .and_then(|ttl| ttl.as_n().ok())
+                .and_then(|ttl| ttl.parse().ok());
+            found.push(Scanned {
+                tenant,
+                record: from_item(item)?,
+                expires_at,
+            });
+        }
+        Ok((found, output.last_evaluated_key))
+    }
+}
+
 pub(crate) fn from_item<T: for<'de> Deserialize<'de>>(item: Item) -> Result<T, StoreError> {
     serde_dynamo::from_item::<_, Stored<T>>(item)
         .map(|stored| stored.record)

@@ -212,6 +212,57 @@ impl Store {
     }
 }
 
+/// An endpoint found by a table-wide scan (key rotation), with its organization.
+pub type StoredWebhookEndpoint = super::Scanned<WebhookEndpointRecord>;
+
+impl Store {
+    /// One page of every organization's webhook endpoints (key rotation walks the whole table).
+    pub async fn scan_webhook_endpoints(
+        &self,
+        start: Option<super::Item>,
+    ) -> Result<(Vec<StoredWebhookEndpoint>, Option<super::Item>), StoreError> {
+        self.scan_tenant_items(SORT_PREFIX, start).await
+    }
+
+    /// Replaces the signing secret ciphertext of `stored` (as scanned) with `new`, only if it is
+    /// still the one read, with its `key_ring.rotated` audit event (key ids only) in the same
+    /// transaction; the event expires no later than the endpoint does. `false` (and no event)
+    /// when the endpoint changed or went meanwhile.
+    pub async fn replace_signing_secret(
+        &self,
+        stored: &StoredWebhookEndpoint,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let tenant = &stored.tenant;
+        let old = &stored.record.signing_secret;
+        let event = events::key_ring_rotated(
+            tenant,
+            super::audit::RotatedSecret::WebhookSigningSecret,
+            &stored.record.id,
+            super::integrations::credentials_key_id(old),
+            super::integrations::credentials_key_id(new),
+        );
+        let items = vec![
+            self.update(
+                webhook_endpoint_key(tenant, &stored.record.id),
+                "SET signingSecret = :new",
+                "signingSecret = :old",
+                vec![],
+                vec![
+                    (":new", AttributeValue::S(new.to_owned())),
+                    (":old", AttributeValue::S(old.clone())),
+                ],
+            )?,
+            self.audit_put_expiring(tenant, &event, stored.expires_at)?,
+        ];
+        match self.transact(items).await.map_err(classify) {
+            Ok(()) => Ok(true),
+            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => Ok(false),
+            Err(TransactionFailure::Other(error)) => Err(error),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
