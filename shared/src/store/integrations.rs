@@ -119,27 +119,56 @@ impl Store {
         stored: &StoredIntegration,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let tenant = &stored.tenant;
-        let old = &stored.record.credentials;
+        self.replace_ciphertext(
+            &stored.tenant,
+            integration_key(&stored.tenant, &stored.record.id),
+            "credentials",
+            &stored.record.credentials,
+            new,
+            (
+                super::audit::RotatedSecret::IntegrationCredentials,
+                &stored.record.id,
+            ),
+            stored.expires_at,
+        )
+        .await
+    }
+
+    /// Replaces the ciphertext in `attribute` of the item at `key` with `new`, only if it still
+    /// holds `old`, with the `key_ring.rotated` event of `target` (old and new key id) in the same
+    /// transaction, expiring no later than `expires_at`. `false` (and no event) when the item
+    /// changed or went meanwhile.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn replace_ciphertext(
+        &self,
+        tenant: &TenantId,
+        key: (String, String),
+        attribute: &str,
+        old: &str,
+        new: &str,
+        target: (super::audit::RotatedSecret, &str),
+        expires_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let (kind, id) = target;
         let event = events::key_ring_rotated(
             tenant,
-            super::audit::RotatedSecret::IntegrationCredentials,
-            &stored.record.id,
+            kind,
+            id,
             credentials_key_id(old),
             credentials_key_id(new),
         );
         let items = vec![
             self.update(
-                integration_key(tenant, &stored.record.id),
-                "SET credentials = :new",
-                "credentials = :old",
-                vec![],
+                key,
+                "SET #secret = :new",
+                "#secret = :old",
+                vec![("#secret", attribute)],
                 vec![
                     (":new", AttributeValue::S(new.to_owned())),
-                    (":old", AttributeValue::S(old.clone())),
+                    (":old", AttributeValue::S(old.to_owned())),
                 ],
             )?,
-            self.audit_put_expiring(tenant, &event, stored.expires_at)?,
+            self.audit_put_expiring(tenant, &event, expires_at)?,
         ];
         match self.transact(items).await.map_err(classify) {
             Ok(()) => Ok(true),

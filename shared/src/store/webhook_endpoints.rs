@@ -233,33 +233,19 @@ impl Store {
         stored: &StoredWebhookEndpoint,
         new: &str,
     ) -> Result<bool, StoreError> {
-        let tenant = &stored.tenant;
-        let old = &stored.record.signing_secret;
-        let event = events::key_ring_rotated(
-            tenant,
-            super::audit::RotatedSecret::WebhookSigningSecret,
-            &stored.record.id,
-            super::integrations::credentials_key_id(old),
-            super::integrations::credentials_key_id(new),
-        );
-        let items = vec![
-            self.update(
-                webhook_endpoint_key(tenant, &stored.record.id),
-                "SET signingSecret = :new",
-                "signingSecret = :old",
-                vec![],
-                vec![
-                    (":new", AttributeValue::S(new.to_owned())),
-                    (":old", AttributeValue::S(old.clone())),
-                ],
-            )?,
-            self.audit_put_expiring(tenant, &event, stored.expires_at)?,
-        ];
-        match self.transact(items).await.map_err(classify) {
-            Ok(()) => Ok(true),
-            Err(TransactionFailure::Condition(_)) | Err(TransactionFailure::Conflict) => Ok(false),
-            Err(TransactionFailure::Other(error)) => Err(error),
-        }
+        self.replace_ciphertext(
+            &stored.tenant,
+            webhook_endpoint_key(&stored.tenant, &stored.record.id),
+            "signingSecret",
+            &stored.record.signing_secret,
+            new,
+            (
+                super::audit::RotatedSecret::WebhookSigningSecret,
+                &stored.record.id,
+            ),
+            stored.expires_at,
+        )
+        .await
     }
 }
 
