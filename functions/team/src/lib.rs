@@ -12,9 +12,7 @@ use tollgate::pipeline::{entitlement_of, organization_of, plan_inactive};
 use tollgate::rbac::Role;
 use tollgate::routes::{Function, Operation, PathParams};
 use tollgate::store::{InvitationRecord, MemberRecord, StoreError, TeamEntry};
-use tollgate::team::{
-    self, Actor, GuardError, concurrent, guard_error, normalize_email, seat_limit,
-};
+use tollgate::team::{self, Actor, GuardError, guard_error, normalize_email, seat_limit};
 
 /// The team function's routes and handlers.
 pub static HANDLERS: FunctionHandlers = FunctionHandlers {
@@ -236,7 +234,6 @@ pub async fn invite(
             "already_invited",
             format!("{email} already has a pending invitation."),
         )),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -306,7 +303,6 @@ pub async fn change_role(
             Ok(json_response(StatusCode::OK, &MemberView::from(updated)))
         }
         Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -354,7 +350,6 @@ pub async fn remove(
             ))
         }
         Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -418,7 +413,6 @@ pub async fn revoke(
             ))
         }
         Err(StoreError::NotFound) => Err(invitation_not_found()),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -455,7 +449,6 @@ pub async fn resend(
             ))
         }
         Err(StoreError::NotFound) => Err(invitation_not_found()),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }

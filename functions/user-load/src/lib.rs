@@ -424,7 +424,6 @@ pub async fn accept_invitation(
         Err(StoreError::NotFound) => Err(invitation_not_found()),
         Err(StoreError::AlreadyInOrganization) => Err(already_member()),
         Err(StoreError::SeatLimitReached) => Err(seats_full()),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -463,7 +462,6 @@ pub async fn decline_invitation(
             },
         )),
         Err(StoreError::NotFound) => Err(invitation_not_found()),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }
@@ -505,7 +503,6 @@ pub async fn leave_organization(
                 },
             )),
             Err(StoreError::NotFound) => Err(organization_required()),
-            Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
             Err(error) => Err(store_error(error)),
         };
     };
@@ -528,7 +525,6 @@ pub async fn leave_organization(
             ))
         }
         Err(StoreError::LastOwner) => Err(guard_error(GuardError::LastOwner)),
-        Err(StoreError::ConcurrentUpdate) => Err(concurrent()),
         Err(error) => Err(store_error(error)),
     }
 }

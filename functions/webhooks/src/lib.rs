@@ -200,7 +200,6 @@ pub async fn create(
             ));
         }
         Err(StoreError::NotFound) => return Err(organization_required()),
-        Err(StoreError::ConcurrentUpdate) => return Err(tollgate::team::concurrent()),
         Err(error) => return Err(store_error(error)),
     }
     tracing::info!(
@@ -240,7 +239,6 @@ pub async fn delete(
     {
         Ok(true) => {}
         Ok(false) => return Err(not_found()),
-        Err(StoreError::ConcurrentUpdate) => return Err(tollgate::team::concurrent()),
         Err(error) => return Err(store_error(error)),
     }
     tracing::info!(webhook_endpoint_id = %id, "webhook endpoint deleted");
