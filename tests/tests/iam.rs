@@ -236,6 +236,20 @@ impl Recorded {
             .await
     }
 
+    /// Invokes the function directly (not through API Gateway) with `event`: its JSON answer.
+    async fn invoke(&self, binary: &str, event: &Value) -> Value {
+        let outcome = self
+            .booted
+            .runtime
+            .invoke(event, LIMIT)
+            .await
+            .unwrap_or_else(|error| panic!("{binary} does not answer: {error:?}"));
+        let Outcome::Response(payload) = outcome else {
+            panic!("{binary} failed: {outcome:?}");
+        };
+        serde_json::from_slice(&payload).expect("the answer is JSON")
+    }
+
     /// Delivers a Stripe event signed with the webhook secret.
     async fn deliver(&self, event_type: &str, id: &str, created: i64, object: Value) -> Value {
         let (body, signature) = signed_event(WEBHOOK_SECRET, event_type, id, created, object);
@@ -608,16 +622,9 @@ async fn organizations(stack: &Stack) -> (Recorded, Recorded) {
     .collect();
     assert!(!records.is_empty(), "the deletion is on the stream");
     let event = tollgate_dev::stream::event_of(records);
-    let outcome = org_cleanup
-        .booted
-        .runtime
-        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
-        .await
-        .expect("org-cleanup answers");
-    let Outcome::Response(payload) = outcome else {
-        panic!("org-cleanup failed: {outcome:?}");
-    };
-    let answer: Value = serde_json::from_slice(&payload).expect("answer is JSON");
+    let answer = org_cleanup
+        .invoke("org-cleanup", &serde_json::to_value(&event).expect("event"))
+        .await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
     let colleague = app
         .store
@@ -1024,16 +1031,7 @@ async fn integrations_and_rotation(stack: &Stack, owner: &str) -> (Recorded, Rec
         .await;
     expect(&deleted, 200, "delete integration");
     let rotate = stack.start_function("rotate-keys").await;
-    let outcome = rotate
-        .booted
-        .runtime
-        .invoke(&json!({}), LIMIT)
-        .await
-        .expect("rotate-keys answers");
-    let Outcome::Response(payload) = outcome else {
-        panic!("rotate-keys failed: {outcome:?}");
-    };
-    let report: Value = serde_json::from_slice(&payload).expect("report is JSON");
+    let report = rotate.invoke("rotate-keys", &json!({})).await;
     assert_eq!(report["reencrypted"], json!(1), "{report}");
     (integrations, rotate)
 }
@@ -1153,16 +1151,9 @@ async fn queue_batch(stack: &Stack, notifier: &Recorded) -> Value {
         .iter()
         .map(tollgate_dev::notify::sqs_message)
         .collect();
-    let outcome = notifier
-        .booted
-        .runtime
-        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
+    notifier
+        .invoke("notifier", &serde_json::to_value(&event).expect("event"))
         .await
-        .expect("the notifier answers");
-    let Outcome::Response(payload) = outcome else {
-        panic!("the notifier failed: {outcome:?}");
-    };
-    serde_json::from_slice(&payload).expect("answer is JSON")
 }
 
 /// notifier: an organization's endpoint (made through the in-process gateway) and an audit event
@@ -1203,16 +1194,9 @@ async fn notifier(stack: &Stack) -> Recorded {
     .filter(|r| notifier::inserted_event(r).is_some_and(|(t, _)| t.as_str() == tenant.as_str()))
     .collect();
     let event = tollgate_dev::stream::event_of(records);
-    let outcome = notifier
-        .booted
-        .runtime
-        .invoke(&serde_json::to_value(&event).expect("event"), LIMIT)
-        .await
-        .expect("the notifier answers");
-    let Outcome::Response(payload) = outcome else {
-        panic!("the notifier failed: {outcome:?}");
-    };
-    let answer: Value = serde_json::from_slice(&payload).expect("answer is JSON");
+    let answer = notifier
+        .invoke("notifier", &serde_json::to_value(&event).expect("event"))
+        .await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
 
     let refused = queue_batch(stack, &notifier).await;

@@ -279,10 +279,13 @@ impl Notifier {
                 ));
             }
         }
-        // Owned chunks: a closure over borrowed ones makes this future not `Send` for every
-        // lifetime, which spawning it needs.
-        let chunks: Vec<Vec<(usize, Delivery)>> =
-            planned.chunks(SQS_BATCH).map(<[_]>::to_vec).collect();
+        // Owned chunks (moved, not copied): a closure over borrowed ones makes this future not
+        // `Send` for every lifetime, which spawning it needs.
+        let mut chunks: Vec<Vec<(usize, Delivery)>> = Vec::new();
+        let mut planned = planned.into_iter().peekable();
+        while planned.peek().is_some() {
+            chunks.push(planned.by_ref().take(SQS_BATCH).collect());
+        }
         let failed = futures::stream::iter(chunks)
             .map(|chunk| async move { self.enqueue(&chunk).await })
             .buffer_unordered(SENDS_IN_FLIGHT)

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 pub const HEADERS: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
 
 /// What every signing secret starts with.
-pub const SECRET_PREFIX: &str = "whsec_";
+pub use tollgate::store::webhook_endpoints::SIGNING_SECRET_PREFIX as SECRET_PREFIX;
 
 /// A signing secret that cannot sign.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -42,7 +42,7 @@ pub static HANDLERS: FunctionHandlers = FunctionHandlers {
 };
 
 /// Prefix of a signing secret (Standard Webhooks); standard base64 of [`SECRET_BYTES`] follows.
-pub const SECRET_PREFIX: &str = "whsec_";
+pub use tollgate::store::webhook_endpoints::SIGNING_SECRET_PREFIX as SECRET_PREFIX;
 /// Random bytes of a signing secret.
 pub const SECRET_BYTES: usize = 32;
 

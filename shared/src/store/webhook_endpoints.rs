@@ -21,6 +21,9 @@ use super::{Store, StoreError, TenantId, conflict_backoff, key_map, keys, to_ite
 pub const MAX_WEBHOOK_ENDPOINTS: u64 = 10;
 /// Prefix of an endpoint id; a UUID v7 in simple hex follows.
 pub const ID_PREFIX: &str = "we_";
+/// What every signing secret starts with (Standard Webhooks): the webhooks function makes them,
+/// the notifier signs with them.
+pub const SIGNING_SECRET_PREFIX: &str = "whsec_";
 const SORT_PREFIX: &str = "WEBHOOK#";
 /// Attempts of a transaction that conflicts with a concurrent one on the organization's counter.
 const ATTEMPTS: u32 = 8;
