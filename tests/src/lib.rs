@@ -520,11 +520,13 @@ pub async fn write_call_records(
                 Ok(output) => output
                     .unprocessed_items
                     .and_then(|mut items| items.remove(store.table_name())),
-                // A busy DynamoDB Local (a loaded machine) times out now and then: the same puts
-                // again are harmless.
-                Err(error) if failures < 5 => {
+                // A busy DynamoDB Local (a loaded machine) times out now and then, sometimes for
+                // several seconds in a row: the same puts again, after a growing pause, are
+                // harmless.
+                Err(error) if failures < 8 => {
                     failures += 1;
                     tracing::warn!(%error, "batch write failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_millis(250 << failures)).await;
                     Some(requests)
                 }
                 Err(error) => return Err(error.into()),
